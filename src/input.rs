@@ -1,0 +1,238 @@
+//! Splitting stdin bytes into messages: lines, NUL-separated records, or the
+//! whole input as one message.
+//!
+//! Pure code. Records that lie inside one chunk of input are handed out as
+//! borrowed slices (no copy); only records that span chunks are assembled in
+//! a buffer, which never grows past the record limit: a longer record is
+//! reported as an error and skipped up to its separator.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// How stdin is cut into messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMode {
+    /// One message per `\n`; only that byte is removed. A last
+    /// unterminated line is sent at end of input.
+    Lines,
+    /// One message per NUL byte (as written by `find -print0`).
+    Nul,
+    /// All of stdin is one message, sent at end of input.
+    Whole,
+}
+
+impl InputMode {
+    fn separator(self) -> Option<u8> {
+        match self {
+            InputMode::Lines => Some(b'\n'),
+            InputMode::Nul => Some(0),
+            InputMode::Whole => None,
+        }
+    }
+}
+
+/// A record that could not become a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputError {
+    /// The record is longer than the limit; it was skipped.
+    TooLarge { limit: usize },
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputError::TooLarge { limit } => write!(
+                f,
+                "input record longer than --max-message ({limit} bytes) was skipped"
+            ),
+        }
+    }
+}
+
+/// Cuts a byte stream into records.
+#[derive(Debug)]
+pub struct Splitter {
+    mode: InputMode,
+    limit: usize,
+    /// The part of a record seen so far, when it spans chunks.
+    partial: Vec<u8>,
+    /// Skipping the rest of an over-long record.
+    skipping: bool,
+}
+
+impl Splitter {
+    pub fn new(mode: InputMode, limit: usize) -> Splitter {
+        Splitter {
+            mode,
+            limit,
+            partial: Vec::new(),
+            skipping: false,
+        }
+    }
+
+    /// Feeds the next chunk of input; `emit` receives every record it
+    /// completes, in order.
+    pub fn push<'a>(
+        &mut self,
+        mut bytes: &'a [u8],
+        emit: &mut dyn FnMut(Result<Cow<'a, [u8]>, InputError>),
+    ) {
+        let Some(sep) = self.mode.separator() else {
+            if let Err(e) = self.append(bytes) {
+                emit(Err(e));
+            }
+            return;
+        };
+        while let Some(pos) = bytes.iter().position(|&b| b == sep) {
+            let (record, rest) = (&bytes[..pos], &bytes[pos + 1..]);
+            bytes = rest;
+            if self.skipping {
+                self.skipping = false;
+                continue;
+            }
+            if self.partial.is_empty() {
+                if record.len() > self.limit {
+                    emit(Err(InputError::TooLarge { limit: self.limit }));
+                } else {
+                    emit(Ok(Cow::Borrowed(record)));
+                }
+            } else {
+                match self.append(record) {
+                    Ok(()) => emit(Ok(Cow::Owned(std::mem::take(&mut self.partial)))),
+                    Err(e) => emit(Err(e)),
+                }
+                self.skipping = false;
+            }
+        }
+        if let Err(e) = self.append(bytes) {
+            emit(Err(e));
+        }
+    }
+
+    /// Signals end of input: the last unterminated record (or, in whole
+    /// mode, everything) is emitted. An empty input in whole mode is one
+    /// empty message; in the other modes it is none.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(Result<Cow<'_, [u8]>, InputError>)) {
+        let skipping = std::mem::take(&mut self.skipping);
+        let record = std::mem::take(&mut self.partial);
+        if skipping {
+            return;
+        }
+        if self.mode == InputMode::Whole || !record.is_empty() {
+            emit(Ok(Cow::Owned(record)));
+        }
+    }
+
+    /// Bytes held for a record not yet complete.
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Adds to the partial record; the first time it outgrows the limit,
+    /// drops it, starts skipping, and says so.
+    fn append(&mut self, bytes: &[u8]) -> Result<(), InputError> {
+        if self.skipping || bytes.is_empty() {
+            return Ok(());
+        }
+        if self.partial.len() + bytes.len() > self.limit {
+            self.partial = Vec::new();
+            self.skipping = true;
+            return Err(InputError::TooLarge { limit: self.limit });
+        }
+        self.partial.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits `chunks` and returns what came out, errors as `None`.
+    fn split(mode: InputMode, limit: usize, chunks: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
+        let mut s = Splitter::new(mode, limit);
+        let mut out = Vec::new();
+        let mut emit =
+            |r: Result<Cow<'_, [u8]>, InputError>| out.push(r.ok().map(|c| c.into_owned()));
+        for c in chunks {
+            s.push(c, &mut emit);
+        }
+        s.finish(&mut emit);
+        out
+    }
+
+    fn msgs(list: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
+        list.iter().map(|m| Some(m.to_vec())).collect()
+    }
+
+    #[test]
+    fn lines_remove_only_the_newline() {
+        assert_eq!(
+            split(InputMode::Lines, 100, &[b"a\r\nb\n\nc"]),
+            msgs(&[b"a\r", b"b", b"", b"c"])
+        );
+        assert_eq!(split(InputMode::Lines, 100, &[b"x\n"]), msgs(&[b"x"]));
+        assert_eq!(split(InputMode::Lines, 100, &[]), msgs(&[]));
+        assert_eq!(split(InputMode::Lines, 100, &[b"\n"]), msgs(&[b""]));
+    }
+
+    #[test]
+    fn records_spanning_chunks_are_joined() {
+        assert_eq!(
+            split(InputMode::Lines, 100, &[b"he", b"llo\nwor", b"", b"ld\n"]),
+            msgs(&[b"hello", b"world"])
+        );
+        let all = b"one\ntwo\nthree";
+        for cut in 0..all.len() {
+            assert_eq!(
+                split(InputMode::Lines, 100, &[&all[..cut], &all[cut..]]),
+                msgs(&[b"one", b"two", b"three"]),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn nul_mode_keeps_newlines() {
+        assert_eq!(
+            split(InputMode::Nul, 100, &[b"a\nb\0c\0"]),
+            msgs(&[b"a\nb", b"c"])
+        );
+    }
+
+    #[test]
+    fn whole_mode_is_one_message_even_when_empty() {
+        assert_eq!(
+            split(InputMode::Whole, 100, &[b"a\n", b"\0b"]),
+            msgs(&[b"a\n\0b"])
+        );
+        assert_eq!(split(InputMode::Whole, 100, &[]), msgs(&[b""]));
+    }
+
+    #[test]
+    fn limit_is_inclusive_and_long_records_are_skipped() {
+        assert_eq!(split(InputMode::Lines, 3, &[b"abc\n"]), msgs(&[b"abc"]));
+        assert_eq!(
+            split(InputMode::Lines, 3, &[b"abcd\nok\n"]),
+            vec![None, Some(b"ok".to_vec())]
+        );
+        // Spanning chunks, the error comes once and the tail is skipped.
+        assert_eq!(
+            split(InputMode::Lines, 3, &[b"ab", b"cd", b"ef\nok"]),
+            vec![None, Some(b"ok".to_vec())]
+        );
+        assert_eq!(split(InputMode::Whole, 3, &[b"ab", b"cd"]), vec![None]);
+        assert_eq!(split(InputMode::Lines, 3, &[b"ab", b"cd"]), vec![None]);
+    }
+
+    #[test]
+    fn buffer_never_exceeds_the_limit() {
+        let mut s = Splitter::new(InputMode::Lines, 10);
+        let mut errors = 0;
+        for _ in 0..1000 {
+            s.push(b"0123456", &mut |r| errors += r.is_err() as usize);
+            assert!(s.buffered() <= 10);
+        }
+        assert_eq!(errors, 1);
+    }
+}

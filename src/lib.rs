@@ -1,0 +1,14 @@
+//! duet: a one-on-one terminal chat over TCP with per-message
+//! acknowledgments and round-trip times.
+//!
+//! The pure core (`protocol`, `session`, `rtt`, `input`, `render`) takes
+//! bytes and `now` and returns bytes, events and deadlines; `event_loop` is
+//! the only code that touches mio, and `main` only maps results to exit
+//! codes. See `docs/ARCHITECTURE.md`.
+
+pub mod buf;
+pub mod input;
+pub mod protocol;
+pub mod render;
+pub mod rtt;
+pub mod session;

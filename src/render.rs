@@ -1,0 +1,556 @@
+//! Turning chat events into output bytes: a text transcript or JSON lines,
+//! and escaping every untrusted byte on the way.
+//!
+//! Pure code: it appends to a caller's buffer and never writes anywhere.
+//! Untrusted bytes (messages, names, BYE details) never reach the output
+//! raw: printable UTF-8 passes (emoji included); C0 and C1 controls, DEL,
+//! bidi and invisible format characters, backslash, and invalid UTF-8
+//! become visible escapes (`\x1b`, `\u{202e}`, `\xff`, `\\`). In JSON the
+//! same characters become `\uXXXX` escapes, so a JSON stream printed on a
+//! terminal is as safe as the transcript.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::rtt::RttSummary;
+use crate::session::Stats;
+
+/// Output format on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// When an event was rendered: wall clock and CLOCK_MONOTONIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    /// Microseconds since the Unix epoch.
+    pub wall_us: u64,
+    /// CLOCK_MONOTONIC in nanoseconds (comparable with `perf`/`strace -T`).
+    pub mono_ns: u64,
+}
+
+/// One thing to show.
+#[derive(Debug, Clone, Copy)]
+pub enum Line<'a> {
+    Listening {
+        addr: SocketAddr,
+    },
+    Connected {
+        peer: SocketAddr,
+        name: &'a [u8],
+    },
+    Sent {
+        id: u64,
+        len: u64,
+    },
+    Acked {
+        id: u64,
+        len: u64,
+        rtt: Duration,
+    },
+    Message {
+        id: u64,
+        from: &'a [u8],
+        data: &'a [u8],
+    },
+    Closed {
+        reason: &'a str,
+    },
+    Error {
+        message: &'a str,
+    },
+    Summary {
+        peer: &'a [u8],
+        stats: &'a Stats,
+    },
+}
+
+/// Appends `line` to `out` in `format`.
+pub fn render(format: Format, line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
+    match format {
+        Format::Text => text(line, out),
+        Format::Jsonl => jsonl(line, stamp, out),
+    }
+}
+
+fn text(line: &Line<'_>, out: &mut Vec<u8>) {
+    match *line {
+        Line::Listening { addr } => {
+            let _ = writeln!(out, "* listening on {addr}");
+        }
+        Line::Connected { peer, name } => {
+            let _ = writeln!(out, "* connected to {} ({peer})", escape_to_string(name));
+        }
+        // The sender sees its own words already; the ack line reports them.
+        Line::Sent { .. } => {}
+        Line::Acked { id, len, rtt } => {
+            let _ = writeln!(
+                out,
+                "* #{id} delivered in {} ms ({len} B)",
+                ms(rtt.as_nanos() as u64)
+            );
+        }
+        Line::Message { from, data, .. } => {
+            // Every physical line carries the tag, so a message cannot
+            // forge a line that looks like ours.
+            for part in data.split(|&b| b == b'\n') {
+                escape_name(from, out);
+                out.extend_from_slice(b"> ");
+                escape_into(part, false, out);
+                out.push(b'\n');
+            }
+        }
+        Line::Closed { reason } => {
+            let _ = writeln!(out, "* chat ended: {reason}");
+        }
+        Line::Error { message } => {
+            let _ = writeln!(out, "* error: {message}");
+        }
+        Line::Summary { peer, stats } => {
+            let _ = writeln!(out, "--- chat with {} ---", escape_to_string(peer));
+            let lost = stats.sent - stats.acked;
+            let _ = write!(
+                out,
+                "{} sent, {} acknowledged, {} unacknowledged",
+                stats.sent, stats.acked, lost
+            );
+            if stats.refused > 0 {
+                let _ = write!(out, ", {} refused", stats.refused);
+            }
+            let _ = writeln!(out, ", {} received", stats.received);
+            let r = &stats.rtt;
+            if r.n > 0 {
+                let _ = writeln!(
+                    out,
+                    "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
+                    ms(r.min),
+                    ms(r.avg),
+                    ms(r.max),
+                    ms(r.mdev)
+                );
+                let _ = writeln!(
+                    out,
+                    "rtt p50/p90/p99/p99.9 = {}/{}/{}/{} ms",
+                    ms(r.p50),
+                    ms(r.p90),
+                    ms(r.p99),
+                    ms(r.p999)
+                );
+            }
+        }
+    }
+}
+
+fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
+    let event = match line {
+        Line::Listening { .. } => "listening",
+        Line::Connected { .. } => "connected",
+        Line::Sent { .. } => "sent",
+        Line::Acked { .. } => "ack",
+        Line::Message { .. } => "message",
+        Line::Closed { .. } => "closed",
+        Line::Error { .. } => "error",
+        Line::Summary { .. } => "summary",
+    };
+    let _ = write!(
+        out,
+        "{{\"event\":\"{event}\",\"ts_us\":{},\"mono_ns\":{}",
+        stamp.wall_us, stamp.mono_ns
+    );
+    match *line {
+        Line::Listening { addr } => {
+            let _ = write!(out, ",\"addr\":\"{addr}\"");
+        }
+        Line::Connected { peer, name } => {
+            let _ = write!(out, ",\"peer\":\"{peer}\",\"name\":");
+            json_lossy(name, out);
+        }
+        Line::Sent { id, len } => {
+            let _ = write!(out, ",\"id\":{id},\"len\":{len}");
+        }
+        Line::Acked { id, len, rtt } => {
+            let _ = write!(
+                out,
+                ",\"id\":{id},\"len\":{len},\"rtt_us\":{}",
+                us(rtt.as_nanos() as u64)
+            );
+        }
+        Line::Message { id, data, .. } => {
+            let _ = write!(out, ",\"id\":{id},\"len\":{}", data.len());
+            match std::str::from_utf8(data) {
+                Ok(s) => {
+                    out.extend_from_slice(b",\"text\":");
+                    json_str(s, out);
+                }
+                Err(_) => {
+                    out.extend_from_slice(b",\"data_b64\":\"");
+                    base64_into(data, out);
+                    out.push(b'"');
+                }
+            }
+        }
+        Line::Closed { reason } => {
+            out.extend_from_slice(b",\"reason\":");
+            json_str(reason, out);
+        }
+        Line::Error { message } => {
+            out.extend_from_slice(b",\"message\":");
+            json_str(message, out);
+        }
+        Line::Summary { peer, stats } => {
+            out.extend_from_slice(b",\"peer\":");
+            json_lossy(peer, out);
+            let _ = write!(
+                out,
+                ",\"sent\":{},\"acked\":{},\"received\":{},\"refused\":{},\"rtt_us\":",
+                stats.sent, stats.acked, stats.received, stats.refused
+            );
+            json_rtt(&stats.rtt, out);
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+fn json_rtt(r: &RttSummary, out: &mut Vec<u8>) {
+    let _ = write!(
+        out,
+        "{{\"n\":{},\"min\":{},\"avg\":{},\"max\":{},\"mdev\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{}}}",
+        r.n,
+        us(r.min),
+        us(r.avg),
+        us(r.max),
+        us(r.mdev),
+        us(r.p50),
+        us(r.p90),
+        us(r.p99),
+        us(r.p999)
+    );
+}
+
+/// Nanoseconds as milliseconds with three decimals.
+fn ms(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
+}
+
+/// Nanoseconds as microseconds with three decimals (a JSON number).
+fn us(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1_000, ns % 1_000)
+}
+
+/// Whether a character must not reach a terminal as is.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() // C0, DEL, C1
+        || matches!(c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+}
+
+/// Appends `bytes` with every unsafe character escaped. With
+/// `newline_ok`, `\n` passes as is; otherwise it is escaped too.
+pub fn escape_into(bytes: &[u8], newline_ok: bool, out: &mut Vec<u8>) {
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        let mut plain = 0;
+        for (i, c) in valid.char_indices() {
+            let safe = !(is_unsafe(c) || c == '\\') || (newline_ok && c == '\n');
+            if safe {
+                continue;
+            }
+            out.extend_from_slice(&valid.as_bytes()[plain..i]);
+            plain = i + c.len_utf8();
+            let _ = match c {
+                '\\' => write!(out, "\\\\"),
+                '\n' => write!(out, "\\n"),
+                '\r' => write!(out, "\\r"),
+                '\t' => write!(out, "\\t"),
+                c if (c as u32) < 0x80 => write!(out, "\\x{:02x}", c as u32),
+                c => write!(out, "\\u{{{:x}}}", c as u32),
+            };
+        }
+        out.extend_from_slice(&valid.as_bytes()[plain..]);
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+}
+
+/// `bytes` escaped for one line (newlines escaped too).
+pub fn escape_to_string(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    escape_into(bytes, false, &mut out);
+    String::from_utf8(out).expect("escaping produces UTF-8")
+}
+
+/// A peer's name as a tag: escaped, spaces too, so it cannot imitate one
+/// of our `* ` notice lines.
+fn escape_name(name: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    escape_into(name, false, out);
+    let mut i = start;
+    while i < out.len() {
+        if out[i] == b' ' {
+            out.splice(i..i + 1, *b"\\x20");
+            i += 4;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Appends `s` as a JSON string; characters unsafe on a terminal become
+/// `\uXXXX` escapes.
+pub fn json_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let mut plain = 0;
+    for (i, c) in s.char_indices() {
+        if !(c == '"' || c == '\\' || is_unsafe(c)) {
+            continue;
+        }
+        out.extend_from_slice(&s.as_bytes()[plain..i]);
+        plain = i + c.len_utf8();
+        let _ = match c {
+            '"' => write!(out, "\\\""),
+            '\\' => write!(out, "\\\\"),
+            '\n' => write!(out, "\\n"),
+            '\r' => write!(out, "\\r"),
+            '\t' => write!(out, "\\t"),
+            c => write!(out, "\\u{:04x}", c as u32),
+        };
+    }
+    out.extend_from_slice(&s.as_bytes()[plain..]);
+    out.push(b'"');
+}
+
+/// Appends untrusted bytes as a JSON string, invalid UTF-8 replaced by U+FFFD.
+fn json_lossy(bytes: &[u8], out: &mut Vec<u8>) {
+    json_str(&String::from_utf8_lossy(bytes), out);
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+pub fn base64_into(data: &[u8], out: &mut Vec<u8>) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for group in data.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        let sym = |shift: u32| ALPHABET[((n >> shift) & 63) as usize];
+        out.push(sym(18));
+        out.push(sym(12));
+        out.push(if group.len() > 1 { sym(6) } else { b'=' });
+        out.push(if group.len() > 2 { sym(0) } else { b'=' });
+    }
+}
+
+/// Formats a byte count for messages: `16777216` → `16 MiB`.
+pub fn human_size(n: u64) -> String {
+    let mut s = String::new();
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => write!(s, "{} GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => write!(s, "{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => write!(s, "{} KiB", n >> 10),
+        n => write!(s, "{n} bytes"),
+    }
+    .expect("writing to a String cannot fail");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esc(b: &[u8]) -> String {
+        escape_to_string(b)
+    }
+
+    #[test]
+    fn escaping_table() {
+        let table: &[(&[u8], &str)] = &[
+            (b"hello", "hello"),
+            (
+                "caf\u{e9} \u{1f600} \u{4e2d}\u{6587}".as_bytes(),
+                "caf\u{e9} \u{1f600} \u{4e2d}\u{6587}",
+            ),
+            (b"\x1b]2;pwned\x07", "\\x1b]2;pwned\\x07"),
+            (b"\x1b[2J", "\\x1b[2J"),
+            (b"a\tb\rc\nd", "a\\tb\\rc\\nd"),
+            (b"\x00\x7f", "\\x00\\x7f"),
+            (b"back\\slash", "back\\\\slash"),
+            ("\u{85}\u{9b}".as_bytes(), "\\u{85}\\u{9b}"),
+            ("\u{202e}evil\u{2066}".as_bytes(), "\\u{202e}evil\\u{2066}"),
+            (
+                "\u{200b}\u{feff}\u{2028}".as_bytes(),
+                "\\u{200b}\\u{feff}\\u{2028}",
+            ),
+            (b"\xff\xfe", "\\xff\\xfe"),
+            (b"\xe2\x82", "\\xe2\\x82"), // truncated UTF-8
+            (b"ok\xc3(", "ok\\xc3("),
+            (b"", ""),
+        ];
+        for (input, want) in table {
+            assert_eq!(esc(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn every_byte_is_escaped_or_printable() {
+        let all: Vec<u8> = (0..=255).collect();
+        let s = esc(&all);
+        assert!(s.chars().all(|c| !c.is_control()), "{s}");
+        assert!(s.is_ascii());
+    }
+
+    #[test]
+    fn every_line_of_a_message_carries_the_tag() {
+        let mut out = Vec::new();
+        let line = Line::Message {
+            id: 1,
+            from: b"bob",
+            data: b"hi\n* connected to mallory\n",
+        };
+        render(Format::Text, &line, Stamp::default(), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "bob> hi\nbob> * connected to mallory\nbob> \n"
+        );
+    }
+
+    #[test]
+    fn names_cannot_imitate_notices() {
+        let mut out = Vec::new();
+        let line = Line::Message {
+            id: 1,
+            from: b"* bob left\x1b",
+            data: b"x",
+        };
+        render(Format::Text, &line, Stamp::default(), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "*\\x20bob\\x20left\\x1b> x\n"
+        );
+    }
+
+    #[test]
+    fn json_escapes_terminal_controls() {
+        let mut out = Vec::new();
+        json_str("a\"b\\c\n\u{1b}\u{9b}\u{202e}\u{1f600}", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\\"b\\\\c\\n\\u001b\\u009b\\u202e\u{1f600}\""
+        );
+    }
+
+    #[test]
+    fn json_message_text_or_base64() {
+        let stamp = Stamp {
+            wall_us: 1,
+            mono_ns: 2,
+        };
+        let mut out = Vec::new();
+        render(
+            Format::Jsonl,
+            &Line::Message {
+                id: 3,
+                from: b"x",
+                data: b"hi",
+            },
+            stamp,
+            &mut out,
+        );
+        render(
+            Format::Jsonl,
+            &Line::Message {
+                id: 4,
+                from: b"x",
+                data: b"\xff\x00",
+            },
+            stamp,
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"event\":\"message\",\"ts_us\":1,\"mono_ns\":2,\"id\":3,\"len\":2,\"text\":\"hi\"}\n\
+             {\"event\":\"message\",\"ts_us\":1,\"mono_ns\":2,\"id\":4,\"len\":2,\"data_b64\":\"/wA=\"}\n"
+        );
+    }
+
+    #[test]
+    fn base64_vectors() {
+        for (input, want) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (b"fooba", "Zm9vYmE="),
+            (b"foobar", "Zm9vYmFy"),
+        ] {
+            let mut out = Vec::new();
+            base64_into(input, &mut out);
+            assert_eq!(out, want.as_bytes());
+        }
+    }
+
+    #[test]
+    fn summary_is_ping_style() {
+        let stats = Stats {
+            sent: 3,
+            acked: 2,
+            received: 1,
+            refused: 0,
+            rtt: RttSummary {
+                n: 2,
+                min: 21_000,
+                avg: 30_500,
+                max: 40_000,
+                mdev: 9_500,
+                p50: 21_000,
+                p90: 40_000,
+                p99: 40_000,
+                p999: 40_000,
+            },
+        };
+        let mut out = Vec::new();
+        render(
+            Format::Text,
+            &Line::Summary {
+                peer: b"bob",
+                stats: &stats,
+            },
+            Stamp::default(),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "--- chat with bob ---\n\
+             3 sent, 2 acknowledged, 1 unacknowledged, 1 received\n\
+             rtt min/avg/max/mdev = 0.021/0.030/0.040/0.009 ms\n\
+             rtt p50/p90/p99/p99.9 = 0.021/0.040/0.040/0.040 ms\n"
+        );
+    }
+
+    #[test]
+    fn ack_lines() {
+        let mut out = Vec::new();
+        let line = Line::Acked {
+            id: 7,
+            len: 5,
+            rtt: Duration::from_nanos(231_456),
+        };
+        render(Format::Text, &line, Stamp::default(), &mut out);
+        render(Format::Jsonl, &line, Stamp::default(), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "* #7 delivered in 0.231 ms (5 B)\n\
+             {\"event\":\"ack\",\"ts_us\":0,\"mono_ns\":0,\"id\":7,\"len\":5,\"rtt_us\":231.456}\n"
+        );
+    }
+}

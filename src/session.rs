@@ -1,0 +1,692 @@
+//! The chat state machine for one connection: handshake, sending in chunks,
+//! acknowledging, RTT measurement and the goodbye.
+//!
+//! Sans-IO in the style of quinn-proto: the caller feeds what happened
+//! (`handle_peer_bytes`, `handle_written`, `handle_input`, `handle_eof`,
+//! `handle_timeout`), always with the current `now`, and takes what the
+//! session wants done (`poll_transmit`, `poll_event`, `poll_timeout`). This
+//! file never reads a clock, touches a descriptor, or prints.
+//!
+//! The ack path: a complete message's ACK is appended to the outbox before
+//! its display event is queued, so a caller that flushes after
+//! `handle_peer_bytes` sends every ack before doing any display work. Once
+//! the buffers are warm, receiving a message and acknowledging it allocates
+//! nothing (`tests/alloc.rs` proves it).
+//!
+//! Call order for the caller, each turn: `handle_*` for what happened, then
+//! `poll_transmit`/`handle_written` until the socket would block, then
+//! `poll_event` until `None`, then `poll_timeout` for the next wake-up.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::protocol::{self, ByeReason, DecodeError, Frame, Hello, MAX_CHUNK};
+use crate::rtt::{RttStats, RttSummary};
+
+/// Outbox bytes below which `poll_transmit` encodes the next data chunk.
+/// Control frames queue behind at most this much data in our own buffer.
+const OUT_REFILL: usize = 64 * 1024;
+/// Unsent outbox bytes above which we stop reading the peer (its acks and
+/// pongs could not be written anyway) and stop taking input.
+const OUT_CAP: usize = 256 * 1024;
+/// Accepted-but-unsent message bytes above which we stop taking input.
+const PENDING_CAP: usize = 1024 * 1024;
+/// Messages in flight (sent, not acknowledged) above which we stop taking
+/// input.
+const MAX_IN_FLIGHT: usize = 64 * 1024;
+/// Received message bytes waiting for display above which we stop reading
+/// the peer.
+const DISPLAY_CAP: usize = 1024 * 1024;
+/// Display arena capacity kept after a large message has been shown.
+const ARENA_KEEP: usize = 256 * 1024;
+
+/// What this side announces and enforces.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Display name sent in HELLO (at most 255 bytes).
+    pub name: Vec<u8>,
+    /// Largest message we accept from the peer.
+    pub max_message: u64,
+    /// How long to wait for outstanding acks after input ends.
+    pub linger: Duration,
+    /// How long the peer has to complete the handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// Why a connection failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionError {
+    /// The first bytes are not a duet HELLO: another protocol is talking.
+    NotDuet { first: Vec<u8> },
+    /// The peer speaks another protocol version.
+    Version { peer: u16 },
+    /// The peer's frames break the protocol.
+    Protocol(DecodeError),
+    /// A frame that is valid but not allowed here.
+    Unexpected(&'static str),
+    /// DATA for a message other than the next one.
+    OutOfOrder { expected: u64, got: u64 },
+    /// The peer sent more than the limit we announced.
+    TooLarge { limit: u64 },
+    /// An ACK that does not match the oldest message in flight.
+    StrayAck { id: u64 },
+    /// The connection ended inside a frame or message.
+    Truncated,
+    /// The peer closed the connection without BYE.
+    NoBye,
+    /// The peer did not finish the handshake in time.
+    HandshakeTimeout,
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::NotDuet { first } => write!(
+                f,
+                "peer does not speak duet (it sent \"{}\")",
+                crate::render::escape_to_string(first)
+            ),
+            SessionError::Version { peer } => write!(
+                f,
+                "peer speaks duet protocol version {peer}, this duet speaks {}",
+                protocol::VERSION
+            ),
+            SessionError::Protocol(e) => write!(f, "protocol error from peer: {e}"),
+            SessionError::Unexpected(what) => write!(f, "protocol error from peer: {what}"),
+            SessionError::OutOfOrder { expected, got } => write!(
+                f,
+                "protocol error from peer: data for message {got}, expected {expected}"
+            ),
+            SessionError::TooLarge { limit } => {
+                write!(f, "peer sent a message over our limit of {limit} bytes")
+            }
+            SessionError::StrayAck { id } => write!(
+                f,
+                "protocol error from peer: acknowledgment for message {id}, which is not in flight"
+            ),
+            SessionError::Truncated => f.write_str("connection ended in the middle of a frame"),
+            SessionError::NoBye => f.write_str("peer closed the connection without saying goodbye"),
+            SessionError::HandshakeTimeout => f.write_str("peer did not complete the handshake"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+impl SessionError {
+    fn bye_reason(&self) -> ByeReason {
+        match self {
+            SessionError::Version { .. } => ByeReason::VersionMismatch,
+            SessionError::TooLarge { .. } => ByeReason::MessageTooLarge,
+            SessionError::HandshakeTimeout => ByeReason::Timeout,
+            _ => ByeReason::ProtocolError,
+        }
+    }
+}
+
+/// How a chat ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// We said goodbye.
+    Local(ByeReason),
+    /// The peer said goodbye; `detail` is its free text, untrusted.
+    Peer { reason: ByeReason, detail: Vec<u8> },
+    /// The connection broke.
+    Failed(SessionError),
+}
+
+/// Something to show, borrowed from the session until the next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// The handshake completed.
+    Connected { name: &'a [u8], max_message: u64 },
+    /// A message was accepted for sending and given an id.
+    Sent { id: u64, len: u64 },
+    /// The peer acknowledged message `id`.
+    Acked { id: u64, len: u64, rtt: Duration },
+    /// A complete message arrived (its ack is already queued).
+    Message { id: u64, data: &'a [u8] },
+    /// A message was not sent: it is larger than the peer accepts.
+    Refused { len: u64, limit: u64 },
+    /// The chat is over; see [`Session::end`].
+    Ended,
+}
+
+/// Why `handle_input` did not take a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputRefused {
+    /// The session is not open (no handshake yet, or ended).
+    NotOpen,
+    /// Larger than the peer's announced limit; reported as an event too.
+    TooLarge { len: u64, limit: u64 },
+}
+
+/// Counters for the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Messages accepted for sending (given an id).
+    pub sent: u64,
+    /// Of those, acknowledged by the peer.
+    pub acked: u64,
+    /// Messages received from the peer (and acknowledged).
+    pub received: u64,
+    /// Messages refused locally as larger than the peer accepts.
+    pub refused: u64,
+    pub rtt: RttSummary,
+}
+
+impl Stats {
+    /// Messages that did not get through: never acknowledged or refused.
+    pub fn undelivered(&self) -> u64 {
+        self.sent - self.acked + self.refused
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Our HELLO is queued; waiting for the peer's until the deadline.
+    Handshake {
+        deadline: Instant,
+    },
+    Open,
+    /// Input ended: waiting for outstanding acks until the deadline.
+    Draining {
+        deadline: Instant,
+    },
+    /// BYE sent or received, or the connection failed.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Record {
+    Connected,
+    Sent { id: u64, len: u64 },
+    Acked { id: u64, len: u64, rtt: Duration },
+    Message { id: u64, start: usize, end: usize },
+    Refused { len: u64, limit: u64 },
+    Ended,
+}
+
+/// A message accepted but not yet fully encoded into the outbox.
+#[derive(Debug)]
+struct Pending {
+    id: u64,
+    data: Vec<u8>,
+    /// Bytes of `data` already encoded.
+    done: usize,
+}
+
+/// A message whose first frame is in the outbox or on the wire.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    id: u64,
+    len: u64,
+    /// Stream offsets of its first and one past its last byte.
+    start: u64,
+    end: u64,
+    /// When its first byte was handed to the socket.
+    sent_at: Option<Instant>,
+}
+
+/// One connection's chat state.
+pub struct Session {
+    cfg: Config,
+    state: State,
+    end: Option<End>,
+    /// Input ended (possibly before the handshake completed).
+    input_ended: bool,
+    peer_name: Vec<u8>,
+    peer_max: u64,
+
+    outbox: Vec<u8>,
+    out_pos: usize,
+    /// Bytes handed to the socket since the connection began.
+    written: u64,
+    next_id: u64,
+    pending: VecDeque<Pending>,
+    pending_bytes: usize,
+    in_flight: VecDeque<InFlight>,
+    /// Index in `in_flight` of the first entry without `sent_at`.
+    unsent: usize,
+
+    /// The message being received: its id and the bytes so far.
+    rx_id: u64,
+    rx: Vec<u8>,
+    /// Complete messages waiting to be shown.
+    arena: Vec<u8>,
+    events: VecDeque<Record>,
+
+    stats: Stats,
+    rtt: RttStats,
+}
+
+impl Session {
+    /// A new session whose HELLO is already queued.
+    pub fn new(cfg: Config, now: Instant) -> Session {
+        let deadline = now + cfg.handshake_timeout;
+        let mut s = Session {
+            cfg,
+            state: State::Handshake { deadline },
+            end: None,
+            input_ended: false,
+            peer_name: Vec::new(),
+            peer_max: 0,
+            outbox: Vec::with_capacity(OUT_REFILL + protocol::MAX_BODY),
+            out_pos: 0,
+            written: 0,
+            next_id: 1,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            in_flight: VecDeque::with_capacity(64),
+            unsent: 0,
+            rx_id: 1,
+            rx: Vec::new(),
+            arena: Vec::new(),
+            events: VecDeque::with_capacity(64),
+            stats: Stats::default(),
+            rtt: RttStats::new(),
+        };
+        let hello = Frame::Hello(Hello {
+            version: protocol::VERSION,
+            max_message: s.cfg.max_message,
+            name: &s.cfg.name,
+        });
+        protocol::encode(&hello, &mut s.outbox);
+        s
+    }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// Decodes and handles every complete frame at the front of `buf`,
+    /// stopping early when the display queue or outbox is full
+    /// ([`Session::wants_peer_bytes`]). Returns how many bytes were used;
+    /// the caller drops them and keeps the rest for later.
+    pub fn handle_peer_bytes(&mut self, buf: &[u8], now: Instant) -> usize {
+        let mut used = 0;
+        while self.wants_peer_bytes() {
+            match protocol::decode(&buf[used..]) {
+                Ok(None) => break,
+                Ok(Some((frame, n))) => {
+                    used += n;
+                    self.handle_frame(frame, now);
+                }
+                Err(e) => {
+                    let err = if matches!(self.state, State::Handshake { .. }) {
+                        SessionError::NotDuet {
+                            first: buf[used..].iter().take(16).copied().collect(),
+                        }
+                    } else {
+                        SessionError::Protocol(e)
+                    };
+                    self.fail(err);
+                    used = buf.len();
+                }
+            }
+        }
+        if self.state == State::Closed {
+            // Nothing after the end matters; let the caller drop it all.
+            used = buf.len();
+        }
+        used
+    }
+
+    /// The peer closed its side. `leftover` is how many received bytes
+    /// did not form a complete frame.
+    pub fn handle_eof(&mut self, leftover: usize) {
+        if self.state == State::Closed {
+            return;
+        }
+        let mid_message = !matches!(self.state, State::Handshake { .. }) && !self.rx.is_empty();
+        if leftover > 0 || mid_message {
+            self.fail(SessionError::Truncated);
+        } else {
+            self.fail(SessionError::NoBye);
+        }
+    }
+
+    /// `n` bytes of [`Session::poll_transmit`]'s slice were written.
+    pub fn handle_written(&mut self, n: usize, now: Instant) {
+        debug_assert!(n <= self.outbox.len() - self.out_pos);
+        self.out_pos += n;
+        self.written += n as u64;
+        if self.out_pos == self.outbox.len() {
+            self.outbox.clear();
+            self.out_pos = 0;
+        }
+        while let Some(m) = self.in_flight.get_mut(self.unsent) {
+            if m.start >= self.written {
+                break;
+            }
+            m.sent_at = Some(now);
+            self.unsent += 1;
+        }
+    }
+
+    /// Offers one message for sending. Messages up to one chunk go straight
+    /// into the outbox when nothing is queued ahead of them; larger ones are
+    /// kept and chunked as the outbox drains.
+    pub fn handle_input(&mut self, msg: Cow<'_, [u8]>) -> Result<u64, InputRefused> {
+        if !matches!(self.state, State::Open) {
+            return Err(InputRefused::NotOpen);
+        }
+        let len = msg.len() as u64;
+        if len > self.peer_max {
+            self.stats.refused += 1;
+            let limit = self.peer_max;
+            self.events.push_back(Record::Refused { len, limit });
+            return Err(InputRefused::TooLarge { len, limit });
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stats.sent += 1;
+        self.events.push_back(Record::Sent { id, len });
+        if self.pending.is_empty() && msg.len() <= MAX_CHUNK && self.unsent_out() < OUT_REFILL {
+            self.encode_chunk(id, &msg, 0);
+        } else {
+            self.pending_bytes += msg.len();
+            self.pending.push_back(Pending {
+                id,
+                data: msg.into_owned(),
+                done: 0,
+            });
+        }
+        Ok(id)
+    }
+
+    /// Input ended: wait for outstanding acks (up to the linger time),
+    /// then say goodbye.
+    pub fn handle_input_end(&mut self, now: Instant) {
+        self.input_ended = true;
+        if self.state == State::Open {
+            self.state = State::Draining {
+                deadline: now + self.cfg.linger,
+            };
+            self.bye_if_drained();
+        }
+    }
+
+    /// Leave now with `reason` (for example on a signal).
+    pub fn close(&mut self, reason: ByeReason) {
+        if self.state != State::Closed {
+            self.queue_bye(reason, b"");
+            self.finish(End::Local(reason));
+        }
+    }
+
+    /// Call when [`Session::poll_timeout`]'s instant has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Handshake { deadline } if now >= deadline => {
+                self.fail(SessionError::HandshakeTimeout);
+            }
+            State::Draining { deadline } if now >= deadline => {
+                self.queue_bye(ByeReason::Normal, b"");
+                self.finish(End::Local(ByeReason::Normal));
+            }
+            _ => {}
+        }
+    }
+
+    // ----- outputs ------------------------------------------------------
+
+    /// Bytes to write to the socket next; empty when there is nothing.
+    pub fn poll_transmit(&mut self) -> &[u8] {
+        if self.out_pos >= OUT_REFILL {
+            self.outbox.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        while self.unsent_out() < OUT_REFILL && self.state != State::Closed {
+            let Some(p) = self.pending.front_mut() else {
+                break;
+            };
+            let (id, done) = (p.id, p.done);
+            let data = std::mem::take(&mut p.data);
+            let n = self.encode_chunk(id, &data, done);
+            let p = self.pending.front_mut().expect("front still there");
+            p.data = data;
+            p.done += n;
+            self.pending_bytes -= n;
+            if p.done == p.data.len() {
+                self.pending.pop_front();
+            }
+        }
+        &self.outbox[self.out_pos..]
+    }
+
+    /// The next thing to show, or `None` when all have been taken.
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        let Some(rec) = self.events.pop_front() else {
+            self.arena.clear();
+            if self.arena.capacity() > ARENA_KEEP {
+                self.arena.shrink_to(ARENA_KEEP);
+            }
+            return None;
+        };
+        Some(match rec {
+            Record::Connected => Event::Connected {
+                name: &self.peer_name,
+                max_message: self.peer_max,
+            },
+            Record::Sent { id, len } => Event::Sent { id, len },
+            Record::Acked { id, len, rtt } => Event::Acked { id, len, rtt },
+            Record::Message { id, start, end } => Event::Message {
+                id,
+                data: &self.arena[start..end],
+            },
+            Record::Refused { len, limit } => Event::Refused { len, limit },
+            Record::Ended => Event::Ended,
+        })
+    }
+
+    /// When to call [`Session::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Handshake { deadline } | State::Draining { deadline } => Some(deadline),
+            State::Open | State::Closed => None,
+        }
+    }
+
+    // ----- state --------------------------------------------------------
+
+    /// The handshake is done and the chat has not ended.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open | State::Draining { .. })
+    }
+
+    /// The chat is over (BYE queued or received, or failure). What is left
+    /// in the outbox should still be flushed.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// How the chat ended, once it has.
+    pub fn end(&self) -> Option<&End> {
+        self.end.as_ref()
+    }
+
+    /// Whether the caller should read more input for this session.
+    pub fn wants_input(&self) -> bool {
+        self.state == State::Open
+            && self.pending_bytes < PENDING_CAP
+            && self.in_flight.len() < MAX_IN_FLIGHT
+            && self.unsent_out() < OUT_CAP
+    }
+
+    /// Whether the caller should read (and pass on) more peer bytes. False
+    /// while the display queue or the outbox is full: TCP then pushes back.
+    pub fn wants_peer_bytes(&self) -> bool {
+        self.state != State::Closed && self.arena.len() < DISPLAY_CAP && self.unsent_out() < OUT_CAP
+    }
+
+    /// Messages given an id and not yet acknowledged.
+    pub fn outstanding(&self) -> u64 {
+        self.stats.sent - self.stats.acked
+    }
+
+    /// The peer's display name (empty before the handshake).
+    pub fn peer_name(&self) -> &[u8] {
+        &self.peer_name
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            rtt: self.rtt.summary(),
+            ..self.stats
+        }
+    }
+
+    // ----- internals ----------------------------------------------------
+
+    fn unsent_out(&self) -> usize {
+        self.outbox.len() - self.out_pos
+    }
+
+    /// Appends the chunk of `data` that starts at `from` as a DATA frame;
+    /// returns its length. The first chunk puts the message in flight.
+    fn encode_chunk(&mut self, id: u64, data: &[u8], from: usize) -> usize {
+        let n = (data.len() - from).min(MAX_CHUNK);
+        let last = from + n == data.len();
+        if from == 0 {
+            let start = self.written + self.unsent_out() as u64;
+            let chunks = data.len().div_ceil(MAX_CHUNK).max(1) as u64;
+            let overhead = (protocol::HEADER_LEN + protocol::DATA_FIXED) as u64;
+            let end = start + data.len() as u64 + chunks * overhead;
+            self.in_flight.push_back(InFlight {
+                id,
+                len: data.len() as u64,
+                start,
+                end,
+                sent_at: None,
+            });
+        }
+        let chunk = &data[from..from + n];
+        protocol::encode(&Frame::Data { id, last, chunk }, &mut self.outbox);
+        n
+    }
+
+    fn handle_frame(&mut self, frame: Frame<'_>, now: Instant) {
+        match (self.state, frame) {
+            (State::Closed, _) => {}
+            (State::Handshake { .. }, Frame::Hello(h)) => {
+                if h.version != protocol::VERSION {
+                    self.fail(SessionError::Version { peer: h.version });
+                    return;
+                }
+                self.peer_name = h.name.to_vec();
+                self.peer_max = h.max_message;
+                self.state = State::Open;
+                self.events.push_back(Record::Connected);
+                if self.input_ended {
+                    self.handle_input_end(now);
+                }
+            }
+            (_, Frame::Bye { reason, detail }) => {
+                self.finish(End::Peer {
+                    reason,
+                    detail: detail.to_vec(),
+                });
+            }
+            (State::Handshake { .. }, _) => {
+                self.fail(SessionError::Unexpected("a frame before HELLO"));
+            }
+            (_, Frame::Hello(_)) => self.fail(SessionError::Unexpected("a second HELLO")),
+            (_, Frame::Data { id, last, chunk }) => self.handle_data(id, last, chunk),
+            (_, Frame::Ack { id }) => self.handle_ack(id, now),
+            (_, Frame::Ping(v)) => protocol::encode(&Frame::Pong(v), &mut self.outbox),
+            (_, Frame::Pong(_)) => {}
+        }
+    }
+
+    /// The receive half of the ack path: assemble, ack first, then queue
+    /// the message for display.
+    fn handle_data(&mut self, id: u64, last: bool, chunk: &[u8]) {
+        if id != self.rx_id {
+            self.fail(SessionError::OutOfOrder {
+                expected: self.rx_id,
+                got: id,
+            });
+            return;
+        }
+        if (self.rx.len() + chunk.len()) as u64 > self.cfg.max_message {
+            self.fail(SessionError::TooLarge {
+                limit: self.cfg.max_message,
+            });
+            return;
+        }
+        if !last {
+            self.rx.extend_from_slice(chunk);
+            return;
+        }
+        protocol::encode(&Frame::Ack { id }, &mut self.outbox);
+        self.rx_id += 1;
+        self.stats.received += 1;
+        let start = self.arena.len();
+        if self.rx.is_empty() {
+            self.arena.extend_from_slice(chunk);
+        } else if self.arena.is_empty() {
+            // A multi-chunk message: hand its buffer over instead of copying.
+            std::mem::swap(&mut self.arena, &mut self.rx);
+            self.arena.extend_from_slice(chunk);
+        } else {
+            self.arena.extend_from_slice(&self.rx);
+            self.arena.extend_from_slice(chunk);
+            self.rx.clear();
+        }
+        let end = self.arena.len();
+        self.events.push_back(Record::Message { id, start, end });
+    }
+
+    /// The send half of the ack path: match the oldest message in flight.
+    fn handle_ack(&mut self, id: u64, now: Instant) {
+        let ok = matches!(self.in_flight.front(),
+            Some(m) if m.id == id && m.sent_at.is_some() && self.written >= m.end);
+        if !ok {
+            self.fail(SessionError::StrayAck { id });
+            return;
+        }
+        let m = self.in_flight.pop_front().expect("checked above");
+        self.unsent -= 1;
+        let rtt = now.saturating_duration_since(m.sent_at.expect("checked above"));
+        self.rtt.record(rtt);
+        self.stats.acked += 1;
+        self.events.push_back(Record::Acked {
+            id,
+            len: m.len,
+            rtt,
+        });
+        self.bye_if_drained();
+    }
+
+    fn bye_if_drained(&mut self) {
+        if matches!(self.state, State::Draining { .. }) && self.outstanding() == 0 {
+            self.queue_bye(ByeReason::Normal, b"");
+            self.finish(End::Local(ByeReason::Normal));
+        }
+    }
+
+    fn queue_bye(&mut self, reason: ByeReason, detail: &[u8]) {
+        protocol::encode(&Frame::Bye { reason, detail }, &mut self.outbox);
+    }
+
+    fn fail(&mut self, err: SessionError) {
+        if self.state == State::Closed {
+            return;
+        }
+        let detail = err.to_string();
+        self.queue_bye(err.bye_reason(), detail.as_bytes());
+        self.finish(End::Failed(err));
+    }
+
+    fn finish(&mut self, end: End) {
+        self.state = State::Closed;
+        self.end = Some(end);
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.events.push_back(Record::Ended);
+    }
+}
+
+#[cfg(test)]
+mod tests;

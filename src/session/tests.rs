@@ -1,0 +1,596 @@
+//! Session tests: two sessions wired back to back in memory on a
+//! simulated clock, plus hand-made frames for the error paths.
+
+use super::*;
+use crate::protocol::{decode, encode};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn cfg(name: &str) -> Config {
+    Config {
+        name: name.as_bytes().to_vec(),
+        max_message: 1 << 20,
+        linger: Duration::from_secs(5),
+        handshake_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Owned copy of an event, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ev {
+    Connected(Vec<u8>, u64),
+    Sent(u64, u64),
+    Acked(u64, u64, Duration),
+    Message(u64, Vec<u8>),
+    Refused(u64, u64),
+    Ended,
+}
+
+fn events(s: &mut Session) -> Vec<Ev> {
+    let mut out = Vec::new();
+    while let Some(e) = s.poll_event() {
+        out.push(match e {
+            Event::Connected { name, max_message } => Ev::Connected(name.to_vec(), max_message),
+            Event::Sent { id, len } => Ev::Sent(id, len),
+            Event::Acked { id, len, rtt } => Ev::Acked(id, len, rtt),
+            Event::Message { id, data } => Ev::Message(id, data.to_vec()),
+            Event::Refused { len, limit } => Ev::Refused(len, limit),
+            Event::Ended => Ev::Ended,
+        });
+    }
+    out
+}
+
+/// Moves everything `from` wants to send into `to`'s receive buffer,
+/// then lets `to` decode what it can.
+fn pump(from: &mut Session, wire: &mut Vec<u8>, to: &mut Session, now: Instant) {
+    loop {
+        let out = from.poll_transmit();
+        if out.is_empty() {
+            break;
+        }
+        let n = out.len();
+        wire.extend_from_slice(out);
+        from.handle_written(n, now);
+    }
+    let used = to.handle_peer_bytes(wire, now);
+    wire.drain(..used);
+}
+
+/// A client and a server with in-memory wires and a fake clock.
+struct Pair {
+    c: Session,
+    s: Session,
+    c2s: Vec<u8>,
+    s2c: Vec<u8>,
+    now: Instant,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let now = Instant::now();
+        let mut p = Pair {
+            c: Session::new(cfg("client"), now),
+            s: Session::new(cfg("server"), now),
+            c2s: Vec::new(),
+            s2c: Vec::new(),
+            now,
+        };
+        p.exchange();
+        assert_eq!(
+            events(&mut p.c),
+            [Ev::Connected(b"server".to_vec(), 1 << 20)]
+        );
+        assert_eq!(
+            events(&mut p.s),
+            [Ev::Connected(b"client".to_vec(), 1 << 20)]
+        );
+        p
+    }
+
+    fn c_to_s(&mut self) {
+        pump(&mut self.c, &mut self.c2s, &mut self.s, self.now);
+    }
+
+    fn s_to_c(&mut self) {
+        pump(&mut self.s, &mut self.s2c, &mut self.c, self.now);
+    }
+
+    /// Runs both directions until nothing moves.
+    fn exchange(&mut self) {
+        for _ in 0..10_000 {
+            let before = (self.c.written, self.s.written);
+            self.c_to_s();
+            self.s_to_c();
+            if before == (self.c.written, self.s.written) {
+                return;
+            }
+        }
+        panic!("no quiescence");
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+}
+
+fn send(s: &mut Session, msg: &[u8]) -> u64 {
+    s.handle_input(Cow::Borrowed(msg)).expect("accepted")
+}
+
+#[test]
+fn message_is_acked_with_the_simulated_rtt() {
+    let mut p = Pair::new();
+    assert_eq!(send(&mut p.c, b"hello"), 1);
+    p.c_to_s(); // first byte leaves at t0
+    p.advance(3 * MS);
+    p.s_to_c(); // ack decoded at t0 + 3 ms
+    assert_eq!(events(&mut p.s), [Ev::Message(1, b"hello".to_vec())]);
+    assert_eq!(events(&mut p.c), [Ev::Sent(1, 5), Ev::Acked(1, 5, 3 * MS)]);
+    let st = p.c.stats();
+    assert_eq!(
+        (st.sent, st.acked, st.rtt.n, st.rtt.min),
+        (1, 1, 1, 3_000_000)
+    );
+    assert_eq!(p.s.stats().received, 1);
+}
+
+#[test]
+fn rtt_starts_when_the_first_byte_is_written_not_when_queued() {
+    let mut p = Pair::new();
+    send(&mut p.c, b"x");
+    p.advance(10 * MS); // queued, not yet written
+    let n = p.c.poll_transmit().len();
+    p.c.handle_written(1, p.now); // first byte handed over now
+    p.advance(MS);
+    p.c.handle_written(n - 1, p.now);
+    let bytes = p.c2s.len();
+    assert_eq!(bytes, 0);
+    // Deliver the frame by hand.
+    let mut frame = Vec::new();
+    encode(
+        &Frame::Data {
+            id: 1,
+            last: true,
+            chunk: b"x",
+        },
+        &mut frame,
+    );
+    p.s.handle_peer_bytes(&frame, p.now);
+    p.advance(2 * MS);
+    p.s_to_c();
+    let acked: Vec<_> = events(&mut p.c)
+        .into_iter()
+        .filter(|e| matches!(e, Ev::Acked(..)))
+        .collect();
+    assert_eq!(acked, [Ev::Acked(1, 1, 3 * MS)]);
+}
+
+#[test]
+fn ack_is_queued_before_the_message_is_shown() {
+    let mut p = Pair::new();
+    send(&mut p.c, b"ping");
+    p.c_to_s();
+    // No display work done yet on the server, and the ack is already out.
+    let out = p.s.poll_transmit().to_vec();
+    assert_eq!(decode(&out), Ok(Some((Frame::Ack { id: 1 }, out.len()))));
+    assert_eq!(events(&mut p.s), [Ev::Message(1, b"ping".to_vec())]);
+}
+
+#[test]
+fn both_directions_and_ids_count_from_one_per_side() {
+    let mut p = Pair::new();
+    for i in 0..5u8 {
+        send(&mut p.c, &[b'c', i]);
+        send(&mut p.s, &[b's', i]);
+    }
+    p.exchange();
+    let c = events(&mut p.c);
+    let s = events(&mut p.s);
+    for i in 1..=5u64 {
+        assert!(c.contains(&Ev::Message(i, vec![b's', i as u8 - 1])));
+        assert!(s.contains(&Ev::Message(i, vec![b'c', i as u8 - 1])));
+    }
+    assert_eq!(p.c.stats().acked, 5);
+    assert_eq!(p.s.stats().acked, 5);
+    assert_eq!(p.c.outstanding(), 0);
+}
+
+#[test]
+fn empty_message_and_every_byte_value() {
+    let mut p = Pair::new();
+    let all: Vec<u8> = (0..=255).collect();
+    send(&mut p.c, b"");
+    send(&mut p.c, &all);
+    p.exchange();
+    assert_eq!(
+        events(&mut p.s),
+        [Ev::Message(1, vec![]), Ev::Message(2, all)]
+    );
+}
+
+#[test]
+fn large_message_is_chunked_and_acks_flow_between_chunks() {
+    let mut p = Pair::new();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    send(&mut p.c, &big);
+    send(&mut p.s, b"small one");
+    // One transmit holds at most a couple of chunks.
+    assert!(p.c.poll_transmit().len() <= OUT_REFILL + protocol::MAX_BODY + 64);
+    // Deliver the server's small message to the client mid-transfer: the
+    // client's ack must appear in its outbox ahead of most of the data.
+    p.s_to_c();
+    p.c_to_s();
+    p.exchange();
+    assert_eq!(
+        events(&mut p.s),
+        [
+            Ev::Sent(1, 9),
+            Ev::Acked(1, 9, Duration::ZERO),
+            Ev::Message(1, big)
+        ]
+    );
+    assert_eq!(p.c.stats().acked, 1);
+}
+
+#[test]
+fn exact_chunk_multiple_completes() {
+    let mut p = Pair::new();
+    let msg = vec![7u8; 2 * MAX_CHUNK];
+    send(&mut p.c, &msg);
+    p.exchange();
+    assert_eq!(events(&mut p.s), [Ev::Message(1, msg)]);
+    assert_eq!(p.c.stats().acked, 1);
+}
+
+#[test]
+fn message_over_peer_limit_is_refused_locally() {
+    let now = Instant::now();
+    let mut small = cfg("tiny");
+    small.max_message = 4;
+    let mut c = Session::new(cfg("c"), now);
+    let mut s = Session::new(small, now);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    pump(&mut c, &mut a, &mut s, now);
+    pump(&mut s, &mut b, &mut c, now);
+    events(&mut c);
+    assert_eq!(
+        c.handle_input(Cow::Borrowed(b"12345")),
+        Err(InputRefused::TooLarge { len: 5, limit: 4 })
+    );
+    assert_eq!(send(&mut c, b"1234"), 1);
+    assert_eq!(events(&mut c), [Ev::Refused(5, 4), Ev::Sent(1, 4)]);
+    assert_eq!(c.stats().undelivered(), 2); // one in flight, one refused
+}
+
+#[test]
+fn receiving_over_our_limit_is_an_error() {
+    let now = Instant::now();
+    let mut s = Session::new(
+        Config {
+            max_message: 3,
+            ..cfg("s")
+        },
+        now,
+    );
+    let mut bytes = hello(b"liar", 1 << 30);
+    encode(
+        &Frame::Data {
+            id: 1,
+            last: true,
+            chunk: b"four",
+        },
+        &mut bytes,
+    );
+    s.handle_peer_bytes(&bytes, now);
+    assert_eq!(
+        s.end(),
+        Some(&End::Failed(SessionError::TooLarge { limit: 3 }))
+    );
+    assert_eq!(last_bye(&mut s), ByeReason::MessageTooLarge);
+}
+
+fn hello(name: &[u8], max: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode(
+        &Frame::Hello(Hello {
+            version: protocol::VERSION,
+            max_message: max,
+            name,
+        }),
+        &mut v,
+    );
+    v
+}
+
+/// The reason of the BYE at the end of the outbox.
+fn last_bye(s: &mut Session) -> ByeReason {
+    let mut out = s.poll_transmit();
+    let mut reason = None;
+    while let Some((f, n)) = decode(out).unwrap() {
+        if let Frame::Bye { reason: r, .. } = f {
+            reason = Some(r);
+        }
+        out = &out[n..];
+    }
+    reason.expect("a BYE was queued")
+}
+
+fn server_fed(bytes: &[u8]) -> Session {
+    let now = Instant::now();
+    let mut s = Session::new(cfg("s"), now);
+    s.handle_peer_bytes(bytes, now);
+    s
+}
+
+#[test]
+fn protocol_errors_end_with_bye() {
+    let mut stray = hello(b"p", 10);
+    encode(&Frame::Ack { id: 1 }, &mut stray);
+    let mut ooo = hello(b"p", 10);
+    encode(
+        &Frame::Data {
+            id: 2,
+            last: true,
+            chunk: b"",
+        },
+        &mut ooo,
+    );
+    let mut dup = hello(b"p", 10);
+    dup.extend_from_slice(&hello(b"p", 10));
+    let mut unknown = hello(b"p", 10);
+    unknown.extend_from_slice(&[0, 0, 0, 0, 0x7f]);
+    let mut data_first = Vec::new();
+    encode(
+        &Frame::Data {
+            id: 1,
+            last: true,
+            chunk: b"",
+        },
+        &mut data_first,
+    );
+    let cases: Vec<(Vec<u8>, SessionError)> = vec![
+        (stray, SessionError::StrayAck { id: 1 }),
+        (
+            ooo,
+            SessionError::OutOfOrder {
+                expected: 1,
+                got: 2,
+            },
+        ),
+        (dup, SessionError::Unexpected("a second HELLO")),
+        (
+            unknown,
+            SessionError::Protocol(DecodeError::UnknownType(0x7f)),
+        ),
+        (data_first, SessionError::Unexpected("a frame before HELLO")),
+        (
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            SessionError::NotDuet {
+                first: b"GET / HTTP/1.1\r\n".to_vec(),
+            },
+        ),
+    ];
+    for (bytes, want) in cases {
+        let mut s = server_fed(&bytes);
+        assert_eq!(s.end(), Some(&End::Failed(want.clone())), "{want}");
+        assert!(s.is_closed());
+        assert_eq!(last_bye(&mut s), ByeReason::ProtocolError);
+    }
+}
+
+#[test]
+fn version_mismatch_is_named() {
+    let mut v = Vec::new();
+    encode(
+        &Frame::Hello(Hello {
+            version: 2,
+            max_message: 1,
+            name: b"future",
+        }),
+        &mut v,
+    );
+    let mut s = server_fed(&v);
+    assert_eq!(
+        s.end(),
+        Some(&End::Failed(SessionError::Version { peer: 2 }))
+    );
+    assert_eq!(last_bye(&mut s), ByeReason::VersionMismatch);
+    assert!(
+        s.end()
+            .map(|e| format!("{e:?}"))
+            .unwrap()
+            .contains("Version")
+    );
+}
+
+#[test]
+fn eof_mid_frame_or_mid_message_is_truncation_and_clean_eof_is_no_bye() {
+    let mut s = server_fed(&hello(b"p", 1 << 20));
+    s.handle_eof(3);
+    assert_eq!(s.end(), Some(&End::Failed(SessionError::Truncated)));
+
+    let mut bytes = hello(b"p", 1 << 20);
+    encode(
+        &Frame::Data {
+            id: 1,
+            last: false,
+            chunk: &[0; 10],
+        },
+        &mut bytes,
+    );
+    let mut s = server_fed(&bytes);
+    s.handle_eof(0);
+    assert_eq!(s.end(), Some(&End::Failed(SessionError::Truncated)));
+
+    let mut s = server_fed(&hello(b"p", 1 << 20));
+    s.handle_eof(0);
+    assert_eq!(s.end(), Some(&End::Failed(SessionError::NoBye)));
+}
+
+#[test]
+fn busy_server_says_hello_then_bye_busy() {
+    let now = Instant::now();
+    let mut srv = Session::new(cfg("srv"), now);
+    srv.close(ByeReason::Busy);
+    let mut c = Session::new(cfg("c"), now);
+    let mut wire = Vec::new();
+    pump(&mut srv, &mut wire, &mut c, now);
+    assert_eq!(
+        c.end(),
+        Some(&End::Peer {
+            reason: ByeReason::Busy,
+            detail: vec![]
+        })
+    );
+    assert!(!c.wants_input());
+}
+
+#[test]
+fn input_end_waits_for_acks_then_says_bye() {
+    let mut p = Pair::new();
+    send(&mut p.c, b"a");
+    send(&mut p.c, b"b");
+    p.c.handle_input_end(p.now);
+    assert!(!p.c.is_closed());
+    assert!(!p.c.wants_input());
+    p.exchange();
+    assert_eq!(p.c.end(), Some(&End::Local(ByeReason::Normal)));
+    assert_eq!(
+        p.s.end(),
+        Some(&End::Peer {
+            reason: ByeReason::Normal,
+            detail: vec![]
+        })
+    );
+    assert_eq!(p.c.stats().undelivered(), 0);
+}
+
+#[test]
+fn linger_deadline_gives_up_on_missing_acks() {
+    let mut p = Pair::new();
+    send(&mut p.c, b"never acked");
+    p.c_to_s();
+    // The server never answers.
+    p.c.handle_input_end(p.now);
+    let deadline = p.c.poll_timeout().expect("a linger deadline");
+    assert_eq!(deadline, p.now + Duration::from_secs(5));
+    p.c.handle_timeout(deadline - MS);
+    assert!(!p.c.is_closed());
+    p.c.handle_timeout(deadline);
+    assert_eq!(p.c.end(), Some(&End::Local(ByeReason::Normal)));
+    assert_eq!(p.c.stats().undelivered(), 1);
+}
+
+#[test]
+fn input_end_before_handshake_drains_once_open() {
+    let now = Instant::now();
+    let mut c = Session::new(cfg("c"), now);
+    let mut s = Session::new(cfg("s"), now);
+    c.handle_input_end(now);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    pump(&mut s, &mut b, &mut c, now);
+    assert_eq!(c.end(), Some(&End::Local(ByeReason::Normal)));
+    pump(&mut c, &mut a, &mut s, now);
+    assert!(s.is_closed());
+}
+
+#[test]
+fn handshake_deadline() {
+    let now = Instant::now();
+    let mut s = Session::new(cfg("s"), now);
+    s.handle_peer_bytes(b"DU", now); // a dribble is not a HELLO
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
+    s.handle_timeout(now + Duration::from_secs(5));
+    assert_eq!(s.end(), Some(&End::Failed(SessionError::HandshakeTimeout)));
+    assert_eq!(last_bye(&mut s), ByeReason::Timeout);
+}
+
+#[test]
+fn ping_is_answered_with_pong() {
+    let mut bytes = hello(b"p", 10);
+    encode(&Frame::Ping(77), &mut bytes);
+    let mut s = server_fed(&bytes);
+    let out = s.poll_transmit().to_vec();
+    let (_, n) = decode(&out).unwrap().unwrap(); // our HELLO
+    assert_eq!(decode(&out[n..]).unwrap().unwrap().0, Frame::Pong(77));
+}
+
+#[test]
+fn ack_flood_is_not_read_while_acks_cannot_be_written() {
+    // A peer sends thousands of messages and never reads our acks.
+    let mut bytes = hello(b"p", 10);
+    for id in 1..=100_000u64 {
+        encode(
+            &Frame::Data {
+                id,
+                last: true,
+                chunk: b"",
+            },
+            &mut bytes,
+        );
+    }
+    let now = Instant::now();
+    let mut s = Session::new(cfg("s"), now);
+    let used = s.handle_peer_bytes(&bytes, now);
+    assert!(used < bytes.len(), "stopped before the end");
+    assert!(!s.wants_peer_bytes());
+    assert!(s.poll_transmit().len() <= OUT_CAP + 64);
+    // Once the acks drain, it reads again.
+    let n = s.poll_transmit().len();
+    s.handle_written(n, now);
+    assert!(s.wants_peer_bytes());
+}
+
+#[test]
+fn peer_bye_processes_everything_before_it() {
+    let mut bytes = hello(b"p", 10);
+    encode(
+        &Frame::Data {
+            id: 1,
+            last: true,
+            chunk: b"last words",
+        },
+        &mut bytes,
+    );
+    encode(
+        &Frame::Bye {
+            reason: ByeReason::Normal,
+            detail: b"",
+        },
+        &mut bytes,
+    );
+    encode(
+        &Frame::Data {
+            id: 2,
+            last: true,
+            chunk: b"ignored",
+        },
+        &mut bytes,
+    );
+    let mut s = server_fed(&bytes);
+    assert_eq!(
+        events(&mut s),
+        [
+            Ev::Connected(b"p".to_vec(), 10),
+            Ev::Message(1, b"last words".to_vec()),
+            Ev::Ended
+        ]
+    );
+}
+
+#[test]
+fn stdin_backpressure_caps_pending_bytes() {
+    let mut p = Pair::new();
+    let chunk = vec![1u8; 100_000];
+    let mut accepted = 0;
+    while p.c.wants_input() {
+        send(&mut p.c, &chunk);
+        accepted += 1;
+        assert!(accepted < 100, "never pushed back");
+    }
+    assert!(p.c.pending_bytes <= PENDING_CAP + chunk.len());
+    p.exchange();
+    assert!(p.c.wants_input());
+    assert_eq!(p.c.stats().acked, accepted);
+}
