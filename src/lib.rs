@@ -7,8 +7,11 @@
 //! codes. See `docs/ARCHITECTURE.md`.
 
 pub mod buf;
+pub mod cli;
+pub mod event_loop;
 pub mod input;
 pub mod protocol;
 pub mod render;
 pub mod rtt;
 pub mod session;
+pub mod stdin;

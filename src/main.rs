@@ -1,3 +1,59 @@
-fn main() {
-    println!("Hello, world!");
+//! The `duet` binary: parse the command line, set up logging, run the
+//! event loop, and map the result to an exit code. Errors are one line on
+//! stderr, prefixed with `duet: `.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use duet::cli::Cli;
+use duet::event_loop::{self, exit};
+use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode, WriteLogger};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(msg) = init_logging(cli.common()) {
+        eprintln!("duet: {msg}");
+        return ExitCode::from(exit::USAGE);
+    }
+    let opts = match cli.into_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("duet: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    match event_loop::run(opts) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("duet: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging(common: &duet::cli::Common) -> Result<(), String> {
+    let level = match (common.quiet, common.verbose) {
+        (true, _) => LevelFilter::Error,
+        (false, 0) => LevelFilter::Warn,
+        (false, 1) => LevelFilter::Debug,
+        (false, _) => LevelFilter::Trace,
+    };
+    let config = ConfigBuilder::new()
+        .set_time_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .add_filter_ignore_str("mio")
+        .build();
+    match &common.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            WriteLogger::init(level, config, file).map_err(|e| e.to_string())
+        }
+        None => TermLogger::init(level, config, TerminalMode::Stderr, ColorChoice::Never)
+            .map_err(|e| e.to_string()),
+    }
 }

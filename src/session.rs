@@ -133,8 +133,10 @@ pub enum End {
     Local(ByeReason),
     /// The peer said goodbye; `detail` is its free text, untrusted.
     Peer { reason: ByeReason, detail: Vec<u8> },
-    /// The connection broke.
+    /// The peer broke the protocol or did not complete the handshake.
     Failed(SessionError),
+    /// The connection itself failed (reset, write error); the text says how.
+    Lost(String),
 }
 
 /// Something to show, borrowed from the session until the next call.
@@ -237,6 +239,7 @@ pub struct Session {
     end: Option<End>,
     /// Input ended (possibly before the handshake completed).
     input_ended: bool,
+    handshake_done: bool,
     peer_name: Vec<u8>,
     peer_max: u64,
 
@@ -271,6 +274,7 @@ impl Session {
             state: State::Handshake { deadline },
             end: None,
             input_ended: false,
+            handshake_done: false,
             peer_name: Vec::new(),
             peer_max: 0,
             outbox: Vec::with_capacity(OUT_REFILL + protocol::MAX_BODY),
@@ -400,10 +404,28 @@ impl Session {
     pub fn handle_input_end(&mut self, now: Instant) {
         self.input_ended = true;
         if self.state == State::Open {
-            self.state = State::Draining {
-                deadline: now + self.cfg.linger,
-            };
-            self.bye_if_drained();
+            self.drain_until(now + self.cfg.linger);
+        }
+    }
+
+    /// We were asked to stop (a signal): take no more input, wait up to
+    /// `grace` for outstanding acks, then say goodbye. Before the handshake
+    /// completes there is nothing to wait for.
+    pub fn handle_stop(&mut self, now: Instant, grace: Duration) {
+        match self.state {
+            State::Open => self.drain_until(now + grace),
+            State::Draining { deadline } => self.drain_until(deadline.min(now + grace)),
+            State::Handshake { .. } => self.close(ByeReason::Normal),
+            State::Closed => {}
+        }
+    }
+
+    /// The connection failed underneath us; no BYE can be sent.
+    pub fn handle_lost(&mut self, why: String) {
+        if self.state != State::Closed {
+            self.outbox.clear();
+            self.out_pos = 0;
+            self.finish(End::Lost(why));
         }
     }
 
@@ -495,6 +517,11 @@ impl Session {
         matches!(self.state, State::Open | State::Draining { .. })
     }
 
+    /// The peer's HELLO arrived at some point (the chat took place).
+    pub fn handshake_done(&self) -> bool {
+        self.handshake_done
+    }
+
     /// The chat is over (BYE queued or received, or failure). What is left
     /// in the outbox should still be flushed.
     pub fn is_closed(&self) -> bool {
@@ -577,6 +604,7 @@ impl Session {
                 self.peer_name = h.name.to_vec();
                 self.peer_max = h.max_message;
                 self.state = State::Open;
+                self.handshake_done = true;
                 self.events.push_back(Record::Connected);
                 if self.input_ended {
                     self.handle_input_end(now);
@@ -656,6 +684,11 @@ impl Session {
             len: m.len,
             rtt,
         });
+        self.bye_if_drained();
+    }
+
+    fn drain_until(&mut self, deadline: Instant) {
+        self.state = State::Draining { deadline };
         self.bye_if_drained();
     }
 

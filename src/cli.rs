@@ -1,0 +1,402 @@
+//! The command line: subcommands, options, environment fallbacks, help
+//! text, and the parsers for sizes, durations and addresses.
+//!
+//! Parsing only: nothing here opens a socket. `Cli::into_options` turns the
+//! parsed arguments into the event loop's `Options`, and any problem is a
+//! `UsageError` (exit code 2).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::event_loop::{Mode, Options};
+use crate::input::InputMode;
+use crate::protocol::MAX_NAME;
+use crate::render::Format;
+
+/// The default TCP port.
+pub const DEFAULT_PORT: u16 = 7777;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0    the chat ended normally and every message sent was acknowledged
+  1    runtime error: cannot resolve, bind or connect; connection lost;
+       the peer broke the protocol
+  2    usage error
+  3    the chat ended with messages not delivered (never acknowledged,
+       or refused as larger than the peer accepts)
+  4    the server is busy with another chat
+  129, 130, 143   stopped by SIGHUP, SIGINT, SIGTERM
+
+Examples:
+  duet server                          wait for a chat on port 7777
+  duet client 192.0.2.7                chat with that server
+  duet client '[::1]:7777' --name ann  IPv6 literal with a port
+  seq 1000 | duet client host --format jsonl   script it, one JSON event per line
+  duet client host --input whole < photo.jpg   send a file as one message";
+
+/// A one-on-one terminal chat over TCP. Every message is acknowledged by
+/// the peer at once, and the sender shows the round-trip time of each
+/// acknowledgment and a ping-style summary at the end.
+#[derive(Debug, Parser)]
+#[command(name = "duet", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wait for clients and chat with one at a time.
+    ///
+    /// The first line printed names the address listened on. When a client
+    /// leaves, the server waits for the next; a client that connects while
+    /// a chat is going on is told the server is busy.
+    #[command(after_help = EXIT_CODES)]
+    Server {
+        /// Address to listen on [default: [::] (dual-stack), else 0.0.0.0]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Port to listen on; 0 picks a free one
+        #[arg(long, short, env = "DUET_PORT", default_value_t = DEFAULT_PORT)]
+        port: u16,
+        /// Exit after the first chat ends
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Connect to a server and chat.
+    #[command(after_help = EXIT_CODES)]
+    Client {
+        /// Server to connect to: a hostname, an IPv4 or IPv6 address, with
+        /// an optional port (host:7777, [::1]:7777)
+        #[arg(value_name = "HOST[:PORT]")]
+        host: String,
+        /// Port, when HOST does not give one
+        #[arg(long, short, env = "DUET_PORT")]
+        port: Option<u16>,
+        /// Give up on an address after this long and try the next (e.g. 10s, 500ms)
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        connect_timeout: Duration,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Name shown to the peer [default: $USER, else "server" or "client"]
+    #[arg(long, env = "DUET_NAME")]
+    pub name: Option<String>,
+    /// Output on stdout: a text transcript or one JSON object per line
+    #[arg(long, value_enum, env = "DUET_FORMAT", default_value_t = FormatArg::Text)]
+    pub format: FormatArg,
+    /// How stdin is cut into messages
+    #[arg(long, value_enum, default_value_t = InputArg::Lines)]
+    pub input: InputArg,
+    /// Largest message accepted from the peer and read from stdin (e.g. 64KiB, 16MiB)
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_message: u64,
+    /// After stdin ends, wait this long for outstanding acknowledgments
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub linger: Duration,
+    /// Close a connection that has not completed the handshake in this time
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// More log detail on stderr (-v debug, -vv trace)
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Write the log to this file instead of stderr
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Text,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputArg {
+    /// One message per line; only the newline is removed
+    Lines,
+    /// One message per NUL-terminated record
+    Nul,
+    /// All of stdin as one message
+    Whole,
+}
+
+/// A command line that parsed but does not make sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl Cli {
+    /// The common options, for logging set-up before anything else.
+    pub fn common(&self) -> &Common {
+        match &self.command {
+            Command::Server { common, .. } | Command::Client { common, .. } => common,
+        }
+    }
+
+    pub fn into_options(self) -> Result<Options, UsageError> {
+        let (mode, common, default_name) = match self.command {
+            Command::Server {
+                listen,
+                port,
+                once,
+                common,
+            } => {
+                let listen = listen.as_deref().map(parse_listen).transpose()?;
+                (Mode::Server { listen, port, once }, common, "server")
+            }
+            Command::Client {
+                host,
+                port,
+                connect_timeout,
+                common,
+            } => {
+                let (host, host_port) = split_host_port(&host)?;
+                let port = match (host_port, port) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(UsageError(format!(
+                            "port given twice: {a} in HOST and {b} in --port or DUET_PORT"
+                        )));
+                    }
+                    (Some(p), _) | (None, Some(p)) => p,
+                    (None, None) => DEFAULT_PORT,
+                };
+                let mode = Mode::Client {
+                    host,
+                    port,
+                    connect_timeout,
+                };
+                (mode, common, "client")
+            }
+        };
+        let name = match common.name {
+            Some(n) => n,
+            None => std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| default_name.to_string()),
+        };
+        if name.len() > MAX_NAME {
+            return Err(UsageError(format!(
+                "--name is {} bytes long; the limit is {MAX_NAME}",
+                name.len()
+            )));
+        }
+        Ok(Options {
+            mode,
+            name: name.into_bytes(),
+            format: match common.format {
+                FormatArg::Text => Format::Text,
+                FormatArg::Jsonl => Format::Jsonl,
+            },
+            input: match common.input {
+                InputArg::Lines => InputMode::Lines,
+                InputArg::Nul => InputMode::Nul,
+                InputArg::Whole => InputMode::Whole,
+            },
+            max_message: common.max_message,
+            linger: common.linger,
+            handshake_timeout: common.handshake_timeout,
+        })
+    }
+}
+
+/// The largest `--max-message`: messages are held in memory whole.
+pub const MAX_MESSAGE_LIMIT: u64 = 4 << 30;
+
+/// Parses `1234`, `64KiB`, `64K`, `16MiB`, `1GiB`, `10kB`, `5MB` (binary
+/// suffixes are powers of 1024, `kB`/`MB`/`GB` powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (try 65536, 64KiB, 16MiB)"))?;
+    let mult: u64 = match suffix.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size suffix '{other}' (use KiB, MiB, GiB)")),
+    };
+    let v = n
+        .checked_mul(mult)
+        .filter(|&v| v <= MAX_MESSAGE_LIMIT)
+        .ok_or_else(|| format!("'{s}' is over the limit of 4GiB"))?;
+    Ok(v)
+}
+
+/// Parses `10`, `10s`, `250ms`, `1.5s`, `2m`: seconds unless a unit is given.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("'{s}' is not a duration (try 10s, 250ms)"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "ms" => v / 1_000.0,
+        "us" | "µs" => v / 1_000_000.0,
+        "m" | "min" => v * 60.0,
+        other => return Err(format!("unknown duration unit '{other}' (use ms, s, m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is too long"))
+}
+
+/// Splits `host`, `host:port`, `v4:port`, `[v6]:port`, `[v6]` or a bare
+/// IPv6 literal into the host and the port if one is given.
+pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), UsageError> {
+    let bad = |why: &str| UsageError(format!("bad server address '{s}': {why}"));
+    if s.is_empty() {
+        return Err(bad("empty"));
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+        host.parse::<Ipv6Addr>()
+            .map_err(|_| bad("not an IPv6 address between [ ]"))?;
+        let port = match after {
+            "" => None,
+            p => Some(
+                parse_port(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?)
+                    .map_err(|e| bad(&e))?,
+            ),
+        };
+        return Ok((host.to_string(), port));
+    }
+    if s.parse::<Ipv6Addr>().is_ok() {
+        return Ok((s.to_string(), None));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            if host.is_empty() {
+                return Err(bad("no host before ':'"));
+            }
+            Ok((
+                host.to_string(),
+                Some(parse_port(port).map_err(|e| bad(&e))?),
+            ))
+        }
+        Some(_) => Err(bad(
+            "an IPv6 address with a port must be written [addr]:port",
+        )),
+        None => Ok((s.to_string(), None)),
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, String> {
+    p.parse::<u16>()
+        .map_err(|_| format!("'{p}' is not a port number (0-65535)"))
+}
+
+/// Parses `--listen`: an IP address, optionally in brackets.
+fn parse_listen(s: &str) -> Result<IpAddr, UsageError> {
+    let t = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    t.parse().map_err(|_| {
+        UsageError(format!(
+            "bad --listen address '{s}': give an IP address such as 127.0.0.1 or ::1"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("10kB"), Ok(10_000));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert!(parse_size("5GiB").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1e400").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn host_port_forms() {
+        let ok = |s: &str| split_host_port(s).unwrap();
+        assert_eq!(ok("example.org"), ("example.org".into(), None));
+        assert_eq!(ok("example.org:80"), ("example.org".into(), Some(80)));
+        assert_eq!(ok("127.0.0.1:7777"), ("127.0.0.1".into(), Some(7777)));
+        assert_eq!(ok("[::1]:9"), ("::1".into(), Some(9)));
+        assert_eq!(ok("[::1]"), ("::1".into(), None));
+        assert_eq!(ok("::1"), ("::1".into(), None));
+        assert_eq!(ok("fe80::1"), ("fe80::1".into(), None));
+        for bad in [
+            "",
+            "host:",
+            "host:99999",
+            ":80",
+            "[::1",
+            "[::1]x",
+            "[nope]:1",
+            "1:2:x:80",
+        ] {
+            assert!(split_host_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn port_given_twice_is_a_usage_error() {
+        let cli = Cli::try_parse_from(["duet", "client", "h:1", "--port", "2"]).unwrap();
+        assert!(cli.into_options().is_err());
+        let cli = Cli::try_parse_from(["duet", "client", "h:1", "--port", "1"]).unwrap();
+        assert!(cli.into_options().is_ok());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

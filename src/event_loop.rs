@@ -1,0 +1,982 @@
+//! The one event loop: a single thread and a single `mio::Poll` that owns
+//! the listener, the connections, stdin and the signal source.
+//!
+//! This is the only module that uses mio and the only one that reads the
+//! clock. Each turn:
+//! 1. wait for readiness, at most until the nearest deadline;
+//! 2. for each connection with readiness: read until `WouldBlock` (or until
+//!    the session pushes back), hand the bytes to the session, and flush its
+//!    outbox at once, so acknowledgments leave before any display work;
+//! 3. read stdin into messages for the open session, and flush again;
+//! 4. fire deadlines, then render every queued event and write stdout once.
+//!
+//! Readiness is kept as state (`readable`, `writable`) and cleared only by
+//! `WouldBlock`, so a source we stopped reading for backpressure is resumed
+//! without waiting for another edge.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, ErrorKind, Read, Write};
+use std::mem::ManuallyDrop;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::buf::ReadBuf;
+use crate::input::{InputMode, Splitter};
+use crate::protocol::{self, ByeReason};
+use crate::render::{self, Format, Line, Stamp};
+use crate::session::{Config, End, Event, InputRefused, Session};
+use crate::stdin::{Stdin, StdinKind};
+
+const LISTENER: Token = Token(0);
+const STDIN: Token = Token(1);
+const SIGNALS: Token = Token(2);
+/// Connection tokens are this plus the connection's slab key.
+const FIRST_CONN: usize = 3;
+
+/// Receive buffer size: one maximal frame plus room to read ahead.
+const READ_BUF: usize = 2 * (protocol::HEADER_LEN + protocol::MAX_BODY);
+/// Bytes read from stdin per `read` call.
+const STDIN_CHUNK: usize = 64 * 1024;
+/// How long a finished connection may take to close after our BYE.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a stop signal waits for the last acknowledgments.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+/// Back-off before accepting again after an error such as EMFILE.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Exit codes (documented in `--help` and the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNDELIVERED: u8 = 3;
+    pub const BUSY: u8 = 4;
+}
+
+/// Server or client, with their own settings.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Server {
+        listen: Option<IpAddr>,
+        port: u16,
+        once: bool,
+    },
+    Client {
+        host: String,
+        port: u16,
+        connect_timeout: Duration,
+    },
+}
+
+/// Everything the loop needs from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub name: Vec<u8>,
+    pub format: Format,
+    pub input: InputMode,
+    pub max_message: u64,
+    pub linger: Duration,
+    pub handshake_timeout: Duration,
+}
+
+/// A failure of the program as a whole, shown as one line.
+#[derive(Debug)]
+pub enum Error {
+    Resolve {
+        host: String,
+        err: io::Error,
+    },
+    Connect {
+        target: String,
+        err: io::Error,
+    },
+    Bind {
+        addr: SocketAddr,
+        err: io::Error,
+    },
+    Io {
+        what: &'static str,
+        err: io::Error,
+    },
+    /// The chat ended badly (protocol error, connection lost, busy); the
+    /// exit code tells which.
+    Chat {
+        msg: String,
+        code: u8,
+    },
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Chat { code, .. } => *code,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Resolve { host, err } => write!(f, "cannot resolve {host}: {}", io_msg(err)),
+            Error::Connect { target, err } => {
+                write!(f, "cannot connect to {target}: {}", io_msg(err))
+            }
+            Error::Bind { addr, err } => write!(f, "cannot listen on {addr}: {}", io_msg(err)),
+            Error::Io { what, err } => write!(f, "{what}: {}", io_msg(err)),
+            Error::Chat { msg, .. } => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// An `io::Error` as a short lower-case phrase, without "(os error N)".
+pub fn io_msg(err: &io::Error) -> String {
+    let s = match err.kind() {
+        ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
+        ErrorKind::AddrInUse => "address already in use".to_string(),
+        ErrorKind::TimedOut => "timed out".to_string(),
+        ErrorKind::BrokenPipe => "broken pipe".to_string(),
+        _ => err.to_string(),
+    };
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_lowercase(),
+        None => s,
+    }
+}
+
+/// Runs server or client until done; returns the exit code.
+pub fn run(opts: Options) -> Result<u8, Error> {
+    let mut lp = Loop::new(opts)?;
+    let code = match lp.opts.mode.clone() {
+        Mode::Server { listen, port, once } => lp.run_server(listen, port, once),
+        Mode::Client {
+            host,
+            port,
+            connect_timeout,
+        } => lp.run_client(&host, port, connect_timeout),
+    };
+    lp.display.flush();
+    code
+}
+
+/// One TCP connection and its chat.
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    peer_name: Vec<u8>,
+    rbuf: ReadBuf,
+    session: Session,
+    readable: bool,
+    writable: bool,
+    /// Set when the chat is over: finish flushing, shut down our side, and
+    /// drop the connection at the peer's EOF or at this deadline.
+    closing: Option<Instant>,
+    shut_down: bool,
+    eof: bool,
+}
+
+/// stdout, written once per turn with everything rendered in that turn.
+struct Display {
+    format: Format,
+    out: Vec<u8>,
+    stdout: ManuallyDrop<File>,
+    /// stdout was closed by its reader: stop writing, end quietly.
+    broken: bool,
+    mono_base: (Instant, u64),
+}
+
+impl Display {
+    fn new(format: Format) -> Display {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let base = Instant::now();
+        Display {
+            format,
+            out: Vec::with_capacity(64 * 1024),
+            // SAFETY: fd 1 stays open for the life of the process; the
+            // ManuallyDrop keeps us from closing it.
+            stdout: ManuallyDrop::new(unsafe { File::from_raw_fd(1) }),
+            broken: false,
+            mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
+        }
+    }
+
+    fn show(&mut self, line: &Line<'_>, now: Instant) {
+        if self.broken {
+            return;
+        }
+        let stamp = match self.format {
+            Format::Text => Stamp::default(),
+            Format::Jsonl => Stamp {
+                wall_us: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64),
+                mono_ns: self.mono_base.1
+                    + now.saturating_duration_since(self.mono_base.0).as_nanos() as u64,
+            },
+        };
+        render::render(self.format, line, stamp, &mut self.out);
+    }
+
+    /// Writes what this turn rendered, in as few `write` calls as the pipe
+    /// allows. stdout is left blocking: if its reader pauses, the loop
+    /// waits here and TCP flow control holds the peer back.
+    fn flush(&mut self) {
+        let mut done = 0;
+        while done < self.out.len() && !self.broken {
+            match self.stdout.write(&self.out[done..]) {
+                Ok(0) => self.broken = true,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => wait_writable(1),
+                Err(e) => {
+                    if e.kind() != ErrorKind::BrokenPipe {
+                        log::warn!("cannot write to stdout: {}", io_msg(&e));
+                    }
+                    self.broken = true;
+                }
+            }
+        }
+        self.out.clear();
+    }
+}
+
+/// Blocks until `fd` is writable (someone else made stdout nonblocking).
+fn wait_writable(fd: i32) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own.
+    unsafe { libc::poll(&mut p, 1, -1) };
+}
+
+struct Loop {
+    opts: Options,
+    poll: Poll,
+    events: Events,
+    signals: Signals,
+    /// The first stop signal received, and whether we are already stopping.
+    stop: Option<i32>,
+    listener: Option<TcpListener>,
+    listen_addr: Option<SocketAddr>,
+    accept_ready: bool,
+    accept_retry: Option<Instant>,
+    conns: Slab<Conn>,
+    /// The connection whose chat is current (server: at most one).
+    active: Option<usize>,
+    stdin: Stdin,
+    stdin_ready: bool,
+    stdin_eof: bool,
+    stdin_buf: Box<[u8]>,
+    splitter: Splitter,
+    display: Display,
+    /// Exit code of the last finished chat.
+    last_code: u8,
+    /// A finished chat's failure, reported by the client as its error.
+    last_error: Option<String>,
+}
+
+impl Loop {
+    fn new(opts: Options) -> Result<Loop, Error> {
+        let io = |what| move |err| Error::Io { what, err };
+        let poll = Poll::new().map_err(io("cannot create poll"))?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+            .map_err(io("cannot install signal handlers"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(io("cannot poll signals"))?;
+        let stdin = Stdin::setup(poll.registry(), STDIN).map_err(io("cannot set up stdin"))?;
+        let limit = usize::try_from(opts.max_message).unwrap_or(usize::MAX);
+        Ok(Loop {
+            splitter: Splitter::new(opts.input, limit),
+            display: Display::new(opts.format),
+            opts,
+            poll,
+            events: Events::with_capacity(64),
+            signals,
+            stop: None,
+            listener: None,
+            listen_addr: None,
+            accept_ready: false,
+            accept_retry: None,
+            conns: Slab::new(),
+            active: None,
+            stdin_ready: stdin.kind() == StdinKind::Direct,
+            stdin,
+            stdin_eof: false,
+            stdin_buf: vec![0u8; STDIN_CHUNK].into_boxed_slice(),
+            last_code: exit::OK,
+            last_error: None,
+        })
+    }
+
+    fn session_config(&self) -> Config {
+        Config {
+            name: self.opts.name.clone(),
+            max_message: self.opts.max_message,
+            linger: self.opts.linger,
+            handshake_timeout: self.opts.handshake_timeout,
+        }
+    }
+
+    // ----- server -------------------------------------------------------
+
+    fn run_server(&mut self, listen: Option<IpAddr>, port: u16, once: bool) -> Result<u8, Error> {
+        let listener = bind(listen, port)?;
+        let addr = listener.local_addr().map_err(|err| Error::Io {
+            what: "cannot read the listening address",
+            err,
+        })?;
+        self.listener = Some(listener);
+        self.listen_addr = Some(addr);
+        if let Some(l) = self.listener.as_mut() {
+            self.poll
+                .registry()
+                .register(l, LISTENER, Interest::READABLE)
+                .map_err(|err| Error::Io {
+                    what: "cannot poll the listener",
+                    err,
+                })?;
+        }
+        self.display.show(&Line::Listening { addr }, Instant::now());
+        self.display.flush();
+        log::info!("listening on {addr}");
+        let mut chats = 0u64;
+        loop {
+            let now = self.turn()?;
+            if self.chat_finished(now) {
+                chats += 1;
+                if once {
+                    self.finish_closing()?;
+                    return Ok(self.last_code);
+                }
+            }
+            if let Some(sig) = self.stop {
+                if self.active.is_none() {
+                    log::info!("stopping after {chats} chats");
+                    return Ok(128 + sig as u8);
+                }
+            }
+            if self.display.broken {
+                return Ok(self.last_code);
+            }
+        }
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the connection stays queued; try
+                    // again shortly instead of spinning on it.
+                    log::warn!("cannot accept a connection: {}", io_msg(&e));
+                    self.accept_retry = Some(now + ACCEPT_RETRY);
+                    return;
+                }
+            };
+            let peer = unmap(peer);
+            let busy = self.active.is_some();
+            match self.add_conn(stream, peer, now) {
+                Ok(key) if busy => {
+                    log::info!("turned away {peer}: busy with another chat");
+                    let conn = &mut self.conns[key];
+                    conn.session.close(ByeReason::Busy);
+                    conn.closing = Some(now + CLOSE_GRACE);
+                    service_conn(conn, now);
+                }
+                Ok(key) => {
+                    log::info!("accepted {peer}");
+                    self.active = Some(key);
+                }
+                Err(e) => log::warn!("cannot set up connection from {peer}: {}", io_msg(&e)),
+            }
+        }
+    }
+
+    // ----- client -------------------------------------------------------
+
+    fn run_client(&mut self, host: &str, port: u16, timeout: Duration) -> Result<u8, Error> {
+        let target = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|err| Error::Resolve {
+                host: host.to_string(),
+                err,
+            })?
+            .collect();
+        let mut last_err = io::Error::new(ErrorKind::NotFound, "no addresses");
+        let mut connected = None;
+        for addr in addrs {
+            match self.connect(addr, timeout) {
+                Ok(stream) => {
+                    connected = Some((stream, addr));
+                    break;
+                }
+                Err(ConnectError::Stopped(sig)) => return Ok(128 + sig as u8),
+                Err(ConnectError::Io(e)) => {
+                    log::info!("cannot connect to {addr}: {}", io_msg(&e));
+                    last_err = e;
+                }
+            }
+        }
+        let Some((stream, addr)) = connected else {
+            return Err(Error::Connect {
+                target,
+                err: last_err,
+            });
+        };
+        log::info!("connected to {addr}");
+        let now = Instant::now();
+        let key = self.add_conn(stream, addr, now).map_err(|err| Error::Io {
+            what: "cannot set up the connection",
+            err,
+        })?;
+        self.active = Some(key);
+        loop {
+            let now = self.turn()?;
+            if self.chat_finished(now) || self.display.broken {
+                self.finish_closing()?;
+                return match self.last_error.take() {
+                    Some(msg) => Err(Error::Chat {
+                        msg,
+                        code: self.last_code,
+                    }),
+                    None => Ok(self.last_code),
+                };
+            }
+        }
+    }
+
+    /// A nonblocking connect, done when the socket is writable, has no
+    /// pending error and has a peer address.
+    fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+        let mut stream = TcpStream::connect(addr)?;
+        let token = Token(FIRST_CONN + self.conns.vacant_key());
+        self.poll
+            .registry()
+            .register(&mut stream, token, Interest::WRITABLE)?;
+        let deadline = Instant::now() + timeout;
+        let result = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(io::Error::new(ErrorKind::TimedOut, "timed out").into());
+            }
+            match self.poll.poll(&mut self.events, Some(left)) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e.into()),
+                Ok(()) => {}
+            }
+            let mut writable = false;
+            for ev in self.events.iter() {
+                match ev.token() {
+                    SIGNALS => {
+                        if let Some(sig) = self.signals.pending().next() {
+                            self.stop = Some(sig);
+                        }
+                    }
+                    STDIN => self.stdin_ready = true,
+                    t if t == token => writable = true,
+                    _ => {}
+                }
+            }
+            if let Some(sig) = self.stop {
+                break Err(ConnectError::Stopped(sig));
+            }
+            if !writable {
+                continue;
+            }
+            if let Some(e) = stream.take_error()? {
+                break Err(e.into());
+            }
+            match stream.peer_addr() {
+                Ok(_) => break Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotConnected => continue,
+                Err(e) => break Err(e.into()),
+            }
+        };
+        let _ = self.poll.registry().deregister(&mut stream);
+        result.map(|()| stream)
+    }
+
+    // ----- the turn -----------------------------------------------------
+
+    fn add_conn(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> io::Result<usize> {
+        stream.set_nodelay(true)?;
+        let session = Session::new(self.session_config(), now);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.poll.registry().register(
+            &mut stream,
+            Token(FIRST_CONN + key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Conn {
+            stream,
+            peer,
+            peer_name: Vec::new(),
+            rbuf: ReadBuf::with_capacity(READ_BUF),
+            session,
+            readable: false,
+            writable: true,
+            closing: None,
+            shut_down: false,
+            eof: false,
+        });
+        Ok(key)
+    }
+
+    /// One poll and everything it makes ready. Returns the turn's `now`.
+    fn turn(&mut self) -> Result<Instant, Error> {
+        let timeout = self.next_timeout(Instant::now());
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(err) => {
+                return Err(Error::Io {
+                    what: "poll failed",
+                    err,
+                });
+            }
+        }
+        let now = Instant::now();
+        for ev in self.events.iter() {
+            match ev.token() {
+                LISTENER => self.accept_ready = true,
+                STDIN => self.stdin_ready = true,
+                SIGNALS => {}
+                Token(t) => {
+                    if let Some(conn) = self.conns.get_mut(t - FIRST_CONN) {
+                        // Errors and hang-ups surface through read().
+                        conn.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        conn.writable |= ev.is_writable() || ev.is_error();
+                    }
+                }
+            }
+        }
+        self.handle_signals(now);
+        if self.accept_ready && self.accept_retry.is_none_or(|t| now >= t) {
+            self.accept_retry = None;
+            self.accept_all(now);
+        }
+        for (_, conn) in self.conns.iter_mut() {
+            service_conn(conn, now);
+        }
+        self.read_stdin(now);
+        if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
+            flush_conn(conn, now);
+        }
+        for (_, conn) in self.conns.iter_mut() {
+            if conn.session.poll_timeout().is_some_and(|t| now >= t) {
+                conn.session.handle_timeout(now);
+                service_conn(conn, now);
+            }
+        }
+        self.show_events(now);
+        self.display.flush();
+        self.reap(now);
+        Ok(now)
+    }
+
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        let busy_now = (self.stdin_ready && !self.stdin_eof && self.wants_stdin())
+            || (self.accept_ready && self.accept_retry.is_none())
+            || self
+                .conns
+                .iter()
+                .any(|(_, c)| c.readable && (c.session.wants_peer_bytes() || c.closing.is_some()));
+        if busy_now {
+            return Some(Duration::ZERO);
+        }
+        let deadlines = self
+            .conns
+            .iter()
+            .flat_map(|(_, c)| [c.session.poll_timeout(), c.closing].into_iter().flatten());
+        deadlines
+            .chain(self.accept_retry)
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    fn handle_signals(&mut self, now: Instant) {
+        for sig in self.signals.pending() {
+            log::info!("got signal {sig}");
+            let again = self.stop.is_some();
+            self.stop.get_or_insert(sig);
+            let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) else {
+                continue;
+            };
+            if again {
+                conn.session.close(ByeReason::Normal);
+            } else {
+                conn.session
+                    .handle_stop(now, STOP_GRACE.min(self.opts.linger));
+            }
+            service_conn(conn, now);
+        }
+        if self.display.broken {
+            if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
+                conn.session.close(ByeReason::Normal);
+                service_conn(conn, now);
+            }
+        }
+    }
+
+    fn wants_stdin(&self) -> bool {
+        match self.active.and_then(|k| self.conns.get(k)) {
+            Some(c) => c.session.wants_input(),
+            // A server with nobody connected reads and drops (with a notice).
+            None => self.listener.is_some(),
+        }
+    }
+
+    fn read_stdin(&mut self, now: Instant) {
+        while self.stdin_ready && !self.stdin_eof && self.wants_stdin() {
+            let n = match self.stdin.read(&mut self.stdin_buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.stdin_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let msg = format!("cannot read stdin: {}", io_msg(&e));
+                    self.display.show(&Line::Error { message: &msg }, now);
+                    0
+                }
+            };
+            let Loop {
+                splitter,
+                stdin_buf,
+                conns,
+                active,
+                display,
+                ..
+            } = self;
+            let mut session = active
+                .and_then(|k| conns.get_mut(k))
+                .map(|c| &mut c.session);
+            let mut deliver = |rec: Result<std::borrow::Cow<'_, [u8]>, _>| {
+                let msg = match rec {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let message = format!("not sent: {e}");
+                        display.show(&Line::Error { message: &message }, now);
+                        return;
+                    }
+                };
+                let sent = session.as_mut().map(|s| s.handle_input(msg));
+                if let None | Some(Err(InputRefused::NotOpen)) = sent {
+                    let message = "not sent: nobody is connected";
+                    display.show(&Line::Error { message }, now);
+                }
+            };
+            if n == 0 {
+                splitter.finish(&mut deliver);
+                self.stdin_eof = true;
+                self.stdin.deregister(self.poll.registry());
+                log::debug!("stdin ended");
+                if let Mode::Client { .. } = self.opts.mode {
+                    if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
+                        conn.session.handle_input_end(now);
+                    }
+                }
+                return;
+            }
+            splitter.push(&stdin_buf[..n], &mut deliver);
+            if self.stdin.kind() == StdinKind::Direct {
+                // One chunk per turn, so sockets are served in between.
+                return;
+            }
+        }
+    }
+
+    /// Renders every queued session event.
+    fn show_events(&mut self, now: Instant) {
+        for (_, conn) in self.conns.iter_mut() {
+            while let Some(ev) = conn.session.poll_event() {
+                let d = &mut self.display;
+                match ev {
+                    Event::Connected { name, .. } => {
+                        conn.peer_name = name.to_vec();
+                        d.show(
+                            &Line::Connected {
+                                peer: conn.peer,
+                                name,
+                            },
+                            now,
+                        );
+                    }
+                    Event::Sent { id, len } => d.show(&Line::Sent { id, len }, now),
+                    Event::Acked { id, len, rtt } => d.show(&Line::Acked { id, len, rtt }, now),
+                    Event::Message { id, data } => {
+                        let from = &conn.peer_name;
+                        d.show(&Line::Message { id, from, data }, now);
+                    }
+                    Event::Refused { len, limit } => {
+                        let message = format!(
+                            "not sent: the message is {len} bytes and {} accepts at most {limit}",
+                            render::escape_to_string(&conn.peer_name)
+                        );
+                        d.show(&Line::Error { message: &message }, now);
+                    }
+                    Event::Ended => {}
+                }
+            }
+        }
+    }
+
+    /// After a chat has ended: show how, and the summary; remember the
+    /// exit code. Returns true once for each finished chat.
+    fn chat_finished(&mut self, now: Instant) -> bool {
+        let Some(key) = self.active else {
+            return false;
+        };
+        let conn = &mut self.conns[key];
+        let Some(end) = conn.session.end() else {
+            return false;
+        };
+        let stats = conn.session.stats();
+        let (reason, code, error) = describe_end(end, &conn.peer_name, stats.undelivered());
+        self.display.show(&Line::Closed { reason: &reason }, now);
+        if conn.session.handshake_done() || matches!(self.opts.mode, Mode::Client { .. }) {
+            let peer = conn.peer_name.clone();
+            self.display.show(
+                &Line::Summary {
+                    peer: &peer,
+                    stats: &stats,
+                },
+                now,
+            );
+        }
+        self.display.flush();
+        self.last_code = match self.stop {
+            Some(sig) if code == exit::OK => 128 + sig as u8,
+            _ => code,
+        };
+        self.last_error = error;
+        conn.closing.get_or_insert(now + CLOSE_GRACE);
+        self.active = None;
+        true
+    }
+
+    /// Waits until every closing connection is gone (client exit, --once).
+    fn finish_closing(&mut self) -> Result<(), Error> {
+        while !self.conns.is_empty() {
+            self.turn()?;
+        }
+        Ok(())
+    }
+
+    /// Drops connections that finished closing.
+    fn reap(&mut self, now: Instant) {
+        let done: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(k, c)| {
+                Some(*k) != self.active && c.closing.is_some_and(|t| c.eof || now >= t)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in done {
+            let mut conn = self.conns.remove(key);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            log::debug!("closed connection from {}", conn.peer);
+        }
+    }
+}
+
+enum ConnectError {
+    Io(io::Error),
+    Stopped(i32),
+}
+
+impl From<io::Error> for ConnectError {
+    fn from(e: io::Error) -> Self {
+        ConnectError::Io(e)
+    }
+}
+
+/// Reads what the connection has for its session, then flushes the
+/// session's outbox. Called for every connection every turn; it does
+/// nothing where there is nothing to do.
+fn service_conn(conn: &mut Conn, now: Instant) {
+    if conn.readable {
+        read_conn(conn, now);
+    }
+    flush_conn(conn, now);
+    if conn.session.is_closed() {
+        conn.closing.get_or_insert(now + CLOSE_GRACE);
+        if !conn.shut_down && conn.session.poll_transmit().is_empty() {
+            let _ = conn.stream.shutdown(Shutdown::Write);
+            conn.shut_down = true;
+        }
+    }
+}
+
+/// Reads until `WouldBlock`, passing each read to the session, which may
+/// push back (then `readable` stays set and we resume next turn).
+fn read_conn(conn: &mut Conn, now: Instant) {
+    loop {
+        let open = !conn.session.is_closed();
+        if open && !conn.session.wants_peer_bytes() {
+            return;
+        }
+        match conn.rbuf.fill_from(&mut conn.stream) {
+            Ok(0) => {
+                conn.readable = false;
+                conn.eof = true;
+                conn.session.handle_eof(conn.rbuf.data().len());
+                return;
+            }
+            Ok(_) => {
+                let used = conn.session.handle_peer_bytes(conn.rbuf.data(), now);
+                conn.rbuf.consume(used);
+                // The ack path: what those frames queued leaves now.
+                flush_conn(conn, now);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                conn.readable = false;
+                return;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                conn.readable = false;
+                conn.eof = true;
+                conn.session
+                    .handle_lost(format!("connection lost: {}", io_msg(&e)));
+                return;
+            }
+        }
+    }
+}
+
+/// Writes the session's outbox until it is empty or the socket is full.
+fn flush_conn(conn: &mut Conn, now: Instant) {
+    while conn.writable {
+        let out = conn.session.poll_transmit();
+        if out.is_empty() {
+            return;
+        }
+        match conn.stream.write(out) {
+            Ok(n) => conn.session.handle_written(n, now),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => conn.writable = false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                conn.writable = false;
+                conn.session
+                    .handle_lost(format!("connection lost: {}", io_msg(&e)));
+            }
+        }
+    }
+}
+
+/// How a chat's end is shown, the exit code it implies, and the error line
+/// a client prints for it.
+fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> (String, u8, Option<String>) {
+    let who = if peer.is_empty() {
+        "peer".to_string()
+    } else {
+        render::escape_to_string(peer)
+    };
+    let delivered_code = if undelivered == 0 {
+        exit::OK
+    } else {
+        exit::UNDELIVERED
+    };
+    match end {
+        End::Local(_) => ("you left".to_string(), delivered_code, None),
+        End::Peer {
+            reason: ByeReason::Normal,
+            ..
+        } => (format!("{who} left"), delivered_code, None),
+        End::Peer {
+            reason: ByeReason::Busy,
+            ..
+        } => (
+            "server is busy with another chat".to_string(),
+            exit::BUSY,
+            Some("server is busy with another chat".to_string()),
+        ),
+        End::Peer { reason, detail } => {
+            let mut msg = format!("{who} ended the chat: {reason}");
+            if !detail.is_empty() {
+                msg.push_str(": ");
+                msg.push_str(&render::escape_to_string(detail));
+            }
+            (msg.clone(), exit::FAILURE, Some(msg))
+        }
+        End::Failed(e) => (e.to_string(), exit::FAILURE, Some(e.to_string())),
+        End::Lost(msg) => (msg.clone(), exit::FAILURE, Some(msg.clone())),
+    }
+}
+
+/// Shows an IPv4 peer of a dual-stack listener as IPv4, not `::ffff:a.b.c.d`.
+fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+/// Binds the listener: the given address, else `[::]` (dual-stack), else
+/// `0.0.0.0` when IPv6 is unavailable.
+fn bind(listen: Option<IpAddr>, port: u16) -> Result<TcpListener, Error> {
+    let bind_one = |ip: IpAddr| {
+        let addr = SocketAddr::new(ip, port);
+        TcpListener::bind(addr).map_err(|err| Error::Bind { addr, err })
+    };
+    match listen {
+        Some(ip) => bind_one(ip),
+        None => match bind_one(IpAddr::V6(Ipv6Addr::UNSPECIFIED)) {
+            Err(Error::Bind { err, .. })
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+                ) =>
+            {
+                bind_one(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            }
+            other => other,
+        },
+    }
+}
