@@ -610,6 +610,13 @@ impl Loop {
         }
         self.show_events(now);
         self.display.flush();
+        if self.display.broken {
+            // Nobody reads our output any more: leave politely.
+            if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
+                conn.session.close(ByeReason::Normal);
+                service_conn(conn, now);
+            }
+        }
         self.reap(now);
         Ok(now)
     }
@@ -649,12 +656,6 @@ impl Loop {
                     .handle_stop(now, STOP_GRACE.min(self.opts.linger));
             }
             service_conn(conn, now);
-        }
-        if self.display.broken {
-            if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
-                conn.session.close(ByeReason::Normal);
-                service_conn(conn, now);
-            }
         }
     }
 

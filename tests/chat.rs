@@ -1,0 +1,415 @@
+//! End-to-end chats with the real binary: both directions, volume,
+//! binary safety, large messages, several clients, busy, and exit codes.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+
+/// A server and a connected client; both have seen `connected`.
+fn chat(server_args: &[&str], client_args: &[&str]) -> (Duet, Duet, SocketAddr) {
+    let (mut s, addr) = Duet::server(server_args);
+    let mut c = Duet::client(addr, client_args);
+    c.expect_event("connected");
+    s.expect_event("connected");
+    (s, c, addr)
+}
+
+#[test]
+fn chat_in_both_directions_with_acks_and_summary() {
+    let (mut s, mut c, _) = chat(&["--name", "srv"], &["--name", "cli"]);
+    c.send(b"hello from client\n");
+    let m = s.expect_event("message");
+    assert_eq!(
+        (m["id"].as_u64(), m["text"].as_str()),
+        (Some(1), Some("hello from client"))
+    );
+    let a = c.expect_event("ack");
+    assert_eq!(a["id"], 1);
+    assert!(a["rtt_us"].as_f64().unwrap() > 0.0);
+
+    s.send(b"hello from server\n");
+    let m = c.expect_event("message");
+    assert_eq!(m["text"], "hello from server");
+    assert_eq!(s.expect_event("ack")["id"], 1);
+
+    c.close_stdin();
+    let sum = c.expect_event("summary");
+    assert_eq!(
+        (
+            sum["sent"].as_u64(),
+            sum["acked"].as_u64(),
+            sum["received"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(sum["rtt_us"]["n"], 1);
+    assert_eq!(c.code(), 0);
+    let closed = s.expect_event("closed");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("cli left"),
+        "{closed}"
+    );
+    let sum = s.expect_event("summary");
+    assert_eq!(
+        (
+            sum["sent"].as_u64(),
+            sum["acked"].as_u64(),
+            sum["received"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert!(s.running(), "server keeps running after the client leaves");
+}
+
+#[test]
+fn thousand_piped_messages_all_acknowledged_in_order() {
+    let (mut s, mut c, _) = chat(&[], &[]);
+    let input: String = (1..=1000).map(|i| format!("message {i}\n")).collect();
+    c.send(input.as_bytes());
+    c.close_stdin();
+    for i in 1..=1000u64 {
+        let m = s.expect_event("message");
+        assert_eq!(m["id"], i);
+        assert_eq!(m["text"], format!("message {i}"));
+    }
+    for i in 1..=1000u64 {
+        assert_eq!(c.expect_event("ack")["id"], i);
+    }
+    let sum = c.expect_event("summary");
+    assert_eq!(
+        (sum["sent"].as_u64(), sum["acked"].as_u64()),
+        (Some(1000), Some(1000))
+    );
+    assert_eq!(sum["rtt_us"]["n"], 1000);
+    assert_eq!(c.code(), 0);
+}
+
+#[test]
+fn every_byte_value_arrives_exact() {
+    let (mut s, mut c, _) = chat(&[], &["--input", "whole"]);
+    let all: Vec<u8> = (0..=255u8).collect();
+    c.send(&all);
+    c.close_stdin();
+    let m = s.expect_event("message");
+    assert_eq!(m["len"], 256);
+    assert_eq!(message_bytes(&m), all);
+    assert_eq!(c.code(), 0);
+}
+
+#[test]
+fn every_byte_value_is_escaped_in_the_text_transcript() {
+    let all: Vec<u8> = (0..=255u8).collect();
+    let mut t = Duet::spawn(&["server", "--listen", "127.0.0.1", "--port", "0", "--once"]);
+    let first = t.next_line();
+    assert!(first.starts_with("* listening on "), "{first}");
+    let addr: SocketAddr = first.rsplit(' ').next().unwrap().parse().unwrap();
+    let mut c = Duet::client(addr, &["--input", "whole"]);
+    c.send(&all);
+    c.close_stdin();
+    assert_eq!(c.code(), 0);
+    let lines = t.rest();
+    let body: Vec<&String> = lines.iter().filter(|l| l.starts_with("client> ")).collect();
+    // \n splits the message into two tagged lines; nothing else is raw.
+    assert_eq!(body.len(), 2, "{lines:?}");
+    for l in &body {
+        assert!(l.chars().all(|c| !c.is_control()), "raw control in {l:?}");
+    }
+    assert!(body[0].contains("\\x00\\x01") && body[0].contains("\\t"));
+    assert!(body[1].contains("\\x1b") && body[1].contains("\\x7f") && body[1].contains("\\xff"));
+}
+
+#[test]
+fn empty_message() {
+    let (mut s, mut c, _) = chat(&[], &[]);
+    c.send(b"\n");
+    let m = s.expect_event("message");
+    assert_eq!((m["len"].as_u64(), m["text"].as_str()), (Some(0), Some("")));
+    assert_eq!(c.expect_event("ack")["len"], 0);
+}
+
+#[test]
+fn ten_megabyte_message_each_way() {
+    let (mut s, mut c, _) = chat(&["--input", "whole"], &["--input", "whole"]);
+    let big: Vec<u8> = (0..10_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    // Server to client first: the client must still be there to get it.
+    // Writes go through threads, as a 10 MB write blocks until duet reads.
+    let mut ss = s.take_stdin();
+    let down = big.clone();
+    let t = std::thread::spawn(move || std::io::Write::write_all(&mut ss, &down));
+    let m = c.expect_event("message");
+    assert_eq!(m["len"], 10_000_000);
+    assert!(message_bytes(&m) == big, "server to client bytes differ");
+    assert_eq!(s.expect_event("ack")["len"], 10_000_000);
+    t.join().unwrap().unwrap();
+
+    let mut cs = c.take_stdin();
+    let up = big.clone();
+    let t = std::thread::spawn(move || std::io::Write::write_all(&mut cs, &up));
+    let m = s.expect_event("message");
+    assert!(message_bytes(&m) == big, "client to server bytes differ");
+    assert_eq!(c.expect_event("ack")["len"], 10_000_000);
+    t.join().unwrap().unwrap();
+    let sum = c.expect_event("summary");
+    assert_eq!(
+        (sum["acked"].as_u64(), sum["received"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(c.code(), 0);
+}
+
+#[test]
+fn three_clients_one_after_another() {
+    let (mut s, addr) = Duet::server(&[]);
+    for i in 1..=3 {
+        let name = format!("c{i}");
+        let mut c = Duet::client(addr, &["--name", &name]);
+        c.send(format!("hi from {name}\n").as_bytes());
+        c.close_stdin();
+        assert_eq!(c.code(), 0, "client {i}");
+        assert_eq!(s.expect_event("connected")["name"], name.as_str());
+        let m = s.expect_event("message");
+        assert_eq!(
+            (m["id"].as_u64(), m["text"].as_str()),
+            (Some(1), Some(format!("hi from {name}").as_str()))
+        );
+        s.expect_event("summary");
+    }
+    assert!(s.running());
+}
+
+#[test]
+fn second_client_is_busy_and_the_first_chat_goes_on() {
+    let (mut s, mut c1, addr) = chat(&[], &["--name", "first"]);
+    let mut c2 = Duet::client(addr, &["--name", "second"]);
+    assert_eq!(c2.code(), 4);
+    assert!(c2.stderr().contains("busy"), "{}", c2.stderr());
+    // The first chat is undisturbed.
+    c1.send(b"still here\n");
+    assert_eq!(s.expect_event("message")["text"], "still here");
+    assert_eq!(c1.expect_event("ack")["id"], 1);
+    s.send(b"and me\n");
+    assert_eq!(c1.expect_event("message")["text"], "and me");
+    c1.close_stdin();
+    assert_eq!(c1.code(), 0);
+    // The server never reported the second client as connected.
+    let closed = s.expect_event("closed");
+    assert!(closed["reason"].as_str().unwrap().contains("first"));
+    assert!(!s.seen.iter().any(|l| l.contains("\"second\"")));
+}
+
+#[test]
+fn server_message_while_nobody_is_connected_is_not_sent_or_queued() {
+    let (mut s, addr) = Duet::server(&[]);
+    s.send(b"into the void\n");
+    let e = s.expect_event("error");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody is connected"),
+        "{e}"
+    );
+    let mut c = Duet::client(addr, &[]);
+    c.expect_event("connected");
+    s.expect_event("connected");
+    s.send(b"for you\n");
+    // The first message the client gets is the one sent while it was there.
+    assert_eq!(c.expect_event("message")["text"], "for you");
+}
+
+#[test]
+fn server_with_stdin_from_dev_null_and_from_a_file() {
+    let dir = std::env::temp_dir().join(format!("duet-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stdin.txt");
+    std::fs::write(&file, "from a file\n").unwrap();
+    let stdins = [
+        Stdin::Null,
+        Stdin::File(std::fs::File::open(&file).unwrap()),
+    ];
+    for stdin in stdins {
+        let mut s = Duet::spawn_with(
+            &[
+                "server",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--format",
+                "jsonl",
+            ],
+            stdin,
+            &[],
+        );
+        let addr = s.listening_addr();
+        let mut c = Duet::client(addr, &[]);
+        c.send(b"ping\n");
+        assert_eq!(s.expect_event("message")["text"], "ping");
+        assert_eq!(c.expect_event("ack")["id"], 1);
+        c.close_stdin();
+        assert_eq!(c.code(), 0);
+        assert!(s.running());
+    }
+}
+
+#[test]
+fn client_stdin_from_dev_null_exits_cleanly() {
+    let (_s, addr) = Duet::server(&[]);
+    let a = addr.to_string();
+    let mut c = Duet::spawn_with(&["client", &a], Stdin::Null, &[]);
+    assert_eq!(c.code(), 0);
+}
+
+#[test]
+fn ipv6_loopback() {
+    let mut s = Duet::spawn(&[
+        "server", "--listen", "::1", "--port", "0", "--format", "jsonl",
+    ]);
+    let addr = s.listening_addr();
+    assert!(addr.is_ipv6());
+    let target = format!("[::1]:{}", addr.port());
+    let mut c = Duet::spawn(&["client", &target, "--format", "jsonl"]);
+    c.send(b"over v6\n");
+    assert_eq!(s.expect_event("message")["text"], "over v6");
+    assert_eq!(c.expect_event("ack")["id"], 1);
+}
+
+#[test]
+fn default_listener_is_dual_stack() {
+    let mut s = Duet::spawn(&["server", "--port", "0", "--format", "jsonl"]);
+    let addr = s.listening_addr();
+    for host in ["127.0.0.1", "[::1]"] {
+        let target = format!("{host}:{}", addr.port());
+        let mut c = Duet::spawn(&["client", &target, "--format", "jsonl"]);
+        c.send(b"x\n");
+        c.close_stdin();
+        assert_eq!(c.code(), 0, "via {host}");
+    }
+}
+
+#[test]
+fn hostname_and_port_flag() {
+    let (mut s, addr) = Duet::server(&[]);
+    let port = addr.port().to_string();
+    let mut c = Duet::spawn(&["client", "localhost", "--port", &port, "--format", "jsonl"]);
+    c.send(b"by name\n");
+    assert_eq!(s.expect_event("message")["text"], "by name");
+    // DUET_PORT is the fallback for --port.
+    let mut c2 = Duet::spawn_with(
+        &["client", "localhost"],
+        Stdin::Null,
+        &[("DUET_PORT", &port)],
+    );
+    assert_eq!(c2.code(), 4, "busy, so it reached the same server");
+}
+
+#[test]
+fn connection_refused_is_exit_1_with_one_line() {
+    let target = format!("127.0.0.1:{}", dead_port());
+    let mut c = Duet::spawn(&["client", &target]);
+    assert_eq!(c.code(), 1);
+    let err = c.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("duet: cannot connect to 127.0.0.1:") && err.contains("connection refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn port_in_use_is_exit_1() {
+    let (_s, addr) = Duet::server(&[]);
+    let port = addr.port().to_string();
+    let mut s2 = Duet::spawn(&["server", "--listen", "127.0.0.1", "--port", &port]);
+    assert_eq!(s2.code(), 1);
+    assert!(
+        s2.stderr().contains("address already in use"),
+        "{}",
+        s2.stderr()
+    );
+}
+
+#[test]
+fn bad_arguments_are_exit_2() {
+    let cases: &[&[&str]] = &[
+        &[],
+        &["dance"],
+        &["client"],
+        &["client", "h", "--max-message", "lots"],
+        &["client", "h:1", "--port", "2"],
+        &["client", "[::1"],
+        &["server", "--port", "70000"],
+        &["server", "--listen", "not-an-ip"],
+        &["server", "--format", "xml"],
+        &["server", "--linger", "soon"],
+    ];
+    for args in cases {
+        let mut d = Duet::spawn_with(args, Stdin::Null, &[]);
+        assert_eq!(d.code(), 2, "duet {args:?}: {}", d.stderr());
+    }
+}
+
+#[test]
+fn help_shows_exit_codes() {
+    let mut d = Duet::spawn_with(&["--help"], Stdin::Null, &[]);
+    let out = d.rest().join("\n");
+    assert_eq!(d.code(), 0);
+    assert!(out.contains("Exit status") && out.contains("busy"), "{out}");
+}
+
+#[test]
+fn message_over_the_peer_limit_is_refused_and_exit_is_3() {
+    let (_s, mut c, _) = chat(&["--max-message", "10"], &[]);
+    c.send(b"short\nthis one is far too long\n");
+    c.close_stdin();
+    let e = c.expect_event("error");
+    assert!(e["message"].as_str().unwrap().contains("at most 10"), "{e}");
+    let sum = c.expect_event("summary");
+    assert_eq!(
+        (sum["acked"].as_u64(), sum["refused"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(c.code(), 3);
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    // Like `duet client ... | head -1`: the reader goes away.
+    let (mut s, addr) = Duet::server(&[]);
+    let a = addr.to_string();
+    let mut child = std::process::Command::new(BIN)
+        .args(["client", &a, "--format", "jsonl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // nobody reads stdout
+    s.expect_event("connected");
+    // Its first write to stdout fails: it says goodbye and exits quietly.
+    let closed = s.expect_event("closed");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("left"),
+        "{closed}"
+    );
+    let out = wait_output(child);
+    assert_eq!(out, (Some(0), String::new()));
+}
+
+fn wait_output(mut child: std::process::Child) -> (Option<i32>, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut err = child.stderr.take().unwrap();
+    let pid = child.id() as i32;
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        use std::io::Read;
+        let _ = err.read_to_string(&mut s);
+        let code = child.wait().ok().and_then(|st| st.code());
+        let _ = tx.send((code, s));
+    });
+    rx.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("did not exit")
+    })
+}
