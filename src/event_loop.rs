@@ -370,11 +370,9 @@ impl Loop {
                     return Ok(self.last_code);
                 }
             }
-            if let Some(sig) = self.stop {
-                if self.active.is_none() {
-                    log::info!("stopping after {chats} chats");
-                    return Ok(128 + sig as u8);
-                }
+            if let (Some(sig), None) = (self.stop, self.active) {
+                log::info!("stopping after {chats} chats");
+                return Ok(128 + sig as u8);
             }
             if self.display.broken {
                 return Ok(self.last_code);
@@ -713,10 +711,9 @@ impl Loop {
                 self.stdin_eof = true;
                 self.stdin.deregister(self.poll.registry());
                 log::debug!("stdin ended");
-                if let Mode::Client { .. } = self.opts.mode {
-                    if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
-                        conn.session.handle_input_end(now);
-                    }
+                let is_client = matches!(self.opts.mode, Mode::Client { .. });
+                if let (true, Some(k)) = (is_client, self.active) {
+                    self.conns[k].session.handle_input_end(now);
                 }
                 return;
             }

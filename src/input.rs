@@ -31,6 +31,10 @@ impl InputMode {
     }
 }
 
+/// Where records go: a message (borrowed from the input when possible) or
+/// the reason a record was skipped.
+pub type Emit<'e, 'a> = dyn FnMut(Result<Cow<'a, [u8]>, InputError>) + 'e;
+
 /// A record that could not become a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputError {
@@ -72,11 +76,7 @@ impl Splitter {
 
     /// Feeds the next chunk of input; `emit` receives every record it
     /// completes, in order.
-    pub fn push<'a>(
-        &mut self,
-        mut bytes: &'a [u8],
-        emit: &mut dyn FnMut(Result<Cow<'a, [u8]>, InputError>),
-    ) {
+    pub fn push<'a>(&mut self, mut bytes: &'a [u8], emit: &mut Emit<'_, 'a>) {
         let Some(sep) = self.mode.separator() else {
             if let Err(e) = self.append(bytes) {
                 emit(Err(e));
@@ -112,7 +112,7 @@ impl Splitter {
     /// Signals end of input: the last unterminated record (or, in whole
     /// mode, everything) is emitted. An empty input in whole mode is one
     /// empty message; in the other modes it is none.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(Result<Cow<'_, [u8]>, InputError>)) {
+    pub fn finish(&mut self, emit: &mut Emit<'_, '_>) {
         let skipping = std::mem::take(&mut self.skipping);
         let record = std::mem::take(&mut self.partial);
         if skipping {
