@@ -413,3 +413,40 @@ fn wait_output(mut child: std::process::Child) -> (Option<i32>, String) {
         panic!("did not exit")
     })
 }
+
+/// O_NONBLOCK on the open file description behind `fd`.
+fn nonblocking(fd: i32) -> bool {
+    // SAFETY: F_GETFL on a descriptor we own.
+    unsafe { libc::fcntl(fd, libc::F_GETFL) & libc::O_NONBLOCK != 0 }
+}
+
+#[test]
+fn stdin_pipe_flags_are_restored_on_exit() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (_s, addr) = Duet::server(&[]);
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Our copy shares the open file description with duet's stdin.
+    let ours = read_end.try_clone().unwrap();
+    assert!(!nonblocking(ours.as_raw_fd()));
+    let a = addr.to_string();
+    let mut c = Duet::spawn_with(
+        &["client", &a, "--format", "jsonl"],
+        Stdin::Fd(read_end),
+        &[],
+    );
+    c.expect_event("connected");
+    assert!(
+        nonblocking(ours.as_raw_fd()),
+        "duet reads its pipe nonblocking"
+    );
+    drop(write_end);
+    assert_eq!(c.code(), 0);
+    assert!(
+        !nonblocking(ours.as_raw_fd()),
+        "O_NONBLOCK left set on the shared pipe"
+    );
+}

@@ -39,6 +39,7 @@ pub enum Stdin {
     Piped,
     Null,
     File(std::fs::File),
+    Fd(std::os::fd::OwnedFd),
 }
 
 impl Duet {
@@ -61,6 +62,7 @@ impl Duet {
             Stdin::Piped => cmd.stdin(Stdio::piped()),
             Stdin::Null => cmd.stdin(Stdio::null()),
             Stdin::File(f) => cmd.stdin(Stdio::from(f)),
+            Stdin::Fd(fd) => cmd.stdin(Stdio::from(fd)),
         };
         let mut child: Child = cmd.spawn().expect("spawn duet");
         let pid = child.id();

@@ -1,0 +1,100 @@
+//! The ack path allocates nothing once warm: a counting global allocator
+//! watches two sessions exchange small messages in memory.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use duet::session::{Config, Event, Session};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator, counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn cfg() -> Config {
+    Config {
+        name: b"x".to_vec(),
+        max_message: 1 << 20,
+        linger: Duration::from_secs(1),
+        handshake_timeout: Duration::from_secs(1),
+    }
+}
+
+/// Moves `from`'s outbox into `to` through a preallocated wire buffer.
+fn pump(from: &mut Session, wire: &mut Vec<u8>, to: &mut Session, now: Instant) {
+    wire.clear();
+    let out = from.poll_transmit();
+    let n = out.len();
+    wire.extend_from_slice(out);
+    from.handle_written(n, now);
+    let used = to.handle_peer_bytes(wire, now);
+    assert_eq!(used, n);
+}
+
+/// Takes every event, as the display would, and returns the message bytes seen.
+fn drain(s: &mut Session) -> usize {
+    let mut bytes = 0;
+    while let Some(e) = s.poll_event() {
+        if let Event::Message { data, .. } = e {
+            bytes += data.len();
+        }
+    }
+    bytes
+}
+
+/// One stop-and-wait round trip: `a` sends, `b` receives and acks.
+fn round_trip(a: &mut Session, b: &mut Session, wire: &mut Vec<u8>, msg: &[u8], now: Instant) {
+    a.handle_input(Cow::Borrowed(msg)).expect("accepted");
+    pump(a, wire, b, now);
+    assert_eq!(drain(b), msg.len());
+    pump(b, wire, a, now);
+    drain(a);
+}
+
+#[test]
+fn receive_and_ack_path_does_not_allocate_once_warm() {
+    let now = Instant::now();
+    let mut a = Session::new(cfg(), now);
+    let mut b = Session::new(cfg(), now);
+    let mut wire = Vec::with_capacity(1 << 20);
+    pump(&mut a, &mut wire, &mut b, now);
+    pump(&mut b, &mut wire, &mut a, now);
+    drain(&mut a);
+    drain(&mut b);
+    let msg = [0x5a_u8; 1024];
+    for size in [0, 16, 1024] {
+        for _ in 0..100 {
+            round_trip(&mut a, &mut b, &mut wire, &msg[..size], now);
+            round_trip(&mut b, &mut a, &mut wire, &msg[..size], now);
+        }
+    }
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for size in [0, 16, 1024] {
+        for _ in 0..1000 {
+            round_trip(&mut a, &mut b, &mut wire, &msg[..size], now);
+            round_trip(&mut b, &mut a, &mut wire, &msg[..size], now);
+        }
+    }
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    assert_eq!(allocs, 0, "6000 warm round trips allocated {allocs} times");
+    assert_eq!(a.stats().acked, 3300);
+}
