@@ -107,6 +107,15 @@ pub struct Common {
     /// Close a connection that has not completed the handshake in this time
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// Send a heartbeat after this long without hearing from the peer (0: never)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Declare the peer gone after this many unanswered heartbeats in a row
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub dead_after: u32,
+    /// Give up when queued data makes no progress for this long (0: never)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
     /// More log detail on stderr (-v debug, -vv trace)
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -217,8 +226,15 @@ impl Cli {
             max_message: common.max_message,
             linger: common.linger,
             handshake_timeout: common.handshake_timeout,
+            heartbeat: nonzero(common.heartbeat),
+            dead_after: common.dead_after,
+            write_timeout: nonzero(common.write_timeout),
         })
     }
+}
+
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// The largest `--max-message`: messages are held in memory whole.

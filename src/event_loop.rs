@@ -49,6 +49,10 @@ const STDIN_CHUNK: usize = 64 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a stop signal waits for the last acknowledgments.
 const STOP_GRACE: Duration = Duration::from_secs(1);
+/// Unsent bytes the kernel may hold for a connection (TCP_NOTSENT_LOWAT):
+/// small, so that an ack or PONG we queue does not wait behind megabytes of
+/// a large message already handed to the kernel.
+const NOTSENT_LOWAT: u32 = 128 * 1024;
 /// Back-off before accepting again after an error such as EMFILE.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -86,6 +90,9 @@ pub struct Options {
     pub max_message: u64,
     pub linger: Duration,
     pub handshake_timeout: Duration,
+    pub heartbeat: Option<Duration>,
+    pub dead_after: u32,
+    pub write_timeout: Option<Duration>,
 }
 
 /// A failure of the program as a whole, shown as one line.
@@ -280,6 +287,8 @@ struct Loop {
     listen_addr: Option<SocketAddr>,
     accept_ready: bool,
     accept_retry: Option<Instant>,
+    /// Accepting fails (for example EMFILE); warned once per streak.
+    accept_failing: bool,
     conns: Slab<Conn>,
     /// The connection whose chat is current (server: at most one).
     active: Option<usize>,
@@ -318,6 +327,7 @@ impl Loop {
             listen_addr: None,
             accept_ready: false,
             accept_retry: None,
+            accept_failing: false,
             conns: Slab::new(),
             active: None,
             stdin_ready: stdin.kind() == StdinKind::Direct,
@@ -335,6 +345,9 @@ impl Loop {
             max_message: self.opts.max_message,
             linger: self.opts.linger,
             handshake_timeout: self.opts.handshake_timeout,
+            heartbeat: self.opts.heartbeat,
+            dead_after: self.opts.dead_after,
+            write_timeout: self.opts.write_timeout,
         }
     }
 
@@ -395,11 +408,17 @@ impl Loop {
                 Err(e) => {
                     // EMFILE and friends: the connection stays queued; try
                     // again shortly instead of spinning on it.
-                    log::warn!("cannot accept a connection: {}", io_msg(&e));
+                    if !self.accept_failing {
+                        log::warn!("cannot accept a connection: {}", io_msg(&e));
+                        self.accept_failing = true;
+                    }
                     self.accept_retry = Some(now + ACCEPT_RETRY);
                     return;
                 }
             };
+            if std::mem::take(&mut self.accept_failing) {
+                log::warn!("accepting connections again");
+            }
             let peer = unmap(peer);
             let busy = self.active.is_some();
             match self.add_conn(stream, peer, now) {
@@ -700,7 +719,7 @@ impl Loop {
                         return;
                     }
                 };
-                let sent = session.as_mut().map(|s| s.handle_input(msg));
+                let sent = session.as_mut().map(|s| s.handle_input(msg, now));
                 if let None | Some(Err(InputRefused::NotOpen)) = sent {
                     let message = "not sent: nobody is connected";
                     display.show(&Line::Error { message }, now);
@@ -942,6 +961,27 @@ fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> (String, u8, Option
         }
         End::Failed(e) => (e.to_string(), exit::FAILURE, Some(e.to_string())),
         End::Lost(msg) => (msg.clone(), exit::FAILURE, Some(msg.clone())),
+    }
+}
+
+/// Caps the unsent data the kernel accepts from us (Linux 3.12+).
+fn set_notsent_lowat(stream: &TcpStream, bytes: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    // SAFETY: setsockopt with a pointer to an int that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -53,6 +53,14 @@ pub struct Config {
     pub linger: Duration,
     /// How long the peer has to complete the handshake.
     pub handshake_timeout: Duration,
+    /// Send PING after this long without a sign of life from the peer;
+    /// `None` disables heartbeats.
+    pub heartbeat: Option<Duration>,
+    /// Declare the peer gone when this many PINGs in a row go unanswered.
+    pub dead_after: u32,
+    /// Give up when queued bytes make no write progress for this long;
+    /// `None` waits forever.
+    pub write_timeout: Option<Duration>,
 }
 
 /// Why a connection failed.
@@ -78,6 +86,10 @@ pub enum SessionError {
     NoBye,
     /// The peer did not finish the handshake in time.
     HandshakeTimeout,
+    /// Heartbeats went unanswered: the peer or the path is gone.
+    Dead { pings: u32, silent: Duration },
+    /// Queued bytes made no write progress: the peer stopped reading.
+    WriteStall { after: Duration },
 }
 
 impl fmt::Display for SessionError {
@@ -109,6 +121,16 @@ impl fmt::Display for SessionError {
             SessionError::Truncated => f.write_str("connection ended in the middle of a frame"),
             SessionError::NoBye => f.write_str("peer closed the connection without saying goodbye"),
             SessionError::HandshakeTimeout => f.write_str("peer did not complete the handshake"),
+            SessionError::Dead { pings, silent } => write!(
+                f,
+                "peer did not answer {pings} heartbeats (silent for {:.1} s); connection considered dead",
+                silent.as_secs_f64()
+            ),
+            SessionError::WriteStall { after } => write!(
+                f,
+                "peer stopped reading: no write progress for {:.1} s",
+                after.as_secs_f64()
+            ),
         }
     }
 }
@@ -120,7 +142,9 @@ impl SessionError {
         match self {
             SessionError::Version { .. } => ByeReason::VersionMismatch,
             SessionError::TooLarge { .. } => ByeReason::MessageTooLarge,
-            SessionError::HandshakeTimeout => ByeReason::Timeout,
+            SessionError::HandshakeTimeout
+            | SessionError::Dead { .. }
+            | SessionError::WriteStall { .. } => ByeReason::Timeout,
             _ => ByeReason::ProtocolError,
         }
     }
@@ -261,6 +285,13 @@ pub struct Session {
     arena: Vec<u8>,
     events: VecDeque<Record>,
 
+    /// The last sign of life: bytes received, or our data leaving.
+    last_heard: Instant,
+    /// PINGs sent since then.
+    pings: u32,
+    /// The last write progress, or when the outbox last became non-empty.
+    last_progress: Instant,
+
     stats: Stats,
     rtt: RttStats,
 }
@@ -289,6 +320,9 @@ impl Session {
             rx: Vec::new(),
             arena: Vec::new(),
             events: VecDeque::with_capacity(64),
+            last_heard: now,
+            pings: 0,
+            last_progress: now,
             stats: Stats::default(),
             rtt: RttStats::new(),
         };
@@ -308,6 +342,10 @@ impl Session {
     /// ([`Session::wants_peer_bytes`]). Returns how many bytes were used;
     /// the caller drops them and keeps the rest for later.
     pub fn handle_peer_bytes(&mut self, buf: &[u8], now: Instant) -> usize {
+        self.outbox_clock(now);
+        if !buf.is_empty() {
+            self.alive(now);
+        }
         let mut used = 0;
         while self.wants_peer_bytes() {
             match protocol::decode(&buf[used..]) {
@@ -353,6 +391,14 @@ impl Session {
     /// `n` bytes of [`Session::poll_transmit`]'s slice were written.
     pub fn handle_written(&mut self, n: usize, now: Instant) {
         debug_assert!(n <= self.outbox.len() - self.out_pos);
+        if n > 0 {
+            self.last_progress = now;
+            // Message bytes leaving show the path and the peer's kernel work,
+            // so a long transfer is not mistaken for a dead peer.
+            if self.in_flight.back().is_some_and(|m| m.end > self.written) {
+                self.alive(now);
+            }
+        }
         self.out_pos += n;
         self.written += n as u64;
         if self.out_pos == self.outbox.len() {
@@ -371,10 +417,11 @@ impl Session {
     /// Offers one message for sending. Messages up to one chunk go straight
     /// into the outbox when nothing is queued ahead of them; larger ones are
     /// kept and chunked as the outbox drains.
-    pub fn handle_input(&mut self, msg: Cow<'_, [u8]>) -> Result<u64, InputRefused> {
+    pub fn handle_input(&mut self, msg: Cow<'_, [u8]>, now: Instant) -> Result<u64, InputRefused> {
         if !matches!(self.state, State::Open) {
             return Err(InputRefused::NotOpen);
         }
+        self.outbox_clock(now);
         let len = msg.len() as u64;
         if len > self.peer_max {
             self.stats.refused += 1;
@@ -439,15 +486,39 @@ impl Session {
 
     /// Call when [`Session::poll_timeout`]'s instant has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.outbox_clock(now);
         match self.state {
             State::Handshake { deadline } if now >= deadline => {
                 self.fail(SessionError::HandshakeTimeout);
+                return;
             }
             State::Draining { deadline } if now >= deadline => {
                 self.queue_bye(ByeReason::Normal, b"");
                 self.finish(End::Local(ByeReason::Normal));
+                return;
             }
-            _ => {}
+            State::Open | State::Draining { .. } => {}
+            State::Handshake { .. } | State::Closed => return,
+        }
+        if let Some(t) = self.stall_deadline() {
+            if now >= t {
+                let after = now.saturating_duration_since(self.last_progress);
+                self.fail(SessionError::WriteStall { after });
+                return;
+            }
+        }
+        if let Some(t) = self.heartbeat_deadline() {
+            if now >= t {
+                if self.pings >= self.cfg.dead_after {
+                    let silent = now.saturating_duration_since(self.last_heard);
+                    let pings = self.pings;
+                    self.fail(SessionError::Dead { pings, silent });
+                } else {
+                    self.pings += 1;
+                    let token = self.pings as u64;
+                    protocol::encode(&Frame::Ping(token), &mut self.outbox);
+                }
+            }
         }
     }
 
@@ -504,10 +575,18 @@ impl Session {
 
     /// When to call [`Session::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
+        let own = match self.state {
             State::Handshake { deadline } | State::Draining { deadline } => Some(deadline),
-            State::Open | State::Closed => None,
+            State::Open => None,
+            State::Closed => return None,
+        };
+        if matches!(self.state, State::Handshake { .. }) {
+            return own;
         }
+        [own, self.stall_deadline(), self.heartbeat_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----- state --------------------------------------------------------
@@ -685,6 +764,34 @@ impl Session {
             rtt,
         });
         self.bye_if_drained();
+    }
+
+    /// Any sign of life from the peer resets the heartbeat.
+    fn alive(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.pings = 0;
+    }
+
+    /// Starts the write-stall clock when bytes are about to be queued into
+    /// an empty outbox (called at the top of every input with `now`).
+    fn outbox_clock(&mut self, now: Instant) {
+        if self.unsent_out() == 0 && self.pending.is_empty() {
+            self.last_progress = now;
+        }
+    }
+
+    fn stall_deadline(&self) -> Option<Instant> {
+        let waiting = self.unsent_out() > 0 || !self.pending.is_empty();
+        waiting.then_some(())?;
+        Some(self.last_progress + self.cfg.write_timeout?)
+    }
+
+    /// The next PING is due one interval after the last sign of life, and
+    /// one more interval after each unanswered PING; after `dead_after`
+    /// of them, the same deadline declares the peer dead.
+    fn heartbeat_deadline(&self) -> Option<Instant> {
+        let every = self.cfg.heartbeat?;
+        Some(self.last_heard + every * (self.pings + 1))
     }
 
     fn drain_until(&mut self, deadline: Instant) {

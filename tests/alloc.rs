@@ -36,6 +36,9 @@ fn cfg() -> Config {
         max_message: 1 << 20,
         linger: Duration::from_secs(1),
         handshake_timeout: Duration::from_secs(1),
+        heartbeat: Some(Duration::from_secs(5)),
+        dead_after: 3,
+        write_timeout: Some(Duration::from_secs(30)),
     }
 }
 
@@ -63,7 +66,7 @@ fn drain(s: &mut Session) -> usize {
 
 /// One stop-and-wait round trip: `a` sends, `b` receives and acks.
 fn round_trip(a: &mut Session, b: &mut Session, wire: &mut Vec<u8>, msg: &[u8], now: Instant) {
-    a.handle_input(Cow::Borrowed(msg)).expect("accepted");
+    a.handle_input(Cow::Borrowed(msg), now).expect("accepted");
     pump(a, wire, b, now);
     assert_eq!(drain(b), msg.len());
     pump(b, wire, a, now);

@@ -12,6 +12,9 @@ fn cfg(name: &str) -> Config {
         max_message: 1 << 20,
         linger: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
+        heartbeat: None,
+        dead_after: 3,
+        write_timeout: None,
     }
 }
 
@@ -115,7 +118,8 @@ impl Pair {
 }
 
 fn send(s: &mut Session, msg: &[u8]) -> u64 {
-    s.handle_input(Cow::Borrowed(msg)).expect("accepted")
+    s.handle_input(Cow::Borrowed(msg), Instant::now())
+        .expect("accepted")
 }
 
 #[test]
@@ -255,7 +259,7 @@ fn message_over_peer_limit_is_refused_locally() {
     pump(&mut s, &mut b, &mut c, now);
     events(&mut c);
     assert_eq!(
-        c.handle_input(Cow::Borrowed(b"12345")),
+        c.handle_input(Cow::Borrowed(b"12345"), now),
         Err(InputRefused::TooLarge { len: 5, limit: 4 })
     );
     assert_eq!(send(&mut c, b"1234"), 1);
@@ -593,4 +597,131 @@ fn stdin_backpressure_caps_pending_bytes() {
     p.exchange();
     assert!(p.c.wants_input());
     assert_eq!(p.c.stats().acked, accepted);
+}
+
+fn live_cfg(name: &str) -> Config {
+    Config {
+        heartbeat: Some(Duration::from_secs(5)),
+        dead_after: 3,
+        write_timeout: Some(Duration::from_secs(30)),
+        ..cfg(name)
+    }
+}
+
+/// Frames in `s`'s outbox, written out so the next call sees new ones.
+fn take_frames(s: &mut Session, now: Instant) -> Vec<String> {
+    let out = s.poll_transmit().to_vec();
+    s.handle_written(out.len(), now);
+    let mut rest = &out[..];
+    let mut names = Vec::new();
+    while let Some((f, n)) = decode(rest).unwrap() {
+        names.push(format!("{f:?}"));
+        rest = &rest[n..];
+    }
+    names
+}
+
+fn open_session(cfg: Config, now: Instant) -> Session {
+    let mut s = Session::new(cfg, now);
+    s.handle_peer_bytes(&hello(b"peer", 1 << 20), now);
+    take_frames(&mut s, now);
+    events(&mut s);
+    s
+}
+
+#[test]
+fn silent_peer_gets_pings_then_is_declared_dead() {
+    let t0 = Instant::now();
+    let mut s = open_session(live_cfg("s"), t0);
+    let sec = Duration::from_secs(1);
+    assert_eq!(s.poll_timeout(), Some(t0 + 5 * sec));
+    for (i, at) in [5u32, 10, 15].into_iter().enumerate() {
+        let now = t0 + at * sec;
+        s.handle_timeout(now - MS);
+        assert_eq!(
+            take_frames(&mut s, now),
+            Vec::<String>::new(),
+            "nothing early"
+        );
+        s.handle_timeout(now);
+        assert_eq!(take_frames(&mut s, now), [format!("Ping({})", i + 1)]);
+        assert!(!s.is_closed());
+    }
+    // heartbeat × (dead_after + 1) after the last sign of life:
+    assert_eq!(s.poll_timeout(), Some(t0 + 20 * sec));
+    s.handle_timeout(t0 + 20 * sec);
+    assert_eq!(
+        s.end(),
+        Some(&End::Failed(SessionError::Dead {
+            pings: 3,
+            silent: 20 * sec
+        }))
+    );
+    assert_eq!(last_bye(&mut s), ByeReason::Timeout);
+}
+
+#[test]
+fn any_byte_from_the_peer_resets_the_heartbeat() {
+    let t0 = Instant::now();
+    let mut s = open_session(live_cfg("s"), t0);
+    let sec = Duration::from_secs(1);
+    s.handle_timeout(t0 + 5 * sec);
+    s.handle_timeout(t0 + 10 * sec);
+    assert_eq!(take_frames(&mut s, t0 + 10 * sec).len(), 2);
+    // A partial frame is life too.
+    let mut pong = Vec::new();
+    encode(&Frame::Pong(2), &mut pong);
+    let used = s.handle_peer_bytes(&pong[..3], t0 + 12 * sec);
+    assert_eq!(used, 0);
+    assert_eq!(s.poll_timeout(), Some(t0 + 17 * sec));
+    s.handle_timeout(t0 + 30 * sec);
+    assert!(!s.is_closed(), "one ping, not dead");
+}
+
+#[test]
+fn a_long_transfer_is_not_a_dead_peer() {
+    let t0 = Instant::now();
+    let mut s = open_session(live_cfg("s"), t0);
+    s.peer_max = u64::MAX;
+    let big = vec![0u8; 4 << 20];
+    s.handle_input(Cow::Borrowed(&big), t0).unwrap();
+    // 64 KiB leaves every 2 s: slow, but progress; no ack for a minute.
+    let mut now = t0;
+    for _ in 0..30 {
+        now += Duration::from_secs(2);
+        s.handle_timeout(now);
+        let n = s.poll_transmit().len().min(64 * 1024);
+        s.handle_written(n, now);
+    }
+    assert!(!s.is_closed(), "{:?}", s.end());
+}
+
+#[test]
+fn write_stall_ends_the_chat() {
+    let t0 = Instant::now();
+    let mut s = open_session(live_cfg("s"), t0);
+    let sec = Duration::from_secs(1);
+    // The peer keeps pinging (so it is alive) but never reads our data.
+    s.handle_input(Cow::Borrowed(b"stuck"), t0 + sec).unwrap();
+    assert_eq!(s.poll_timeout(), Some(t0 + 5 * sec), "heartbeat first");
+    let mut ping = Vec::new();
+    encode(&Frame::Ping(1), &mut ping);
+    for at in [4u32, 8, 12, 16, 20, 24, 28] {
+        s.handle_peer_bytes(&ping, t0 + at * sec);
+        s.handle_timeout(t0 + at * sec);
+    }
+    assert!(!s.is_closed());
+    assert_eq!(s.poll_timeout(), Some(t0 + 31 * sec));
+    s.handle_timeout(t0 + 31 * sec);
+    assert_eq!(
+        s.end(),
+        Some(&End::Failed(SessionError::WriteStall { after: 30 * sec }))
+    );
+}
+
+#[test]
+fn no_deadlines_when_idle_without_heartbeats() {
+    let t0 = Instant::now();
+    let s = open_session(cfg("s"), t0);
+    assert_eq!(s.poll_timeout(), None);
 }
