@@ -556,6 +556,7 @@ impl Loop {
         now: Instant,
     ) -> io::Result<usize> {
         stream.set_nodelay(true)?;
+        set_notsent_lowat(&stream, NOTSENT_LOWAT)?;
         let session = Session::new(self.session_config(), now);
         let entry = self.conns.vacant_entry();
         let key = entry.key();

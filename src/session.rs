@@ -500,24 +500,20 @@ impl Session {
             State::Open | State::Draining { .. } => {}
             State::Handshake { .. } | State::Closed => return,
         }
-        if let Some(t) = self.stall_deadline() {
-            if now >= t {
-                let after = now.saturating_duration_since(self.last_progress);
-                self.fail(SessionError::WriteStall { after });
-                return;
-            }
+        if self.stall_deadline().is_some_and(|t| now >= t) {
+            let after = now.saturating_duration_since(self.last_progress);
+            self.fail(SessionError::WriteStall { after });
+            return;
         }
-        if let Some(t) = self.heartbeat_deadline() {
-            if now >= t {
-                if self.pings >= self.cfg.dead_after {
-                    let silent = now.saturating_duration_since(self.last_heard);
-                    let pings = self.pings;
-                    self.fail(SessionError::Dead { pings, silent });
-                } else {
-                    self.pings += 1;
-                    let token = self.pings as u64;
-                    protocol::encode(&Frame::Ping(token), &mut self.outbox);
-                }
+        if self.heartbeat_deadline().is_some_and(|t| now >= t) {
+            if self.pings >= self.cfg.dead_after {
+                let silent = now.saturating_duration_since(self.last_heard);
+                let pings = self.pings;
+                self.fail(SessionError::Dead { pings, silent });
+            } else {
+                self.pings += 1;
+                let token = self.pings as u64;
+                protocol::encode(&Frame::Ping(token), &mut self.outbox);
             }
         }
     }
