@@ -1,0 +1,518 @@
+//! Liveness, backpressure and ending well, with the real binary: each test
+//! names a fault, checks the promised behaviour, and checks that the server
+//! still serves a fresh client afterwards.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Peak resident memory (VmHWM) in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    status_kib(pid, "VmHWM:") as f64 / 1024.0
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// utime + stime in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn assert_serves(s: &mut Duet, addr: SocketAddr) {
+    let mut c = Duet::client(addr, &[]);
+    c.send(b"still serving?\n");
+    assert_eq!(s.expect_event("message")["text"], "still serving?");
+    assert_eq!(c.expect_event("ack")["id"], 1);
+    c.close_stdin();
+    assert_eq!(c.code(), 0);
+    s.expect_event("summary");
+}
+
+fn raw_hello(addr: SocketAddr) -> Raw {
+    let mut raw = Raw::connect(addr);
+    assert_eq!(raw.read_frame().0, 0x01);
+    raw.write(&hello(b"raw", 1 << 30));
+    raw
+}
+
+#[test]
+fn silent_connection_loses_the_slot_at_the_handshake_deadline() {
+    let (mut s, addr) = Duet::server(&["--handshake-timeout", "300ms"]);
+    let mut raw = Raw::connect(addr);
+    let frames = raw.frames_until_close();
+    assert_eq!(frames.first().map(|f| f.0), Some(0x01));
+    assert_eq!(
+        frames.last().map(|f| (f.0, f.1[0])),
+        Some((0x04, 4)),
+        "BYE(timeout)"
+    );
+    let closed = s.expect_event("closed");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("handshake"),
+        "{closed}"
+    );
+    assert_serves(&mut s, addr);
+}
+
+#[test]
+fn frozen_client_is_detected_by_heartbeats() {
+    let (hb, dead) = (Duration::from_millis(200), 2u32);
+    let (mut s, addr) = Duet::server(&["--heartbeat", "200ms", "--dead-after", "2"]);
+    let mut c = Duet::client(addr, &["--heartbeat", "200ms"]);
+    c.expect_event("connected");
+    s.expect_event("connected");
+    c.signal(libc::SIGSTOP);
+    let stopped = Instant::now();
+    let closed = s.expect_event("closed");
+    let took = stopped.elapsed();
+    let reason = closed["reason"].as_str().unwrap();
+    assert!(reason.contains("did not answer 2 heartbeats"), "{reason}");
+    let bound = hb * (dead + 1);
+    // The last sign of life came at most one interval before the stop.
+    assert!(took + hb >= bound, "declared dead after only {took:?}");
+    assert!(
+        took <= bound + Duration::from_secs(3),
+        "took {took:?}, bound {bound:?}"
+    );
+    eprintln!("dead-peer detection: {took:?} (heartbeat {hb:?}, dead after {dead})");
+    c.signal(libc::SIGKILL);
+    assert_serves(&mut s, addr);
+}
+
+#[test]
+fn idle_chat_with_heartbeats_stays_up() {
+    let (mut s, mut c, _) = {
+        let (mut s, addr) = Duet::server(&["--heartbeat", "50ms", "--dead-after", "1"]);
+        let mut c = Duet::client(addr, &["--heartbeat", "50ms", "--dead-after", "1"]);
+        c.expect_event("connected");
+        s.expect_event("connected");
+        (s, c, addr)
+    };
+    // Forty heartbeat intervals pass; each side's pings must be answered.
+    std::thread::sleep(Duration::from_secs(2));
+    c.send(b"after the silence\n");
+    assert_eq!(s.expect_event("message")["text"], "after the silence");
+    assert_eq!(c.expect_event("ack")["id"], 1);
+}
+
+#[test]
+fn non_reading_peer_is_cut_off_by_the_write_timeout_with_bounded_memory() {
+    let (mut s, addr) = Duet::server(&["--write-timeout", "1s", "--heartbeat", "0"]);
+    let _raw = raw_hello(addr); // never reads
+    s.expect_event("connected");
+    // Push 80 MiB of 1 MiB lines from a thread: the write blocks whenever
+    // duet stops reading stdin, which is the backpressure under test.
+    let mut stdin = s.take_stdin();
+    let writer = std::thread::spawn(move || {
+        let line = [b"x".repeat(1 << 20), b"\n".to_vec()].concat();
+        for _ in 0..80 {
+            if stdin.write_all(&line).is_err() {
+                break;
+            }
+        }
+        stdin
+    });
+    let closed = s.expect_event("closed");
+    let reason = closed["reason"].as_str().unwrap();
+    assert!(reason.contains("stopped reading"), "{reason}");
+    let stdin = writer.join().unwrap();
+    let peak = peak_rss_mib(s.pid());
+    eprintln!("peak RSS with a non-reading peer: {peak:.1} MiB");
+    assert!(peak < 48.0, "peak RSS {peak:.1} MiB");
+    drop(stdin);
+    assert_serves(&mut s, addr);
+}
+
+#[test]
+fn ack_flood_from_a_peer_that_never_reads_keeps_memory_flat() {
+    let (mut s, addr) = Duet::server(&["--write-timeout", "1s", "--heartbeat", "0"]);
+    let raw = raw_hello(addr);
+    s.expect_event("connected");
+    let mut stream = raw.stream.try_clone().unwrap();
+    let flood = std::thread::spawn(move || {
+        let mut batch = Vec::new();
+        let mut id = 1u64;
+        loop {
+            batch.clear();
+            for _ in 0..10_000 {
+                batch.extend_from_slice(&data(id, true, b""));
+                id += 1;
+            }
+            if stream.write_all(&batch).is_err() {
+                return id;
+            }
+        }
+    });
+    let closed = s.expect_event("closed");
+    assert!(
+        closed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped reading"),
+        "{closed}"
+    );
+    let sent = flood.join().unwrap();
+    let peak = peak_rss_mib(s.pid());
+    eprintln!("ack flood: {sent} messages offered, peak RSS {peak:.1} MiB");
+    assert!(peak < 48.0, "peak RSS {peak:.1} MiB");
+    drop(raw);
+    assert_serves(&mut s, addr);
+}
+
+#[test]
+fn endless_stdin_line_is_skipped_not_buffered() {
+    let (mut s, addr) = Duet::server(&[]);
+    let mut c = Duet::client(addr, &["--max-message", "1MiB"]);
+    c.expect_event("connected");
+    let mut stdin = c.take_stdin();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'y'; 1 << 20];
+        for _ in 0..64 {
+            stdin.write_all(&chunk).unwrap();
+        }
+        stdin.write_all(b"\nafter\n").unwrap();
+    });
+    let e = c.expect_event("error");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("longer than --max-message"),
+        "{e}"
+    );
+    assert_eq!(s.expect_event("message")["text"], "after");
+    writer.join().unwrap();
+    assert_eq!(c.code(), 0);
+    let peak = peak_rss_mib(s.pid());
+    assert!(peak < 48.0, "server peak {peak:.1} MiB");
+}
+
+#[test]
+fn undrained_stdout_loses_nothing() {
+    use std::process::{Command, Stdio};
+    let mut server = Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--format",
+            "jsonl",
+            "--once",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(server.id());
+    let mut out = server.stdout.take().unwrap();
+    let fd = out.as_raw_fd();
+    // Read the first line byte by byte, leaving the rest in the pipe.
+    let mut first = Vec::new();
+    let mut b = [0u8; 1];
+    while b[0] != b'\n' {
+        out.read_exact(&mut b).unwrap();
+        first.push(b[0]);
+    }
+    let v: Value = serde_json::from_slice(&first).unwrap();
+    let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+    let n = 20_000;
+    let mut c = Duet::client(addr, &["--linger", "60s"]);
+    let input: String = (1..=n).map(|i| format!("message {i}\n")).collect();
+    c.send(input.as_bytes());
+    c.close_stdin();
+    // Nobody reads the server's stdout until its pipe is full.
+    eventually("the stdout pipe to fill", || {
+        let mut avail: libc::c_int = 0;
+        // SAFETY: FIONREAD writes an int.
+        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail) };
+        avail >= 60_000
+    });
+    let mut all = String::new();
+    out.read_to_string(&mut all).unwrap();
+    let texts: Vec<String> = all
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["event"] == "message")
+        .map(|v| v["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), n);
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(t, &format!("message {}", i + 1));
+    }
+    assert_eq!(c.code(), 0);
+    assert_eq!(server.wait().unwrap().code(), Some(0));
+}
+
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child (harmless if it has exited).
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_mid_chat_say_goodbye_and_print_the_summary() {
+    for (sig, code) in [
+        (libc::SIGINT, 130),
+        (libc::SIGTERM, 143),
+        (libc::SIGHUP, 129),
+    ] {
+        // To the client.
+        let (mut s, addr) = Duet::server(&[]);
+        let mut c = Duet::client(addr, &[]);
+        c.send(b"before the signal\n");
+        assert_eq!(c.expect_event("ack")["id"], 1);
+        c.signal(sig);
+        let sum = c.expect_event("summary");
+        assert_eq!(sum["acked"], 1);
+        assert_eq!(c.code(), code, "client, signal {sig}");
+        let closed = s.expect_event("closed");
+        assert!(
+            closed["reason"].as_str().unwrap().contains("left"),
+            "{closed}"
+        );
+        assert!(s.running());
+
+        // To the server.
+        let mut c = Duet::client(addr, &[]);
+        c.expect_event("connected");
+        s.send(b"from the server\n");
+        assert_eq!(s.expect_event("ack")["id"], 1);
+        s.signal(sig);
+        let sum = s.expect_event("summary");
+        assert_eq!(sum["acked"], 1);
+        assert_eq!(s.code(), code, "server, signal {sig}");
+        let closed = c.expect_event("closed");
+        assert!(
+            closed["reason"].as_str().unwrap().contains("left"),
+            "{closed}"
+        );
+        assert_eq!(c.code(), 0);
+    }
+}
+
+#[test]
+fn sigterm_with_nobody_connected_exits_at_once() {
+    let (mut s, _) = Duet::server(&[]);
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.code(), 143);
+}
+
+#[test]
+fn restart_on_the_same_port_at_once() {
+    let (mut s, addr) = Duet::server(&[]);
+    let mut c = Duet::client(addr, &[]);
+    c.send(b"x\n");
+    c.expect_event("ack");
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.code(), 143);
+    assert_eq!(c.code(), 0);
+    let port = addr.port().to_string();
+    let mut s2 = Duet::spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(s2.listening_addr(), addr);
+    assert_serves(&mut s2, addr);
+}
+
+#[test]
+fn client_killed_mid_message() {
+    let (mut s, addr) = Duet::server(&[]);
+    // A raw client sends the first chunk of a large message and resets.
+    let mut raw = raw_hello(addr);
+    raw.write(&data(1, false, &[7u8; 65536]));
+    s.expect_event("connected");
+    set_linger_zero(&raw.stream);
+    drop(raw);
+    let closed = s.expect_event("closed");
+    let reason = closed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("reset") || reason.contains("middle"),
+        "{reason}"
+    );
+    // A real client killed with SIGKILL while sending.
+    let mut c = Duet::client(addr, &["--input", "whole"]);
+    c.expect_event("connected");
+    s.expect_event("connected");
+    c.send(&vec![b'z'; 4 << 20]);
+    c.signal(libc::SIGKILL);
+    s.expect_event("closed");
+    assert_serves(&mut s, addr);
+}
+
+fn set_linger_zero(stream: &TcpStream) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a linger struct that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Connects and disconnects `n` times, cycling through a clean goodbye, no
+/// bytes at all, and a reset.
+fn cycles(addr: SocketAddr, n: usize) {
+    for i in 0..n {
+        let mut raw = Raw::connect(addr);
+        match i % 3 {
+            0 => {
+                raw.read_frame();
+                raw.write(&hello(b"cycle", 1));
+                raw.write(&bye(0));
+                raw.stream.shutdown(Shutdown::Write).unwrap();
+                raw.frames_until_close();
+            }
+            1 => {
+                raw.stream.shutdown(Shutdown::Write).unwrap();
+                raw.frames_until_close();
+            }
+            _ => set_linger_zero(&raw.stream),
+        }
+    }
+}
+
+#[test]
+fn thousand_connect_disconnect_cycles_leave_no_trace() {
+    let (mut s, addr) = Duet::server(&[]);
+    assert_serves(&mut s, addr);
+    let pid = s.pid();
+    let fds_before = fd_count(pid);
+    // The first thousand warm the allocator up; the second must not grow.
+    cycles(addr, 1000);
+    eventually("descriptors to return to their count", || {
+        fd_count(pid) <= fds_before
+    });
+    let rss_warm = rss_kib(pid);
+    cycles(addr, 1000);
+    eventually("descriptors to return to their count", || {
+        fd_count(pid) <= fds_before
+    });
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "2000 cycles: fds {fds_before} -> {}, RSS after 1000 {rss_warm} KiB, after 2000 {rss_after} KiB",
+        fd_count(pid)
+    );
+    assert!(
+        rss_after < rss_warm + 1024,
+        "RSS grew from {rss_warm} to {rss_after} KiB"
+    );
+    assert_serves(&mut s, addr);
+}
+
+#[test]
+fn accept_errors_do_not_spin_and_the_server_recovers() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    // A descriptor limit that leaves room for only a few connections.
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "server",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--format",
+        "jsonl",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 16,
+                rlim_max: 16,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let _kill = KillOnDrop(pid);
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    let v: Value = serde_json::from_str(&first).unwrap();
+    let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+    let _stdin = child.stdin.take();
+    let peers: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect_timeout(&addr, DEADLINE).unwrap())
+        .collect();
+    // Measure CPU over one second while accepts fail.
+    eventually("accepting to fail", || fd_count(pid) >= 16);
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid) - t0;
+    assert!(used <= 20, "{used} ticks of CPU in one second: spinning");
+    drop(peers);
+    // Reading stdout keeps the server from blocking on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    eventually("descriptors to free up", || fd_count(pid) < 12);
+    // The queued dead connections are accepted and dropped first; a client
+    // arriving meanwhile may be told "busy", so ask until it is served.
+    let mut tries = 0;
+    loop {
+        let a = addr.to_string();
+        let mut c = Duet::spawn_with(&["client", &a], Stdin::Null, &[]);
+        match c.code() {
+            0 => break,
+            4 if tries < 100 => tries += 1,
+            other => c.fail(&format!("exit {other}")),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn one_thread_and_no_cpu_while_idle() {
+    let (s, _) = Duet::server(&[]);
+    let pid = s.pid();
+    let threads = status_kib(pid, "Threads:");
+    assert_eq!(threads, 1);
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(cpu_ticks(pid) - t0, 0, "CPU used while idle");
+}
