@@ -45,6 +45,8 @@ const FIRST_CONN: usize = 3;
 const READ_BUF: usize = 2 * (protocol::HEADER_LEN + protocol::MAX_BODY);
 /// Bytes read from stdin per `read` call.
 const STDIN_CHUNK: usize = 64 * 1024;
+/// Reads of stdin per loop turn before the sockets get their turn.
+const STDIN_READS_PER_TURN: u32 = 16;
 /// How long a finished connection may take to close after our BYE.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a stop signal waits for the last acknowledgments.
@@ -686,7 +688,12 @@ impl Loop {
     }
 
     fn read_stdin(&mut self, now: Instant) {
-        while self.stdin_ready && !self.stdin_eof && self.wants_stdin() {
+        // A bounded number of reads per turn, so a fast writer on stdin
+        // (whole mode has no session pushback while a message assembles)
+        // cannot starve the sockets; `stdin_ready` stays set meanwhile.
+        let mut budget = STDIN_READS_PER_TURN;
+        while self.stdin_ready && !self.stdin_eof && self.wants_stdin() && budget > 0 {
+            budget -= 1;
             let n = match self.stdin.read(&mut self.stdin_buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {

@@ -516,3 +516,29 @@ fn one_thread_and_no_cpu_while_idle() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(cpu_ticks(pid) - t0, 0, "CPU used while idle");
 }
+
+#[test]
+fn frames_before_a_reset_are_still_shown_and_acknowledged() {
+    let (mut s, addr) = Duet::server(&[]);
+    let mut raw = raw_hello(addr);
+    let mut burst = Vec::new();
+    for id in 1..=3u64 {
+        burst.extend_from_slice(&data(id, true, format!("last words {id}").as_bytes()));
+    }
+    raw.write(&burst);
+    set_linger_zero(&raw.stream);
+    drop(raw);
+    for id in 1..=3u64 {
+        let m = s.expect_event("message");
+        assert_eq!(m["text"], format!("last words {id}"));
+    }
+    let closed = s.expect_event("closed");
+    let reason = closed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("reset") || reason.contains("without saying goodbye"),
+        "{reason}"
+    );
+    let sum = s.expect_event("summary");
+    assert_eq!(sum["received"], 3);
+    assert_serves(&mut s, addr);
+}
