@@ -7,6 +7,8 @@
 //! codes. See `docs/ARCHITECTURE.md`.
 
 pub mod buf;
+#[doc(hidden)]
+pub mod check;
 pub mod cli;
 pub mod event_loop;
 pub mod input;
