@@ -24,7 +24,8 @@ impl Rng {
 #[test]
 fn fuzz_seed_corpus_replays_clean() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
-    let targets: [(&str, fn(&[u8])); 4] = [
+    type Property = fn(&[u8]);
+    let targets: [(&str, Property); 4] = [
         ("decode_chunked", check::decode_chunked),
         ("roundtrip", check::roundtrip),
         ("session", check::session_ops),
