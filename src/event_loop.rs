@@ -32,7 +32,7 @@ use crate::buf::ReadBuf;
 use crate::input::{InputMode, Splitter};
 use crate::protocol::{self, ByeReason};
 use crate::render::{self, Format, Line, Stamp};
-use crate::session::{Config, End, Event, InputRefused, Session};
+use crate::session::{Config, End, Event, InputRefused, Session, SessionError};
 use crate::stdin::{Stdin, StdinKind};
 
 const LISTENER: Token = Token(0);
@@ -816,7 +816,7 @@ impl Loop {
             _ => code,
         };
         self.last_error = error;
-        conn.closing.get_or_insert(now + CLOSE_GRACE);
+        conn.closing.get_or_insert(now + close_grace(&conn.session));
         self.active = None;
         true
     }
@@ -867,11 +867,23 @@ fn service_conn(conn: &mut Conn, now: Instant) {
     }
     flush_conn(conn, now);
     if conn.session.is_closed() {
-        conn.closing.get_or_insert(now + CLOSE_GRACE);
+        conn.closing.get_or_insert(now + close_grace(&conn.session));
         if !conn.shut_down && conn.session.poll_transmit().is_empty() {
             let _ = conn.stream.shutdown(Shutdown::Write);
             conn.shut_down = true;
         }
+    }
+}
+
+/// How long to wait for the peer's FIN after the chat ends: not at all when
+/// the peer is unresponsive or the connection already failed.
+fn close_grace(session: &Session) -> Duration {
+    match session.end() {
+        Some(End::Lost(_))
+        | Some(End::Failed(SessionError::Dead { .. } | SessionError::WriteStall { .. })) => {
+            Duration::ZERO
+        }
+        _ => CLOSE_GRACE,
     }
 }
 
