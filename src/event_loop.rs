@@ -43,6 +43,11 @@ const FIRST_CONN: usize = 3;
 
 /// Receive buffer size: one maximal frame plus room to read ahead.
 const READ_BUF: usize = 2 * (protocol::HEADER_LEN + protocol::MAX_BODY);
+/// Receive buffer of a connection turned away as busy (input discarded).
+const BUSY_READ_BUF: usize = 4096;
+/// Connections being turned away or closed at once, beyond which new
+/// arrivals during a chat are closed without HELLO and BYE.
+const MAX_CLOSING: usize = 64;
 /// Bytes read from stdin per `read` call.
 const STDIN_CHUNK: usize = 64 * 1024;
 /// Reads of stdin per loop turn before the sockets get their turn.
@@ -423,11 +428,15 @@ impl Loop {
             }
             let peer = unmap(peer);
             let busy = self.active.is_some();
-            match self.add_conn(stream, peer, now) {
+            if busy && self.conns.len() > MAX_CLOSING {
+                // Too many already being turned away: no courtesy, just close.
+                log::debug!("dropped {peer}: busy, and {MAX_CLOSING} others are closing");
+                continue;
+            }
+            match self.add_conn(stream, peer, now, busy) {
                 Ok(key) if busy => {
                     log::info!("turned away {peer}: busy with another chat");
                     let conn = &mut self.conns[key];
-                    conn.session.close(ByeReason::Busy);
                     conn.closing = Some(now + CLOSE_GRACE);
                     service_conn(conn, now);
                 }
@@ -478,10 +487,12 @@ impl Loop {
         };
         log::info!("connected to {addr}");
         let now = Instant::now();
-        let key = self.add_conn(stream, addr, now).map_err(|err| Error::Io {
-            what: "cannot set up the connection",
-            err,
-        })?;
+        let key = self
+            .add_conn(stream, addr, now, false)
+            .map_err(|err| Error::Io {
+                what: "cannot set up the connection",
+                err,
+            })?;
         self.active = Some(key);
         loop {
             let now = self.turn()?;
@@ -556,10 +567,17 @@ impl Loop {
         mut stream: TcpStream,
         peer: SocketAddr,
         now: Instant,
+        busy: bool,
     ) -> io::Result<usize> {
         stream.set_nodelay(true)?;
         set_notsent_lowat(&stream, NOTSENT_LOWAT)?;
-        let session = Session::new(self.session_config(), now);
+        let mut session = Session::new(self.session_config(), now);
+        // A connection turned away only has its input discarded: a small
+        // buffer keeps a flood of them cheap.
+        let rbuf = ReadBuf::with_capacity(if busy { BUSY_READ_BUF } else { READ_BUF });
+        if busy {
+            session.close(ByeReason::Busy);
+        }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(
@@ -571,7 +589,7 @@ impl Loop {
             stream,
             peer,
             peer_name: Vec::new(),
-            rbuf: ReadBuf::with_capacity(READ_BUF),
+            rbuf,
             session,
             readable: false,
             writable: true,

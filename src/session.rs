@@ -84,6 +84,8 @@ pub enum SessionError {
     Truncated,
     /// The peer closed the connection without BYE.
     NoBye,
+    /// The peer closed the connection before sending HELLO.
+    NoHello,
     /// The peer did not finish the handshake in time.
     HandshakeTimeout,
     /// Heartbeats went unanswered: the peer or the path is gone.
@@ -120,6 +122,9 @@ impl fmt::Display for SessionError {
             ),
             SessionError::Truncated => f.write_str("connection ended in the middle of a frame"),
             SessionError::NoBye => f.write_str("peer closed the connection without saying goodbye"),
+            SessionError::NoHello => f.write_str(
+                "peer closed the connection before the handshake (overloaded, or not a duet peer)",
+            ),
             SessionError::HandshakeTimeout => f.write_str("peer did not complete the handshake"),
             SessionError::Dead { pings, silent } => write!(
                 f,
@@ -308,7 +313,7 @@ impl Session {
             handshake_done: false,
             peer_name: Vec::new(),
             peer_max: 0,
-            outbox: Vec::with_capacity(OUT_REFILL + protocol::MAX_BODY),
+            outbox: Vec::with_capacity(512),
             out_pos: 0,
             written: 0,
             next_id: 1,
@@ -383,6 +388,8 @@ impl Session {
         let mid_message = !matches!(self.state, State::Handshake { .. }) && !self.rx.is_empty();
         if leftover > 0 || mid_message {
             self.fail(SessionError::Truncated);
+        } else if matches!(self.state, State::Handshake { .. }) {
+            self.fail(SessionError::NoHello);
         } else {
             self.fail(SessionError::NoBye);
         }

@@ -390,13 +390,20 @@ fn set_linger_zero(stream: &TcpStream) {
 }
 
 /// Connects and disconnects `n` times, cycling through a clean goodbye, no
-/// bytes at all, and a reset.
+/// bytes at all, and a reset. Resets are not waited for, so connections pile
+/// up in the backlog; past 64 at once the server closes new arrivals without
+/// a word, which a clean cycle then sees as an immediate end of file.
 fn cycles(addr: SocketAddr, n: usize) {
     for i in 0..n {
         let mut raw = Raw::connect(addr);
         match i % 3 {
             0 => {
-                raw.read_frame();
+                let mut header = [0u8; 5];
+                if raw.stream.read_exact(&mut header).is_err() {
+                    continue; // dropped during a burst
+                }
+                let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+                raw.stream.read_exact(&mut vec![0; len]).unwrap();
                 raw.write(&hello(b"cycle", 1));
                 raw.write(&bye(0));
                 raw.stream.shutdown(Shutdown::Write).unwrap();
@@ -412,7 +419,7 @@ fn cycles(addr: SocketAddr, n: usize) {
 }
 
 #[test]
-fn thousand_connect_disconnect_cycles_leave_no_trace() {
+fn three_thousand_connect_disconnect_cycles_leave_no_trace() {
     let (mut s, addr) = Duet::server(&[]);
     assert_serves(&mut s, addr);
     let pid = s.pid();
@@ -423,17 +430,19 @@ fn thousand_connect_disconnect_cycles_leave_no_trace() {
         fd_count(pid) <= fds_before
     });
     let rss_warm = rss_kib(pid);
-    cycles(addr, 1000);
+    cycles(addr, 2000);
     eventually("descriptors to return to their count", || {
         fd_count(pid) <= fds_before
     });
     let rss_after = rss_kib(pid);
     eprintln!(
-        "2000 cycles: fds {fds_before} -> {}, RSS after 1000 {rss_warm} KiB, after 2000 {rss_after} KiB",
+        "3000 cycles: fds {fds_before} -> {}, RSS after 1000 {rss_warm} KiB, after 3000 {rss_after} KiB",
         fd_count(pid)
     );
+    // Allocator high-water marks move a little with how many connections
+    // overlap; a leak of even 1 KiB per connection would add 2 MiB.
     assert!(
-        rss_after < rss_warm + 1024,
+        rss_after < rss_warm + 1536,
         "RSS grew from {rss_warm} to {rss_after} KiB"
     );
     assert_serves(&mut s, addr);

@@ -725,3 +725,10 @@ fn no_deadlines_when_idle_without_heartbeats() {
     let s = open_session(cfg("s"), t0);
     assert_eq!(s.poll_timeout(), None);
 }
+
+#[test]
+fn eof_before_hello_says_so() {
+    let mut s = server_fed(b"");
+    s.handle_eof(0);
+    assert_eq!(s.end(), Some(&End::Failed(SessionError::NoHello)));
+}
