@@ -17,6 +17,8 @@ pub struct ReadBuf {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    /// The last read returned less than the space it was offered.
+    short: bool,
 }
 
 impl ReadBuf {
@@ -25,6 +27,7 @@ impl ReadBuf {
             buf: vec![0u8; cap].into_boxed_slice(),
             start: 0,
             end: 0,
+            short: false,
         }
     }
 
@@ -47,6 +50,14 @@ impl ReadBuf {
         }
     }
 
+    /// Whether the last `fill_from` got less than it asked for: on Linux a
+    /// socket or pipe then had nothing more queued at that moment, and new
+    /// data will raise a new edge-triggered event, so another read that
+    /// would only return `WouldBlock` can be skipped.
+    pub fn was_short(&self) -> bool {
+        self.short
+    }
+
     /// Free space after the unread bytes, once compacted.
     pub fn free(&self) -> usize {
         self.buf.len() - (self.end - self.start)
@@ -61,7 +72,9 @@ impl ReadBuf {
             self.end -= self.start;
             self.start = 0;
         }
+        let room = self.buf.len() - self.end;
         let n = src.read(&mut self.buf[self.end..])?;
+        self.short = n < room;
         self.end += n;
         debug_assert!(self.end <= self.buf.len());
         Ok(n)
@@ -77,11 +90,13 @@ mod tests {
         let mut b = ReadBuf::with_capacity(8);
         let mut src: &[u8] = b"abcdefghijkl";
         assert_eq!(b.fill_from(&mut src).unwrap(), 8);
+        assert!(!b.was_short());
         assert_eq!(b.data(), b"abcdefgh");
         b.consume(6);
         assert_eq!(b.free(), 6);
         // Tail is full, so this read compacts "gh" to the front first.
         assert_eq!(b.fill_from(&mut src).unwrap(), 4);
+        assert!(b.was_short());
         assert_eq!(b.data(), b"ghijkl");
         b.consume(6);
         assert!(b.is_empty());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::event_loop::{Mode, Options};
+use crate::event_loop::{BenchSpec, Mode, Options};
 use crate::input::InputMode;
 use crate::protocol::MAX_NAME;
 use crate::render::Format;
@@ -82,6 +82,35 @@ pub enum Command {
         /// Give up on an address after this long and try the next (e.g. 10s, 500ms)
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         connect_timeout: Duration,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Measure: send generated messages to a server and report throughput
+    /// and round-trip times.
+    ///
+    /// Uses the same session and event loop as `client`, with a message
+    /// generator in place of stdin. Per-message output is off; the summary
+    /// adds msgs/s and MB/s.
+    #[command(after_help = EXIT_CODES)]
+    Bench {
+        /// Server to connect to, as for `client`
+        #[arg(value_name = "HOST[:PORT]")]
+        host: String,
+        /// Port, when HOST does not give one
+        #[arg(long, short, env = "DUET_PORT")]
+        port: Option<u16>,
+        /// Give up on an address after this long and try the next
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        connect_timeout: Duration,
+        /// Messages to send
+        #[arg(long, short = 'n', default_value_t = 10_000)]
+        count: u64,
+        /// Bytes per message (e.g. 16, 1KiB, 1MiB)
+        #[arg(long, short, value_name = "SIZE", default_value = "16", value_parser = parse_size)]
+        size: u64,
+        /// Most messages unacknowledged at once (1 = stop-and-wait)
+        #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        window: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -159,7 +188,9 @@ impl Cli {
     /// The common options, for logging set-up before anything else.
     pub fn common(&self) -> &Common {
         match &self.command {
-            Command::Server { common, .. } | Command::Client { common, .. } => common,
+            Command::Server { common, .. }
+            | Command::Client { common, .. }
+            | Command::Bench { common, .. } => common,
         }
     }
 
@@ -180,22 +211,38 @@ impl Cli {
                 connect_timeout,
                 common,
             } => {
-                let (host, host_port) = split_host_port(&host)?;
-                let port = match (host_port, port) {
-                    (Some(a), Some(b)) if a != b => {
-                        return Err(UsageError(format!(
-                            "port given twice: {a} in HOST and {b} in --port or DUET_PORT"
-                        )));
-                    }
-                    (Some(p), _) | (None, Some(p)) => p,
-                    (None, None) => DEFAULT_PORT,
+                let (host, port) = client_target(&host, port)?;
+                let mode = Mode::Client {
+                    host,
+                    port,
+                    connect_timeout,
+                    bench: None,
+                };
+                (mode, common, "client")
+            }
+            Command::Bench {
+                host,
+                port,
+                connect_timeout,
+                count,
+                size,
+                window,
+                common,
+            } => {
+                let (host, port) = client_target(&host, port)?;
+                let bench = BenchSpec {
+                    count,
+                    size: usize::try_from(size)
+                        .map_err(|_| UsageError("--size too large".into()))?,
+                    window,
                 };
                 let mode = Mode::Client {
                     host,
                     port,
                     connect_timeout,
+                    bench: Some(bench),
                 };
-                (mode, common, "client")
+                (mode, common, "bench")
             }
         };
         let name = match common.name {
@@ -326,6 +373,21 @@ pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), UsageError> {
         )),
         None => Ok((s.to_string(), None)),
     }
+}
+
+/// The client's host and port from `HOST[:PORT]` and `--port`.
+fn client_target(host: &str, port: Option<u16>) -> Result<(String, u16), UsageError> {
+    let (host, host_port) = split_host_port(host)?;
+    let port = match (host_port, port) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(UsageError(format!(
+                "port given twice: {a} in HOST and {b} in --port or DUET_PORT"
+            )));
+        }
+        (Some(p), _) | (None, Some(p)) => p,
+        (None, None) => DEFAULT_PORT,
+    };
+    Ok((host, port))
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {

@@ -14,6 +14,7 @@
 //! `WouldBlock`, so a source we stopped reading for backpressure is resumed
 //! without waiting for another edge.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
@@ -84,7 +85,26 @@ pub enum Mode {
         host: String,
         port: u16,
         connect_timeout: Duration,
+        /// Send generated messages instead of reading stdin.
+        bench: Option<BenchSpec>,
     },
+}
+
+/// What `duet bench` sends.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchSpec {
+    pub count: u64,
+    pub size: usize,
+    /// Most messages unacknowledged at once (1 = stop-and-wait).
+    pub window: u64,
+}
+
+/// `duet bench` in progress: a message generator in place of stdin.
+struct Bench {
+    spec: BenchSpec,
+    payload: Vec<u8>,
+    queued: u64,
+    first_sent: Option<Instant>,
 }
 
 /// Everything the loop needs from the command line.
@@ -180,7 +200,13 @@ pub fn run(opts: Options) -> Result<u8, Error> {
             host,
             port,
             connect_timeout,
-        } => lp.run_client(&host, port, connect_timeout),
+            bench,
+        } => {
+            if let Some(spec) = bench {
+                lp.start_bench(spec);
+            }
+            lp.run_client(&host, port, connect_timeout)
+        }
     };
     lp.display.flush();
     code
@@ -200,6 +226,11 @@ struct Conn {
     closing: Option<Instant>,
     shut_down: bool,
     eof: bool,
+    /// When the last acknowledgment arrived (for throughput).
+    last_ack: Option<Instant>,
+    /// The peer's FIN or an error was reported: read until read says so,
+    /// even after a short read.
+    hangup: bool,
 }
 
 /// stdout, written once per turn with everything rendered in that turn.
@@ -209,6 +240,8 @@ struct Display {
     stdout: ManuallyDrop<File>,
     /// stdout was closed by its reader: stop writing, end quietly.
     broken: bool,
+    /// Show `sent` and per-message ack lines (off for `duet bench`).
+    per_message: bool,
     mono_base: (Instant, u64),
 }
 
@@ -228,6 +261,7 @@ impl Display {
             // ManuallyDrop keeps us from closing it.
             stdout: ManuallyDrop::new(unsafe { File::from_raw_fd(1) }),
             broken: false,
+            per_message: true,
             mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
         }
     }
@@ -309,6 +343,11 @@ struct Loop {
     last_code: u8,
     /// A finished chat's failure, reported by the client as its error.
     last_error: Option<String>,
+    bench: Option<Bench>,
+    /// The signal source reported readiness this turn.
+    signal_ready: bool,
+    /// stdin reported a hang-up (its writer closed): read to end of file.
+    stdin_hangup: bool,
 }
 
 impl Loop {
@@ -343,6 +382,9 @@ impl Loop {
             stdin_buf: vec![0u8; STDIN_CHUNK].into_boxed_slice(),
             last_code: exit::OK,
             last_error: None,
+            bench: None,
+            signal_ready: false,
+            stdin_hangup: false,
         })
     }
 
@@ -536,7 +578,10 @@ impl Loop {
                             self.stop = Some(sig);
                         }
                     }
-                    STDIN => self.stdin_ready = true,
+                    STDIN => {
+                        self.stdin_ready = true;
+                        self.stdin_hangup |= ev.is_read_closed() || ev.is_error();
+                    }
                     t if t == token => writable = true,
                     _ => {}
                 }
@@ -596,6 +641,8 @@ impl Loop {
             closing: None,
             shut_down: false,
             eof: false,
+            last_ack: None,
+            hangup: false,
         });
         Ok(key)
     }
@@ -617,12 +664,16 @@ impl Loop {
         for ev in self.events.iter() {
             match ev.token() {
                 LISTENER => self.accept_ready = true,
-                STDIN => self.stdin_ready = true,
-                SIGNALS => {}
+                STDIN => {
+                    self.stdin_ready = true;
+                    self.stdin_hangup |= ev.is_read_closed() || ev.is_error();
+                }
+                SIGNALS => self.signal_ready = true,
                 Token(t) => {
                     if let Some(conn) = self.conns.get_mut(t - FIRST_CONN) {
                         // Errors and hang-ups surface through read().
                         conn.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        conn.hangup |= ev.is_read_closed() || ev.is_error();
                         conn.writable |= ev.is_writable() || ev.is_error();
                     }
                 }
@@ -636,7 +687,11 @@ impl Loop {
         for (_, conn) in self.conns.iter_mut() {
             service_conn(conn, now);
         }
-        self.read_stdin(now);
+        if self.bench.is_some() {
+            self.feed_bench(now);
+        } else {
+            self.read_stdin(now);
+        }
         if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
             flush_conn(conn, now);
         }
@@ -680,6 +735,9 @@ impl Loop {
     }
 
     fn handle_signals(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.signal_ready) {
+            return;
+        }
         for sig in self.signals.pending() {
             log::info!("got signal {sig}");
             let again = self.stop.is_some();
@@ -694,6 +752,41 @@ impl Loop {
                     .handle_stop(now, STOP_GRACE.min(self.opts.linger));
             }
             service_conn(conn, now);
+        }
+    }
+
+    /// `duet bench`: stdin is not read; generated messages are.
+    fn start_bench(&mut self, spec: BenchSpec) {
+        self.stdin_eof = true;
+        self.stdin.deregister(self.poll.registry());
+        self.display.per_message = false;
+        self.bench = Some(Bench {
+            spec,
+            payload: (0..spec.size).map(|i| b'a' + (i % 26) as u8).collect(),
+            queued: 0,
+            first_sent: None,
+        });
+    }
+
+    /// Offers generated messages while the window and the session allow;
+    /// after the last, waits for the acks as a client does at end of input.
+    fn feed_bench(&mut self, now: Instant) {
+        let (Some(b), Some(conn)) = (
+            self.bench.as_mut(),
+            self.active.and_then(|k| self.conns.get_mut(k)),
+        ) else {
+            return;
+        };
+        let s = &mut conn.session;
+        while b.queued < b.spec.count && s.outstanding() < b.spec.window && s.wants_input() {
+            if s.handle_input(Cow::Borrowed(&b.payload), now).is_err() {
+                break;
+            }
+            b.first_sent.get_or_insert(now);
+            b.queued += 1;
+        }
+        if b.queued == b.spec.count && s.is_open() {
+            s.handle_input_end(now);
         }
     }
 
@@ -736,7 +829,7 @@ impl Loop {
             let mut session = active
                 .and_then(|k| conns.get_mut(k))
                 .map(|c| &mut c.session);
-            let mut deliver = |rec: Result<std::borrow::Cow<'_, [u8]>, _>| {
+            let mut deliver = |rec: Result<Cow<'_, [u8]>, _>| {
                 let msg = match rec {
                     Ok(m) => m,
                     Err(e) => {
@@ -767,6 +860,12 @@ impl Loop {
                 // One chunk per turn, so sockets are served in between.
                 return;
             }
+            if n < self.stdin_buf.len() && !self.stdin_hangup {
+                // A short read drained the pipe or terminal: a new edge
+                // comes with new bytes, so skip the read that says EAGAIN.
+                self.stdin_ready = false;
+                return;
+            }
         }
     }
 
@@ -786,8 +885,16 @@ impl Loop {
                             now,
                         );
                     }
-                    Event::Sent { id, len } => d.show(&Line::Sent { id, len }, now),
-                    Event::Acked { id, len, rtt } => d.show(&Line::Acked { id, len, rtt }, now),
+                    Event::Sent { id, len } if d.per_message => {
+                        d.show(&Line::Sent { id, len }, now)
+                    }
+                    Event::Sent { .. } => {}
+                    Event::Acked { id, len, rtt } => {
+                        conn.last_ack = Some(now);
+                        if d.per_message {
+                            d.show(&Line::Acked { id, len, rtt }, now);
+                        }
+                    }
                     Event::Message { id, data } => {
                         let from = &conn.peer_name;
                         d.show(&Line::Message { id, from, data }, now);
@@ -818,15 +925,23 @@ impl Loop {
         let stats = conn.session.stats();
         let (reason, code, error) = describe_end(end, &conn.peer_name, stats.undelivered());
         self.display.show(&Line::Closed { reason: &reason }, now);
-        if conn.session.handshake_done() || matches!(self.opts.mode, Mode::Client { .. }) {
-            let peer = conn.peer_name.clone();
-            self.display.show(
-                &Line::Summary {
-                    peer: &peer,
-                    stats: &stats,
-                },
-                now,
-            );
+        let peer = conn.peer_name.clone();
+        if let Some(b) = &self.bench {
+            let elapsed = b.first_sent.map_or(Duration::ZERO, |t| {
+                conn.last_ack.unwrap_or(t).saturating_duration_since(t)
+            });
+            let line = Line::Bench {
+                peer: &peer,
+                size: b.spec.size as u64,
+                window: b.spec.window,
+                elapsed,
+                stats: &stats,
+            };
+            self.display.show(&line, now);
+        } else if conn.session.handshake_done() || matches!(self.opts.mode, Mode::Client { .. }) {
+            let stats = &stats;
+            self.display
+                .show(&Line::Summary { peer: &peer, stats }, now);
         }
         self.display.flush();
         self.last_code = match self.stop {
@@ -925,6 +1040,11 @@ fn read_conn(conn: &mut Conn, now: Instant) {
                 conn.rbuf.consume(used);
                 // The ack path: what those frames queued leaves now.
                 flush_conn(conn, now);
+                if conn.rbuf.was_short() && !conn.hangup {
+                    // Drained: skip the read that would only say EAGAIN.
+                    conn.readable = false;
+                    return;
+                }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 conn.readable = false;

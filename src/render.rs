@@ -69,8 +69,15 @@ pub enum Line<'a> {
         peer: &'a [u8],
         stats: &'a Stats,
     },
+    /// `duet bench` results: the summary plus throughput.
+    Bench {
+        peer: &'a [u8],
+        size: u64,
+        window: u64,
+        elapsed: Duration,
+        stats: &'a Stats,
+    },
 }
-
 /// Appends `line` to `out` in `format`.
 pub fn render(format: Format, line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
     match format {
@@ -112,6 +119,28 @@ fn text(line: &Line<'_>, out: &mut Vec<u8>) {
         Line::Error { message } => {
             let _ = writeln!(out, "* error: {message}");
         }
+        Line::Bench {
+            peer,
+            size,
+            window,
+            elapsed,
+            stats,
+        } => {
+            let _ = writeln!(
+                out,
+                "--- bench with {}: {} messages of {size} B, window {window} ---",
+                escape_to_string(peer),
+                stats.sent
+            );
+            let (msgs, mb) = rates(stats.acked, size, elapsed);
+            let _ = writeln!(
+                out,
+                "{} acknowledged in {:.3} s: {msgs:.0} msgs/s, {mb:.2} MB/s",
+                stats.acked,
+                elapsed.as_secs_f64()
+            );
+            rtt_lines(&stats.rtt, out);
+        }
         Line::Summary { peer, stats } => {
             let _ = writeln!(out, "--- chat with {} ---", escape_to_string(peer));
             let lost = stats.sent - stats.acked;
@@ -124,27 +153,32 @@ fn text(line: &Line<'_>, out: &mut Vec<u8>) {
                 let _ = write!(out, ", {} refused", stats.refused);
             }
             let _ = writeln!(out, ", {} received", stats.received);
-            let r = &stats.rtt;
-            if r.n > 0 {
-                let _ = writeln!(
-                    out,
-                    "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
-                    ms(r.min),
-                    ms(r.avg),
-                    ms(r.max),
-                    ms(r.mdev)
-                );
-                let _ = writeln!(
-                    out,
-                    "rtt p50/p90/p99/p99.9 = {}/{}/{}/{} ms",
-                    ms(r.p50),
-                    ms(r.p90),
-                    ms(r.p99),
-                    ms(r.p999)
-                );
-            }
+            rtt_lines(&stats.rtt, out);
         }
     }
+}
+
+/// The ping-style RTT lines, when there are samples.
+fn rtt_lines(r: &RttSummary, out: &mut Vec<u8>) {
+    if r.n == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
+        ms(r.min),
+        ms(r.avg),
+        ms(r.max),
+        ms(r.mdev)
+    );
+    let _ = writeln!(
+        out,
+        "rtt p50/p90/p99/p99.9 = {}/{}/{}/{} ms",
+        ms(r.p50),
+        ms(r.p90),
+        ms(r.p99),
+        ms(r.p999)
+    );
 }
 
 fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
@@ -157,6 +191,7 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
         Line::Closed { .. } => "closed",
         Line::Error { .. } => "error",
         Line::Summary { .. } => "summary",
+        Line::Bench { .. } => "bench",
     };
     let _ = write!(
         out,
@@ -213,8 +248,36 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
             );
             json_rtt(&stats.rtt, out);
         }
+        Line::Bench {
+            peer,
+            size,
+            window,
+            elapsed,
+            stats,
+        } => {
+            out.extend_from_slice(b",\"peer\":");
+            json_lossy(peer, out);
+            let (msgs, mb) = rates(stats.acked, size, elapsed);
+            let _ = write!(
+                out,
+                ",\"size\":{size},\"window\":{window},\"sent\":{},\"acked\":{},\"elapsed_us\":{},\"msgs_per_s\":{msgs:.1},\"mb_per_s\":{mb:.3},\"rtt_us\":",
+                stats.sent,
+                stats.acked,
+                us(elapsed.as_nanos() as u64)
+            );
+            json_rtt(&stats.rtt, out);
+        }
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// Messages per second and MB (10^6 bytes) per second.
+fn rates(acked: u64, size: u64, elapsed: Duration) -> (f64, f64) {
+    let secs = elapsed.as_secs_f64();
+    if secs == 0.0 {
+        return (0.0, 0.0);
+    }
+    (acked as f64 / secs, (acked * size) as f64 / secs / 1e6)
 }
 
 fn json_rtt(r: &RttSummary, out: &mut Vec<u8>) {
