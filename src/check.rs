@@ -201,6 +201,12 @@ pub fn session_ops(data: &[u8]) {
 /// Escaped output never holds a control or bidi character, is valid UTF-8,
 /// and JSON strings hold no raw control characters.
 pub fn escape(data: &[u8]) {
+    for newline_ok in [false, true] {
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        render::escape_into(data, newline_ok, &mut fast);
+        render::escape_reference(data, newline_ok, &mut slow);
+        assert_eq!(fast, slow, "fast escaper disagrees with the reference");
+    }
     let s = render::escape_to_string(data);
     for c in s.chars() {
         assert!(!c.is_control(), "control {c:?} in {s:?}");

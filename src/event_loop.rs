@@ -780,6 +780,9 @@ impl Loop {
         let s = &mut conn.session;
         while b.queued < b.spec.count && s.outstanding() < b.spec.window && s.wants_input() {
             if s.handle_input(Cow::Borrowed(&b.payload), now).is_err() {
+                // Larger than the server accepts: every message would be
+                // refused the same way, so the run ends (exit status 3).
+                b.queued = b.spec.count;
                 break;
             }
             b.first_sent.get_or_insert(now);

@@ -106,11 +106,17 @@ fn text(line: &Line<'_>, out: &mut Vec<u8>) {
         Line::Message { from, data, .. } => {
             // Every physical line carries the tag, so a message cannot
             // forge a line that looks like ours.
-            for part in data.split(|&b| b == b'\n') {
+            let mut rest = data;
+            loop {
+                let end = find_newline(rest);
                 escape_name(from, out);
                 out.extend_from_slice(b"> ");
-                escape_into(part, false, out);
+                escape_into(&rest[..end.unwrap_or(rest.len())], false, out);
                 out.push(b'\n');
+                match end {
+                    Some(e) => rest = &rest[e + 1..],
+                    None => break,
+                }
             }
         }
         Line::Closed { reason } => {
@@ -316,27 +322,125 @@ fn is_unsafe(c: char) -> bool {
 
 /// Appends `bytes` with every unsafe character escaped. With
 /// `newline_ok`, `\n` passes as is; otherwise it is escaped too.
+///
+/// Runs of printable ASCII are copied in bulk; only other bytes are
+/// decoded one character at a time (this is on the display path of every
+/// message, and a 100 MB message should not take a second to show).
 pub fn escape_into(bytes: &[u8], newline_ok: bool, out: &mut Vec<u8>) {
-    for chunk in bytes.utf8_chunks() {
-        let valid = chunk.valid();
-        let mut plain = 0;
-        for (i, c) in valid.char_indices() {
-            let safe = !(is_unsafe(c) || c == '\\') || (newline_ok && c == '\n');
-            if safe {
-                continue;
-            }
-            out.extend_from_slice(&valid.as_bytes()[plain..i]);
-            plain = i + c.len_utf8();
-            let _ = match c {
-                '\\' => write!(out, "\\\\"),
-                '\n' => write!(out, "\\n"),
-                '\r' => write!(out, "\\r"),
-                '\t' => write!(out, "\\t"),
-                c if (c as u32) < 0x80 => write!(out, "\\x{:02x}", c as u32),
-                c => write!(out, "\\u{{{:x}}}", c as u32),
-            };
+    out.reserve(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = plain_run(&bytes[i..], newline_ok);
+        out.extend_from_slice(&bytes[i..i + run]);
+        i += run;
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        if b < 0x80 {
+            push_escape(b as char, out);
+            i += 1;
+            continue;
         }
-        out.extend_from_slice(&valid.as_bytes()[plain..]);
+        match first_char(&bytes[i..]) {
+            Some(c) => {
+                if is_unsafe(c) {
+                    push_escape(c, out);
+                } else {
+                    out.extend_from_slice(&bytes[i..i + c.len_utf8()]);
+                }
+                i += c.len_utf8();
+            }
+            None => {
+                let _ = write!(out, "\\x{b:02x}");
+                i += 1;
+            }
+        }
+    }
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Whether any byte of `w` is zero (the classic bit trick).
+fn has_zero(w: u64) -> bool {
+    w.wrapping_sub(ONES) & !w & HIGHS != 0
+}
+
+/// Whether any byte of `w` is below 0x20, above 0x7e, or a backslash:
+/// a byte that printable-ASCII copying must stop at.
+fn has_special(w: u64) -> bool {
+    let below = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    let above = (w.wrapping_add(ONES * 0x01) | w) & HIGHS;
+    below | above != 0 || has_zero(w ^ (ONES * u64::from(b'\\')))
+}
+
+/// Length of the run of bytes at the front of `bytes` that are shown as is:
+/// printable ASCII other than backslash (and `\n` when `newline_ok`).
+/// Checks eight bytes at a time.
+fn plain_run(bytes: &[u8], newline_ok: bool) -> usize {
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let w = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+        if has_special(w) {
+            break;
+        }
+        i += 8;
+    }
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'\\' || (newline_ok && b == b'\n');
+    i + bytes[i..]
+        .iter()
+        .position(|&b| !plain(b))
+        .unwrap_or(bytes.len() - i)
+}
+
+/// Index of the first `\n` in `bytes`, eight bytes at a time.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let w = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+        if has_zero(w ^ (ONES * u64::from(b'\n'))) {
+            break;
+        }
+        i += 8;
+    }
+    bytes[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
+}
+
+/// The character that `bytes` starts with, if it starts with valid UTF-8.
+fn first_char(bytes: &[u8]) -> Option<char> {
+    let window = &bytes[..bytes.len().min(4)];
+    let valid = match std::str::from_utf8(window) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&window[..e.valid_up_to()]).expect("valid prefix"),
+    };
+    valid.chars().next()
+}
+
+/// The visible escape for one character that must not be shown raw.
+fn push_escape(c: char, out: &mut Vec<u8>) {
+    let _ = match c {
+        '\\' => write!(out, "\\\\"),
+        '\n' => write!(out, "\\n"),
+        '\r' => write!(out, "\\r"),
+        '\t' => write!(out, "\\t"),
+        c if (c as u32) < 0x80 => write!(out, "\\x{:02x}", c as u32),
+        c => write!(out, "\\u{{{:x}}}", c as u32),
+    };
+}
+
+/// The straightforward char-by-char escaper that `escape_into` must match
+/// (kept for the fuzz properties in `check`).
+#[doc(hidden)]
+pub fn escape_reference(bytes: &[u8], newline_ok: bool, out: &mut Vec<u8>) {
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if (is_unsafe(c) || c == '\\') && !(newline_ok && c == '\n') {
+                push_escape(c, out);
+            } else {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
         for b in chunk.invalid() {
             let _ = write!(out, "\\x{b:02x}");
         }
@@ -367,26 +471,37 @@ fn escape_name(name: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Appends `s` as a JSON string; characters unsafe on a terminal become
-/// `\uXXXX` escapes.
+/// `\uXXXX` escapes. Printable ASCII runs are copied in bulk.
 pub fn json_str(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
-    let mut plain = 0;
-    for (i, c) in s.char_indices() {
-        if !(c == '"' || c == '\\' || is_unsafe(c)) {
-            continue;
-        }
-        out.extend_from_slice(&s.as_bytes()[plain..i]);
-        plain = i + c.len_utf8();
+    let bytes = s.as_bytes();
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = bytes[i..]
+            .iter()
+            .position(|&b| !plain(b))
+            .unwrap_or(bytes.len() - i);
+        out.extend_from_slice(&bytes[i..i + run]);
+        i += run;
+        let Some(c) = s[i..].chars().next() else {
+            break;
+        };
+        i += c.len_utf8();
         let _ = match c {
             '"' => write!(out, "\\\""),
             '\\' => write!(out, "\\\\"),
             '\n' => write!(out, "\\n"),
             '\r' => write!(out, "\\r"),
             '\t' => write!(out, "\\t"),
-            c => write!(out, "\\u{:04x}", c as u32),
+            c if is_unsafe(c) => write!(out, "\\u{:04x}", c as u32),
+            c => {
+                let mut b = [0u8; 4];
+                out.write_all(c.encode_utf8(&mut b).as_bytes())
+            }
         };
     }
-    out.extend_from_slice(&s.as_bytes()[plain..]);
     out.push(b'"');
 }
 
@@ -398,18 +513,23 @@ fn json_lossy(bytes: &[u8], out: &mut Vec<u8>) {
 /// Standard base64 with padding (RFC 4648 §4).
 pub fn base64_into(data: &[u8], out: &mut Vec<u8>) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for group in data.chunks(3) {
-        let b = [
-            group[0],
-            *group.get(1).unwrap_or(&0),
-            *group.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        let sym = |shift: u32| ALPHABET[((n >> shift) & 63) as usize];
-        out.push(sym(18));
-        out.push(sym(12));
-        out.push(if group.len() > 1 { sym(6) } else { b'=' });
-        out.push(if group.len() > 2 { sym(0) } else { b'=' });
+    out.reserve(data.len().div_ceil(3) * 4);
+    let sym = |n: u32, shift: u32| ALPHABET[((n >> shift) & 63) as usize];
+    let mut groups = data.chunks_exact(3);
+    for g in &mut groups {
+        let n = (g[0] as u32) << 16 | (g[1] as u32) << 8 | g[2] as u32;
+        out.extend_from_slice(&[sym(n, 18), sym(n, 12), sym(n, 6), sym(n, 0)]);
+    }
+    match *groups.remainder() {
+        [a] => {
+            let n = (a as u32) << 16;
+            out.extend_from_slice(&[sym(n, 18), sym(n, 12), b'=', b'=']);
+        }
+        [a, b] => {
+            let n = (a as u32) << 16 | (b as u32) << 8;
+            out.extend_from_slice(&[sym(n, 18), sym(n, 12), sym(n, 6), b'=']);
+        }
+        _ => {}
     }
 }
 
@@ -460,6 +580,30 @@ mod tests {
         ];
         for (input, want) in table {
             assert_eq!(esc(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn word_at_a_time_scans_agree_with_byte_scans() {
+        for b in 0..=255u8 {
+            for pos in 0..20 {
+                let mut v = vec![b'a'; 20];
+                v[pos] = b;
+                let plain = (0x20..0x7f).contains(&b) && b != b'\\';
+                assert_eq!(
+                    plain_run(&v, false),
+                    if plain { 20 } else { pos },
+                    "{b:#x} at {pos}"
+                );
+                let nl = plain || b == b'\n';
+                assert_eq!(
+                    plain_run(&v, true),
+                    if nl { 20 } else { pos },
+                    "{b:#x} at {pos}"
+                );
+                let want = (b == b'\n').then_some(pos);
+                assert_eq!(find_newline(&v), want, "{b:#x} at {pos}");
+            }
         }
     }
 

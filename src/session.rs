@@ -41,6 +41,8 @@ const MAX_IN_FLIGHT: usize = 64 * 1024;
 const DISPLAY_CAP: usize = 1024 * 1024;
 /// Display arena capacity kept after a large message has been shown.
 const ARENA_KEEP: usize = 256 * 1024;
+/// Assembly buffer capacity kept between multi-chunk messages.
+const RX_KEEP: usize = 4 * 1024 * 1024;
 
 /// What this side announces and enforces.
 #[derive(Debug, Clone)]
@@ -555,8 +557,16 @@ impl Session {
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let Some(rec) = self.events.pop_front() else {
             self.arena.clear();
+            if self.rx.is_empty() && self.arena.capacity() > self.rx.capacity() {
+                // Give the large buffer back to the assembler, so that the
+                // next large message does not grow (and fault in) a new one.
+                std::mem::swap(&mut self.arena, &mut self.rx);
+            }
             if self.arena.capacity() > ARENA_KEEP {
                 self.arena.shrink_to(ARENA_KEEP);
+            }
+            if self.rx.capacity() > RX_KEEP {
+                self.rx.shrink_to(RX_KEEP);
             }
             return None;
         };

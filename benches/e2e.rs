@@ -1,0 +1,489 @@
+//! End-to-end latency and throughput of duet against the physical limit,
+//! measured side by side in one run on 127.0.0.1.
+//!
+//! Variants, interleaved round by round (A B C A B C ...) so that drift on a
+//! noisy machine shows up as spread rather than as a bias:
+//! - raw:    a blocking `std::net::TcpStream` ping-pong with TCP_NODELAY, the
+//!           same frames duet sends (DATA chunks, 13-byte ACK), between two
+//!           processes (this binary re-executed as the echo side);
+//! - bench:  `duet server` (stdout to /dev/null) driven by `duet bench`;
+//! - client: `duet client --format jsonl` fed one message at a time through
+//!           a stdin pipe, the next written after the previous ack is read.
+//!
+//! Run: `cargo bench --bench e2e` (add `-- --quick` for one short round).
+//! Figures are printed, never asserted.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DUET: &str = env!("CARGO_BIN_EXE_duet");
+const CHUNK: usize = 64 * 1024;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--raw-echo") {
+        raw_echo_server();
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let rounds = if quick { 1 } else { 3 };
+    let scale = if quick { 10 } else { 1 };
+
+    let raw = RawEcho::start();
+    let duet = DuetServer::start();
+    println!("duet e2e benchmark: {rounds} round(s), variants interleaved; RTTs in µs");
+    println!("machine: {}", machine());
+
+    let sizes: [(usize, usize, usize); 4] = [
+        (16, 5000 / scale, 2000 / scale),
+        (1024, 5000 / scale, 2000 / scale),
+        (64 * 1024, 1000 / scale, 500 / scale),
+        (1024 * 1024, 100 / scale, 50 / scale),
+    ];
+    let mut table: Vec<(String, Vec<Stats>, Vec<Stats>, Vec<Stats>)> = Vec::new();
+    for &(size, n, n_client) in &sizes {
+        let (mut r, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            r.push(Stats::of(raw.ping_pong(size, n)));
+            b.push(duet.bench_stop_and_wait(size, n));
+            c.push(Stats::of(duet.client_path(size, n_client)));
+        }
+        table.push((human(size), r, b, c));
+    }
+
+    println!();
+    println!(
+        "Stop-and-wait RTT (median over rounds of each round's p50 / p99; [min-max] of p50 across rounds)"
+    );
+    println!(
+        "{:>8} | {:>22} | {:>22} {:>6} {:>6} | {:>22} {:>6}",
+        "size",
+        "raw p50 / p99",
+        "duet bench p50 / p99",
+        "p50×",
+        "p99×",
+        "duet client p50 / p99",
+        "p50×"
+    );
+    for (name, r, b, c) in &table {
+        let (rp50, rp99) = (median(r, |s| s.p50), median(r, |s| s.p99));
+        let (bp50, bp99) = (median(b, |s| s.p50), median(b, |s| s.p99));
+        let (cp50, cp99) = (median(c, |s| s.p50), median(c, |s| s.p99));
+        println!(
+            "{:>8} | {:>8.1} / {:>8.1} {:>3} | {:>8.1} / {:>8.1} {:>3} {:>6.2} {:>6.2} | {:>8.1} / {:>8.1} {:>3} {:>6.2}",
+            name,
+            rp50,
+            rp99,
+            spread(r),
+            bp50,
+            bp99,
+            spread(b),
+            bp50 / rp50,
+            bp99 / rp99,
+            cp50,
+            cp99,
+            spread(c),
+            cp50 / rp50
+        );
+    }
+    for (name, r, b, c) in &table {
+        let f = |v: &Vec<Stats>| {
+            v.iter()
+                .map(|s| format!("{:.1}", s.p50))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "  {name}: p50 per round: raw [{}]  bench [{}]  client [{}]",
+            f(r),
+            f(b),
+            f(c)
+        );
+    }
+
+    println!();
+    println!("Pipelined 64 B messages (msgs/s)");
+    let n = 200_000 / scale;
+    let (mut r, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        r.push(raw.pipelined(64, n));
+        b.push(duet.bench_rate(64, n as u64, 1000).0);
+    }
+    r.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (rm, bm) = (r[r.len() / 2], b[b.len() / 2]);
+    println!(
+        "  raw, one write per message: {rm:>10.0}   per round {}",
+        list(&r, 0)
+    );
+    println!(
+        "  duet bench, window 1000:    {bm:>10.0}   per round {}   ratio {:.2}",
+        list(&b, 0),
+        bm / rm
+    );
+
+    println!();
+    println!("One 100 MB message (MB/s)");
+    let big = 100_000_000 / scale;
+    let (mut r, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        r.push(raw.one_big(big));
+        b.push(duet.bench_rate(big, 1, 1).1);
+    }
+    r.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (rm, bm) = (r[r.len() / 2], b[b.len() / 2]);
+    println!("  raw:        {rm:>8.0}   per round {}", list(&r, 0));
+    println!(
+        "  duet bench: {bm:>8.0}   per round {}   ratio {:.2}",
+        list(&b, 0),
+        bm / rm
+    );
+    println!("  duet server peak RSS: {:.1} MiB", duet.peak_rss_mib());
+}
+
+fn list(v: &[f64], digits: usize) -> String {
+    v.iter()
+        .map(|x| format!("{x:.digits$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn human(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs, {model}, Linux {}", kernel.trim())
+}
+
+/// p50 and p99 of one run, in µs.
+#[derive(Clone, Copy)]
+struct Stats {
+    p50: f64,
+    p99: f64,
+}
+
+impl Stats {
+    fn of(mut us: Vec<f64>) -> Stats {
+        us.sort_by(f64::total_cmp);
+        let at = |p: f64| us[((us.len() as f64 * p).ceil() as usize).clamp(1, us.len()) - 1];
+        Stats {
+            p50: at(0.50),
+            p99: at(0.99),
+        }
+    }
+}
+
+fn median(v: &[Stats], f: impl Fn(&Stats) -> f64) -> f64 {
+    let mut x: Vec<f64> = v.iter().map(f).collect();
+    x.sort_by(f64::total_cmp);
+    x[x.len() / 2]
+}
+
+fn spread(v: &[Stats]) -> String {
+    let lo = v.iter().map(|s| s.p50).fold(f64::MAX, f64::min);
+    let hi = v.iter().map(|s| s.p50).fold(0.0, f64::max);
+    if v.len() < 2 {
+        String::new()
+    } else {
+        format!("±{:.0}%", (hi - lo) / (hi + lo) * 100.0)
+    }
+}
+
+/// duet's frames for one message: DATA chunks of at most 64 KiB.
+fn frames(id: u64, msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 14 * (msg.len() / CHUNK + 1));
+    let mut chunks: Vec<&[u8]> = msg.chunks(CHUNK).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    let last = chunks.len() - 1;
+    for (i, c) in chunks.iter().enumerate() {
+        out.extend_from_slice(&((9 + c.len()) as u32).to_be_bytes());
+        out.push(0x02);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.push((i == last) as u8);
+        out.extend_from_slice(c);
+    }
+    out
+}
+
+// ----- raw: blocking sockets, two processes ------------------------------
+
+/// The echo side, in its own process: acknowledges every complete message.
+fn raw_echo_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    for stream in listener.incoming() {
+        let mut s = stream.unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut header = [0u8; 5];
+        let mut body = vec![0u8; 9 + CHUNK];
+        loop {
+            if s.read_exact(&mut header).is_err() {
+                break;
+            }
+            let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+            s.read_exact(&mut body[..len]).unwrap();
+            if body[8] & 1 == 1 {
+                let mut ack = [0u8; 13];
+                ack[..5].copy_from_slice(&[0, 0, 0, 8, 3]);
+                ack[5..].copy_from_slice(&body[..8]);
+                s.write_all(&ack).unwrap();
+            }
+        }
+    }
+}
+
+struct RawEcho {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl RawEcho {
+    fn start() -> RawEcho {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--raw-echo")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        RawEcho {
+            addr: line.trim().parse().unwrap(),
+            child,
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// Stop-and-wait: RTT in µs of each message, from the first write to
+    /// the ack read.
+    fn ping_pong(&self, size: usize, n: usize) -> Vec<f64> {
+        let mut s = self.connect();
+        let msg = vec![b'r'; size];
+        let mut ack = [0u8; 13];
+        let mut out = Vec::with_capacity(n);
+        for id in 1..=n as u64 {
+            let f = frames(id, &msg);
+            let t = Instant::now();
+            s.write_all(&f).unwrap();
+            s.read_exact(&mut ack).unwrap();
+            out.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        out
+    }
+
+    /// Messages per second, one `write` per message, acks read by a thread.
+    fn pipelined(&self, size: usize, n: usize) -> f64 {
+        let mut s = self.connect();
+        let mut r = s.try_clone().unwrap();
+        let t = Instant::now();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 13 * 1024];
+            let mut need = 13 * n;
+            while need > 0 {
+                let k = r.read(&mut buf).unwrap();
+                assert!(k > 0);
+                need -= k;
+            }
+        });
+        let msg = vec![b'p'; size];
+        for id in 1..=n as u64 {
+            s.write_all(&frames(id, &msg)).unwrap();
+        }
+        reader.join().unwrap();
+        n as f64 / t.elapsed().as_secs_f64()
+    }
+
+    /// MB/s for one message of `size` bytes, until its ack.
+    fn one_big(&self, size: usize) -> f64 {
+        let mut s = self.connect();
+        let f = frames(1, &vec![b'b'; size]);
+        let mut ack = [0u8; 13];
+        let t = Instant::now();
+        s.write_all(&f).unwrap();
+        s.read_exact(&mut ack).unwrap();
+        size as f64 / t.elapsed().as_secs_f64() / 1e6
+    }
+}
+
+impl Drop for RawEcho {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ----- duet -----------------------------------------------------------------
+
+struct DuetServer {
+    child: Child,
+    addr: String,
+}
+
+impl DuetServer {
+    fn start() -> DuetServer {
+        // Pick a free port, then hand it to the server, whose stdout goes
+        // to /dev/null as in a profiling session.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(DUET)
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .args(["--max-message", "128MiB", "--heartbeat", "0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "duet server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // That probe connection was a chat; let it finish.
+        std::thread::sleep(Duration::from_millis(100));
+        DuetServer { child, addr }
+    }
+
+    fn bench_json(&self, size: usize, n: u64, window: u64) -> Value {
+        let out = Command::new(DUET)
+            .args([
+                "bench",
+                &self.addr,
+                "--format",
+                "jsonl",
+                "--max-message",
+                "128MiB",
+            ])
+            .args(["--count", &n.to_string(), "--size", &size.to_string()])
+            .args(["--window", &window.to_string(), "--heartbeat", "0"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "duet bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("\"event\":\"bench\""))
+            .unwrap();
+        serde_json::from_str(line).unwrap()
+    }
+
+    fn bench_stop_and_wait(&self, size: usize, n: usize) -> Stats {
+        let v = self.bench_json(size, n as u64, 1);
+        Stats {
+            p50: v["rtt_us"]["p50"].as_f64().unwrap(),
+            p99: v["rtt_us"]["p99"].as_f64().unwrap(),
+        }
+    }
+
+    /// (msgs/s, MB/s)
+    fn bench_rate(&self, size: usize, n: u64, window: u64) -> (f64, f64) {
+        let v = self.bench_json(size, n, window);
+        (
+            v["msgs_per_s"].as_f64().unwrap(),
+            v["mb_per_s"].as_f64().unwrap(),
+        )
+    }
+
+    /// A real client fed through a stdin pipe, one line at a time after the
+    /// previous ack; returns duet's reported RTT of each message in µs.
+    fn client_path(&self, size: usize, n: usize) -> Vec<f64> {
+        let mut c = Command::new(DUET)
+            .args([
+                "client",
+                &self.addr,
+                "--format",
+                "jsonl",
+                "--max-message",
+                "128MiB",
+            ])
+            .args(["--heartbeat", "0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let mut out = BufReader::new(c.stdout.take().unwrap());
+        let mut line = vec![b'c'; size.max(1) - 1];
+        line.push(b'\n');
+        let mut rtts = Vec::with_capacity(n);
+        let mut buf = String::new();
+        let mut expect = |out: &mut BufReader<_>, event: &str| -> Value {
+            loop {
+                buf.clear();
+                out.read_line(&mut buf).unwrap();
+                assert!(!buf.is_empty(), "duet client ended early");
+                if buf.contains(event) {
+                    return serde_json::from_str(&buf).unwrap();
+                }
+            }
+        };
+        expect(&mut out, "\"connected\"");
+        for _ in 0..n {
+            stdin.write_all(&line).unwrap();
+            let v = expect(&mut out, "\"event\":\"ack\"");
+            rtts.push(v["rtt_us"].as_f64().unwrap());
+        }
+        drop(stdin);
+        let _ = c.wait();
+        rtts
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+}
+
+impl Drop for DuetServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
