@@ -370,7 +370,7 @@ fn has_zero(w: u64) -> bool {
 /// a byte that printable-ASCII copying must stop at.
 fn has_special(w: u64) -> bool {
     let below = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    let above = (w.wrapping_add(ONES * 0x01) | w) & HIGHS;
+    let above = (w.wrapping_add(ONES) | w) & HIGHS; // 0x7f + 1 sets the high bit
     below | above != 0 || has_zero(w ^ (ONES * u64::from(b'\\')))
 }
 
