@@ -3,12 +3,12 @@
 //!
 //! Variants, interleaved round by round (A B C A B C ...) so that drift on a
 //! noisy machine shows up as spread rather than as a bias:
-//! - raw:    a blocking `std::net::TcpStream` ping-pong with TCP_NODELAY, the
-//!           same frames duet sends (DATA chunks, 13-byte ACK), between two
-//!           processes (this binary re-executed as the echo side);
-//! - bench:  `duet server` (stdout to /dev/null) driven by `duet bench`;
+//! - raw: a blocking `std::net::TcpStream` ping-pong with TCP_NODELAY, the
+//!   same frames duet sends (DATA chunks, 13-byte ACK), between two
+//!   processes (this binary re-executed as the echo side);
+//! - bench: `duet server` (stdout to /dev/null) driven by `duet bench`;
 //! - client: `duet client --format jsonl` fed one message at a time through
-//!           a stdin pipe, the next written after the previous ack is read.
+//!   a stdin pipe, the next written after the previous ack is read.
 //!
 //! Run: `cargo bench --bench e2e` (add `-- --quick` for one short round).
 //! Figures are printed, never asserted.
@@ -44,7 +44,9 @@ fn main() {
         (64 * 1024, 1000 / scale, 500 / scale),
         (1024 * 1024, 100 / scale, 50 / scale),
     ];
-    let mut table: Vec<(String, Vec<Stats>, Vec<Stats>, Vec<Stats>)> = Vec::new();
+    // Per size: its name and each round's raw, bench and client figures.
+    type Row = (String, Vec<Stats>, Vec<Stats>, Vec<Stats>);
+    let mut table: Vec<Row> = Vec::new();
     for &(size, n, n_client) in &sizes {
         let (mut r, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
