@@ -280,30 +280,47 @@ impl Display {
                     + now.saturating_duration_since(self.mono_base.0).as_nanos() as u64,
             },
         };
-        render::render(self.format, line, stamp, &mut self.out);
+        let Display {
+            format,
+            out,
+            stdout,
+            broken,
+            ..
+        } = self;
+        render::render_in_pieces(*format, line, stamp, out, &mut |out| {
+            write_out(stdout, out, broken);
+        });
     }
 
     /// Writes what this turn rendered, in as few `write` calls as the pipe
     /// allows. stdout is left blocking: if its reader pauses, the loop
     /// waits here and TCP flow control holds the peer back.
     fn flush(&mut self) {
-        let mut done = 0;
-        while done < self.out.len() && !self.broken {
-            match self.stdout.write(&self.out[done..]) {
-                Ok(0) => self.broken = true,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => wait_writable(1),
-                Err(e) => {
-                    if e.kind() != ErrorKind::BrokenPipe {
-                        log::warn!("cannot write to stdout: {}", io_msg(&e));
-                    }
-                    self.broken = true;
+        write_out(&mut self.stdout, &mut self.out, &mut self.broken);
+        if self.out.capacity() > 4 * render::PIECE {
+            self.out.shrink_to(render::PIECE);
+        }
+    }
+}
+
+/// Writes and clears `out`; on a closed stdout sets `broken` and drops it.
+fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool) {
+    let mut done = 0;
+    while done < out.len() && !*broken {
+        match stdout.write(&out[done..]) {
+            Ok(0) => *broken = true,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_writable(1),
+            Err(e) => {
+                if e.kind() != ErrorKind::BrokenPipe {
+                    log::warn!("cannot write to stdout: {}", io_msg(&e));
                 }
+                *broken = true;
             }
         }
-        self.out.clear();
     }
+    out.clear();
 }
 
 /// Blocks until `fd` is writable (someone else made stdout nonblocking).

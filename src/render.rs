@@ -80,13 +80,56 @@ pub enum Line<'a> {
 }
 /// Appends `line` to `out` in `format`.
 pub fn render(format: Format, line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
+    render_in_pieces(format, line, stamp, out, &mut |_| {});
+}
+
+/// Bytes of a message rendered between calls to the `drain` callback.
+pub const PIECE: usize = 256 * 1024;
+
+/// Like [`render`], but a long message is rendered [`PIECE`] bytes at a
+/// time, and `drain` is called with the output so far between pieces (it
+/// writes and clears it). Output memory stays small whatever the message
+/// size; the bytes produced are the same as [`render`]'s.
+pub fn render_in_pieces(
+    format: Format,
+    line: &Line<'_>,
+    stamp: Stamp,
+    out: &mut Vec<u8>,
+    drain: &mut dyn FnMut(&mut Vec<u8>),
+) {
     match format {
-        Format::Text => text(line, out),
-        Format::Jsonl => jsonl(line, stamp, out),
+        Format::Text => text(line, out, drain),
+        Format::Jsonl => jsonl(line, stamp, out, drain),
     }
 }
 
-fn text(line: &Line<'_>, out: &mut Vec<u8>) {
+/// Splits `bytes` into pieces of about [`PIECE`] bytes, never inside a
+/// UTF-8 sequence (a cut moves back before continuation bytes).
+fn pieces(bytes: &[u8], align: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut cut = rest.len().min(PIECE);
+        if align > 1 {
+            if cut < rest.len() {
+                cut -= cut % align;
+            }
+        } else {
+            let mut back = 0;
+            while cut < rest.len() && back < 3 && rest[cut] & 0xc0 == 0x80 {
+                cut -= 1;
+                back += 1;
+            }
+        }
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+fn text(line: &Line<'_>, out: &mut Vec<u8>, drain: &mut dyn FnMut(&mut Vec<u8>)) {
     match *line {
         Line::Listening { addr } => {
             let _ = writeln!(out, "* listening on {addr}");
@@ -111,7 +154,12 @@ fn text(line: &Line<'_>, out: &mut Vec<u8>) {
                 let end = find_newline(rest);
                 escape_name(from, out);
                 out.extend_from_slice(b"> ");
-                escape_into(&rest[..end.unwrap_or(rest.len())], false, out);
+                for piece in pieces(&rest[..end.unwrap_or(rest.len())], 1) {
+                    escape_into(piece, false, out);
+                    if out.len() >= PIECE {
+                        drain(out);
+                    }
+                }
                 out.push(b'\n');
                 match end {
                     Some(e) => rest = &rest[e + 1..],
@@ -187,7 +235,7 @@ fn rtt_lines(r: &RttSummary, out: &mut Vec<u8>) {
     );
 }
 
-fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
+fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut(&mut Vec<u8>)) {
     let event = match line {
         Line::Listening { .. } => "listening",
         Line::Connected { .. } => "connected",
@@ -224,17 +272,23 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
         }
         Line::Message { id, data, .. } => {
             let _ = write!(out, ",\"id\":{id},\"len\":{}", data.len());
-            match std::str::from_utf8(data) {
-                Ok(s) => {
-                    out.extend_from_slice(b",\"text\":");
-                    json_str(s, out);
+            let (field, align) = match std::str::from_utf8(data) {
+                Ok(_) => ("text", 1),
+                Err(_) => ("data_b64", 3),
+            };
+            let _ = write!(out, ",\"{field}\":\"");
+            for piece in pieces(data, align) {
+                if align == 1 {
+                    let text = std::str::from_utf8(piece).expect("cut at a char boundary");
+                    json_str_body(text, out);
+                } else {
+                    base64_into(piece, out);
                 }
-                Err(_) => {
-                    out.extend_from_slice(b",\"data_b64\":\"");
-                    base64_into(data, out);
-                    out.push(b'"');
+                if out.len() >= PIECE {
+                    drain(out);
                 }
             }
+            out.push(b'"');
         }
         Line::Closed { reason } => {
             out.extend_from_slice(b",\"reason\":");
@@ -473,8 +527,14 @@ fn escape_name(name: &[u8], out: &mut Vec<u8>) {
 /// Appends `s` as a JSON string; characters unsafe on a terminal become
 /// `\uXXXX` escapes. Printable ASCII runs are copied in bulk.
 pub fn json_str(s: &str, out: &mut Vec<u8>) {
-    out.reserve(s.len() + 2);
     out.push(b'"');
+    json_str_body(s, out);
+    out.push(b'"');
+}
+
+/// The inside of a JSON string, without the quotes.
+fn json_str_body(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len());
     let bytes = s.as_bytes();
     let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
     let mut i = 0;
@@ -502,7 +562,6 @@ pub fn json_str(s: &str, out: &mut Vec<u8>) {
             }
         };
     }
-    out.push(b'"');
 }
 
 /// Appends untrusted bytes as a JSON string, invalid UTF-8 replaced by U+FFFD.
@@ -580,6 +639,36 @@ mod tests {
         ];
         for (input, want) in table {
             assert_eq!(esc(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn rendering_in_pieces_gives_the_same_bytes() {
+        let mut big = Vec::new();
+        for i in 0..200_000u32 {
+            big.extend_from_slice("ab\u{e9}\u{1f600}\n\x1b".as_bytes());
+            big.push((i % 251) as u8);
+        }
+        let text: Vec<u8> = "x\u{e9}".repeat(300_000).into_bytes();
+        for data in [&big[..], &text[..], b"small"] {
+            for format in [Format::Text, Format::Jsonl] {
+                let line = Line::Message {
+                    id: 1,
+                    from: b"p",
+                    data,
+                };
+                let mut whole = Vec::new();
+                render(format, &line, Stamp::default(), &mut whole);
+                let (mut out, mut pieced, mut calls) = (Vec::new(), Vec::new(), 0);
+                render_in_pieces(format, &line, Stamp::default(), &mut out, &mut |o| {
+                    assert!(o.len() < 4 * PIECE, "piece of {} bytes", o.len());
+                    pieced.append(o);
+                    calls += 1;
+                });
+                pieced.append(&mut out);
+                assert!(whole == pieced, "{format:?}, {} bytes", data.len());
+                assert!(data.len() < PIECE || calls > 1);
+            }
         }
     }
 

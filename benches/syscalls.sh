@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Syscalls and instructions per message, for each side of a stop-and-wait
+# exchange of 16-byte messages on 127.0.0.1, plus an idle minute's wake-ups.
+#
+# Usage: benches/syscalls.sh [N]        (default N=10000; needs strace,
+#                                        valgrind and python3)
+# - syscalls: `strace -f -c` over N messages, divided by N;
+# - instructions: `valgrind --tool=callgrind` total Ir at N and 2N messages;
+#   the difference divided by N removes start-up and shut-down;
+# - idle: `strace -f -c` on a server with a connected, silent client for
+#   IDLE seconds (default 60): only heartbeats should show.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000}
+IDLE=${IDLE:-60}
+cargo build --release -q
+D=$PWD/target/release/duet
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; }
+# Calls per message from an strace -c file: all calls, and the main ones.
+per_msg() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+calls = {}
+for line in open(path):
+    f = line.split()
+    if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+        calls[f[-1]] = int(f[3])
+main = {k: v for k, v in calls.items() if v >= n // 2}
+print("%.2f per message (%s)" % (sum(main.values()) / n,
+      ", ".join("%s %.2f" % (k, v / n) for k, v in sorted(main.items(), key=lambda kv: -kv[1]))))
+PY
+}
+
+echo "== syscalls per message, $N stop-and-wait 16 B messages"
+p=$(free_port)
+strace -f -c -o "$tmp/server.st" "$D" server --listen 127.0.0.1 --port "$p" --once --heartbeat 0 \
+  </dev/null >/dev/null 2>&1 &
+wait_port "$p"
+sleep 0.2
+strace -f -c -o "$tmp/bench.st" "$D" bench "127.0.0.1:$p" -n "$N" -s 16 --heartbeat 0 >/dev/null
+wait
+echo "receiver (duet server, text to /dev/null): $(per_msg "$tmp/server.st" "$N")"
+echo "sender (duet bench):                       $(per_msg "$tmp/bench.st" "$N")"
+
+p=$(free_port)
+"$D" server --listen 127.0.0.1 --port "$p" --once --heartbeat 0 </dev/null >/dev/null 2>&1 &
+wait_port "$p"
+sleep 0.2
+python3 - "$D" "$p" "$N" "$tmp/client.st" <<'PY'
+import subprocess, sys
+d, port, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+c = subprocess.Popen(["strace", "-f", "-c", "-o", out, d, "client", "127.0.0.1:" + port,
+                      "--format", "jsonl", "--heartbeat", "0"],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+def until(word):
+    while True:
+        line = c.stdout.readline()
+        assert line, "client ended"
+        if word in line:
+            return
+until(b'"connected"')
+for i in range(n):
+    c.stdin.write(b"0123456789abcde\n")
+    until(b'"event":"ack"')
+c.stdin.close()
+c.wait()
+PY
+wait
+echo "sender (duet client fed by a pipe, jsonl):  $(per_msg "$tmp/client.st" "$N")"
+
+if command -v valgrind >/dev/null; then
+  echo
+  echo "== instructions per message (callgrind, difference between $N and $((2 * N)) messages)"
+  ir() { grep -o 'summary: [0-9]*' "$1" | grep -o '[0-9]*'; }
+  for side in server bench; do
+    for k in 1 2; do
+      n=$((k * N))
+      p=$(free_port)
+      if [ $side = server ]; then
+        valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$side.$k" \
+          "$D" server --listen 127.0.0.1 --port "$p" --once --heartbeat 0 </dev/null >/dev/null 2>/dev/null &
+        wait_port "$p"; sleep 0.5
+        "$D" bench "127.0.0.1:$p" -n "$n" -s 16 --heartbeat 0 >/dev/null
+      else
+        "$D" server --listen 127.0.0.1 --port "$p" --once --heartbeat 0 </dev/null >/dev/null 2>&1 &
+        wait_port "$p"; sleep 0.2
+        valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$side.$k" \
+          "$D" bench "127.0.0.1:$p" -n "$n" -s 16 --heartbeat 0 >/dev/null 2>/dev/null
+      fi
+      wait
+    done
+    a=$(ir "$tmp/cg.$side.1"); b=$(ir "$tmp/cg.$side.2")
+    echo "$side: $(( (b - a) / N )) instructions per message (user space)"
+  done
+fi
+
+echo
+echo "== idle: a server with a connected, silent client for $IDLE s (heartbeat 5 s)"
+p=$(free_port)
+strace -f -c -o "$tmp/idle.st" "$D" server --listen 127.0.0.1 --port "$p" </dev/null >/dev/null 2>&1 &
+spid=$!
+wait_port "$p"
+sleep 0.2
+mkfifo "$tmp/cin"
+"$D" client "127.0.0.1:$p" <"$tmp/cin" >/dev/null 2>&1 &
+exec 9>"$tmp/cin"
+sleep "$IDLE"
+exec 9>&-
+sleep 0.5
+kill -INT "$spid"; wait "$spid" 2>/dev/null || true
+echo "server syscalls in $IDLE s idle (including start, one connect and the exit):"
+grep -E '^ *[0-9]' "$tmp/idle.st" | awk '{printf "  %-14s %s\n", $NF, $4}'
