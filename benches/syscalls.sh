@@ -19,7 +19,9 @@ tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; }
+# Waits until something listens on the port, without connecting to it
+# (a connection would be a chat, and these servers serve only one).
+wait_port() { for _ in $(seq 200); do ss -ltn | grep -q ":$1 " && return; sleep 0.05; done; }
 # Calls per message from an strace -c file: all calls, and the main ones.
 per_msg() {
   python3 - "$1" "$2" <<'PY'

@@ -154,6 +154,22 @@ pub struct Common {
     /// Write the log to this file instead of stderr
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// Keep the terminal's own line mode instead of duet's line editor (for rlwrap)
+    #[arg(long)]
+    pub no_editor: bool,
+    /// Colour on a terminal: auto (unless NO_COLOR is set or TERM=dumb), always, never
+    #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+    /// Start text lines with the local time
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -276,6 +292,13 @@ impl Cli {
             heartbeat: nonzero(common.heartbeat),
             dead_after: common.dead_after,
             write_timeout: nonzero(common.write_timeout),
+            editor: !common.no_editor,
+            color: match common.color {
+                ColorArg::Auto => None,
+                ColorArg::Always => Some(true),
+                ColorArg::Never => Some(false),
+            },
+            timestamps: common.timestamps,
         })
     }
 }

@@ -25,14 +25,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGTERM, SIGTSTP, SIGWINCH};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::buf::ReadBuf;
 use crate::input::{InputMode, Splitter};
 use crate::protocol::{self, ByeReason};
-use crate::render::{self, Format, Line, Stamp};
+use crate::editor::{self, Action, Editor};
+use crate::logging;
+use crate::render::{self, Format, Line, Stamp, Style};
+use crate::terminal::{self, Terminal};
 use crate::session::{Config, End, Event, InputRefused, Session, SessionError};
 use crate::stdin::{Stdin, StdinKind};
 
@@ -120,6 +123,11 @@ pub struct Options {
     pub heartbeat: Option<Duration>,
     pub dead_after: u32,
     pub write_timeout: Option<Duration>,
+    /// Use the line editor when stdin and stdout are terminals.
+    pub editor: bool,
+    /// `Some(on)` forces colour on or off; `None` decides from the terminal.
+    pub color: Option<bool>,
+    pub timestamps: bool,
 }
 
 /// A failure of the program as a whole, shown as one line.
@@ -209,6 +217,14 @@ pub fn run(opts: Options) -> Result<u8, Error> {
         }
     };
     lp.display.flush();
+    if let Some(mut p) = lp.display.prompt.take() {
+        // Leave the prompt and any unsent draft on screen, below it a new
+        // line for the shell; give the terminal back.
+        lp.display.out.extend_from_slice(b"\r\n");
+        lp.display.flush();
+        p.terminal.suspend();
+        logging::capture(false);
+    }
     code
 }
 
@@ -242,6 +258,11 @@ struct Display {
     broken: bool,
     /// Show `sent` and per-message ack lines (off for `duet bench`).
     per_message: bool,
+    style: Style,
+    /// Prefix text lines with the local time.
+    timestamps: bool,
+    /// Interactive mode: the line editor's prompt, redrawn after output.
+    prompt: Option<Prompt>,
     mono_base: (Instant, u64),
 }
 
@@ -263,44 +284,174 @@ impl Display {
             broken: false,
             per_message: true,
             mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
+            style: Style::default(),
+            timestamps: false,
+            prompt: None,
         }
     }
 
     fn show(&mut self, line: &Line<'_>, now: Instant) {
-        if self.broken {
+        if self.broken || (self.format == Format::Text && matches!(line, Line::Sent { .. })) {
             return;
         }
+        let wall_us = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64)
+        };
         let stamp = match self.format {
             Format::Text => Stamp::default(),
             Format::Jsonl => Stamp {
-                wall_us: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros() as u64),
+                wall_us: wall_us(),
                 mono_ns: self.mono_base.1
                     + now.saturating_duration_since(self.mono_base.0).as_nanos() as u64,
             },
         };
+        if self.timestamps {
+            self.style.time = Some(local_time(wall_us()));
+        }
+        if let Some(p) = &mut self.prompt {
+            let last = p.last_sent.take();
+            if let (Line::Acked { id, rtt, .. }, Some((sent, text, width))) = (line, last) {
+                // Our message is still the line above the prompt: mark it
+                // delivered in place.
+                if *id == sent && width + 16 < p.columns {
+                    self.begin_output();
+                    let mark = format!("   \u{2713} {} ms", ms3(rtt.as_nanos() as u64));
+                    self.out.extend_from_slice(b"\x1b[1A\r\x1b[K");
+                    self.out.extend_from_slice(&text);
+                    if self.style.color {
+                        let _ = write!(self.out, "\x1b[32m{mark}\x1b[0m\n");
+                    } else {
+                        let _ = writeln!(self.out, "{mark}");
+                    }
+                    return;
+                }
+            }
+        }
+        self.begin_output();
         let Display {
             format,
             out,
             stdout,
             broken,
+            style,
             ..
         } = self;
-        render::render_in_pieces(*format, line, stamp, out, &mut |out| {
+        render::render_in_pieces(*format, line, stamp, style, out, &mut |out| {
             write_out(stdout, out, broken);
         });
     }
 
+    /// In interactive mode, the first output of a turn clears the prompt
+    /// line it will be printed over.
+    fn begin_output(&mut self) {
+        if let Some(p) = &mut self.prompt {
+            if p.visible {
+                self.out.extend_from_slice(b"\r\x1b[K");
+                p.visible = false;
+            }
+        }
+    }
+
+    /// Echoes a message we sent, above the prompt, and remembers it for the
+    /// inline delivery mark. Every line carries the tag.
+    fn echo_sent(&mut self, id: u64, data: &[u8]) {
+        self.begin_output();
+        let tag = if self.style.color { "\x1b[1;32myou>\x1b[0m " } else { "you> " };
+        let marks = self.style.color.then_some(("\x1b[7m", "\x1b[27m"));
+        let time = self.style.time.clone().unwrap_or_default();
+        let mut lines = Vec::new();
+        for (i, part) in data.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                lines.push(b'\n');
+            }
+            lines.extend_from_slice(time.as_bytes());
+            lines.extend_from_slice(tag.as_bytes());
+            render::escape_marked(part, false, marks, &mut lines);
+        }
+        self.out.extend_from_slice(&lines);
+        self.out.push(b'\n');
+        if let Some(p) = &mut self.prompt {
+            let width = time.len() + 5 + editor::str_width(&render::escape_to_string(data));
+            p.last_sent = (!data.contains(&b'\n')).then_some((id, lines, width));
+        }
+    }
+
     /// Writes what this turn rendered, in as few `write` calls as the pipe
-    /// allows. stdout is left blocking: if its reader pauses, the loop
-    /// waits here and TCP flow control holds the peer back.
+    /// allows, with the prompt redrawn after it in the same write. stdout
+    /// is left blocking: if its reader pauses, the loop waits here and TCP
+    /// flow control holds the peer back.
     fn flush(&mut self) {
+        if let Some(p) = &mut self.prompt {
+            let held = logging::take_held();
+            if !held.is_empty() {
+                if p.visible {
+                    self.out.extend_from_slice(b"\r\x1b[K");
+                    p.visible = false;
+                }
+                self.out.extend_from_slice(&held);
+                p.last_sent = None;
+            }
+            if !self.out.is_empty() || p.dirty {
+                if p.visible {
+                    self.out.extend_from_slice(b"\r\x1b[K");
+                }
+                let width = editor::str_width(&p.label);
+                let label = if self.style.color {
+                    format!("\x1b[1m{}\x1b[0m", p.label)
+                } else {
+                    p.label.clone()
+                };
+                p.editor.render(&label, width, p.columns, &mut self.out);
+                p.visible = true;
+                p.dirty = false;
+            }
+        }
         write_out(&mut self.stdout, &mut self.out, &mut self.broken);
         if self.out.capacity() > 4 * render::PIECE {
             self.out.shrink_to(render::PIECE);
         }
     }
+
+    /// Sets the prompt's label (redrawn at the next flush if it changed).
+    fn set_label(&mut self, label: String) {
+        if let Some(p) = &mut self.prompt {
+            if p.label != label {
+                p.label = label;
+                p.dirty = true;
+            }
+        }
+    }
+}
+
+/// The interactive prompt at the bottom of the screen.
+struct Prompt {
+    editor: Editor,
+    terminal: Terminal,
+    label: String,
+    columns: usize,
+    /// The prompt is on screen (the cursor is on its line).
+    visible: bool,
+    /// Redraw at the next flush even without new output.
+    dirty: bool,
+    /// The line just above the prompt is our message: its id, the bytes
+    /// printed, and their width (for the inline delivery mark).
+    last_sent: Option<(u64, Vec<u8>, usize)>,
+}
+
+/// `HH:MM:SS ` in local time.
+fn local_time(wall_us: u64) -> String {
+    let t = (wall_us / 1_000_000) as libc::time_t;
+    // SAFETY: localtime_r fills the tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    format!("{:02}:{:02}:{:02} ", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// Nanoseconds as milliseconds with three decimals.
+fn ms3(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
 }
 
 /// Writes and clears `out`; on a closed stdout sets `broken` and drops it.
@@ -365,6 +516,8 @@ struct Loop {
     signal_ready: bool,
     /// stdin reported a hang-up (its writer closed): read to end of file.
     stdin_hangup: bool,
+    /// The person asked to leave (Ctrl-D, Ctrl-C, /quit).
+    quit: bool,
 }
 
 impl Loop {
@@ -378,9 +531,40 @@ impl Loop {
             .map_err(io("cannot poll signals"))?;
         let stdin = Stdin::setup(poll.registry(), STDIN).map_err(io("cannot set up stdin"))?;
         let limit = usize::try_from(opts.max_message).unwrap_or(usize::MAX);
+        let mut display = Display::new(opts.format);
+        display.style.color = opts.color.unwrap_or_else(terminal::color_auto);
+        display.timestamps = opts.timestamps;
+        let is_bench = matches!(opts.mode, Mode::Client { bench: Some(_), .. });
+        // SAFETY: isatty only inspects the descriptor.
+        let stdout_tty = unsafe { libc::isatty(1) } == 1;
+        if opts.editor
+            && !is_bench
+            && opts.format == Format::Text
+            && stdin.is_terminal()
+            && stdout_tty
+            && !terminal::term_is_dumb()
+        {
+            let terminal = Terminal::enter(0).map_err(io("cannot set up the terminal"))?;
+            for sig in [SIGWINCH, SIGCONT, SIGTSTP] {
+                signals.add_signal(sig).map_err(io("cannot install signal handlers"))?;
+            }
+            // SAFETY: isatty only inspects the descriptor.
+            if unsafe { libc::isatty(2) } == 1 {
+                logging::capture(true);
+            }
+            display.prompt = Some(Prompt {
+                editor: Editor::new(),
+                terminal,
+                label: String::new(),
+                columns: Terminal::columns(),
+                visible: false,
+                dirty: true,
+                last_sent: None,
+            });
+        }
         Ok(Loop {
             splitter: Splitter::new(opts.input, limit),
-            display: Display::new(opts.format),
+            display,
             opts,
             poll,
             events: Events::with_capacity(64),
@@ -402,6 +586,7 @@ impl Loop {
             bench: None,
             signal_ready: false,
             stdin_hangup: false,
+            quit: false,
         })
     }
 
@@ -452,6 +637,9 @@ impl Loop {
             if let (Some(sig), None) = (self.stop, self.active) {
                 log::info!("stopping after {chats} chats");
                 return Ok(128 + sig as u8);
+            }
+            if self.quit && self.active.is_none() {
+                return Ok(self.last_code);
             }
             if self.display.broken {
                 return Ok(self.last_code);
@@ -719,6 +907,10 @@ impl Loop {
             }
         }
         self.show_events(now);
+        if self.display.prompt.is_some() {
+            let label = self.prompt_label();
+            self.display.set_label(label);
+        }
         self.display.flush();
         if self.display.broken {
             // Nobody reads our output any more: leave politely.
@@ -755,7 +947,26 @@ impl Loop {
         if !std::mem::take(&mut self.signal_ready) {
             return;
         }
-        for sig in self.signals.pending() {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for sig in pending {
+            match sig {
+                SIGWINCH => {
+                    if let Some(p) = &mut self.display.prompt {
+                        p.columns = Terminal::columns();
+                        p.dirty = true;
+                    }
+                    continue;
+                }
+                SIGTSTP => {
+                    self.suspend();
+                    continue;
+                }
+                SIGCONT => {
+                    self.resume();
+                    continue;
+                }
+                _ => {}
+            }
             log::info!("got signal {sig}");
             let again = self.stop.is_some();
             self.stop.get_or_insert(sig);
@@ -769,6 +980,117 @@ impl Loop {
                     .handle_stop(now, STOP_GRACE.min(self.opts.linger));
             }
             service_conn(conn, now);
+        }
+    }
+
+    /// What a key in the editor asked for.
+    fn handle_action(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::Send(line) => self.send_typed(line, now),
+            Action::Quit => {
+                self.quit = true;
+                let is_client = matches!(self.opts.mode, Mode::Client { .. });
+                if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
+                    if is_client {
+                        conn.session.handle_input_end(now);
+                    } else {
+                        conn.session.handle_stop(now, STOP_GRACE.min(self.opts.linger));
+                    }
+                    service_conn(conn, now);
+                }
+            }
+            Action::Suspend => self.suspend(),
+            Action::ClearScreen => {
+                self.display.out.extend_from_slice(b"\x1b[H\x1b[2J");
+                if let Some(p) = &mut self.display.prompt {
+                    p.visible = false;
+                    p.dirty = true;
+                }
+            }
+        }
+    }
+
+    /// A line typed in the editor: a command, or a message.
+    fn send_typed(&mut self, line: Vec<u8>, now: Instant) {
+        let (msg, what): (Vec<u8>, Option<String>) = match line.strip_prefix(b"/") {
+            Some(rest) if rest.starts_with(b"/") => (rest.to_vec(), None),
+            Some(b"quit") => return self.handle_action(Action::Quit, now),
+            Some(b"stats") => {
+                let stats = self.active.and_then(|k| self.conns.get(k)).map(|c| (c.peer_name.clone(), c.session.stats()));
+                match stats {
+                    Some((peer, stats)) => self.display.show(&Line::Summary { peer: &peer, stats: &stats }, now),
+                    None => self.display.show(&Line::Error { message: "no chat in progress" }, now),
+                }
+                return;
+            }
+            Some(rest) if rest.starts_with(b"send ") => {
+                let path = String::from_utf8_lossy(&rest[5..]).trim().to_string();
+                match std::fs::read(&path) {
+                    Ok(data) => {
+                        let what = format!("/send {path} ({} bytes)", data.len());
+                        (data, Some(what))
+                    }
+                    Err(e) => {
+                        let message = format!("cannot read {path}: {}", io_msg(&e));
+                        self.display.show(&Line::Error { message: &message }, now);
+                        return;
+                    }
+                }
+            }
+            Some(_) => {
+                let message = "unknown command (try /quit, /stats, /send PATH; // sends a leading /)";
+                self.display.show(&Line::Error { message }, now);
+                return;
+            }
+            None => (line, None),
+        };
+        let session = self.active.and_then(|k| self.conns.get_mut(k)).map(|c| &mut c.session);
+        let echo = what.as_ref().map_or(&msg[..], |w| w.as_bytes()).to_vec();
+        match session.map(|s| s.handle_input(Cow::Owned(msg), now)) {
+            Some(Ok(id)) => self.display.echo_sent(id, &echo),
+            Some(Err(InputRefused::TooLarge { .. })) => {} // the session reports it
+            None | Some(Err(InputRefused::NotOpen)) => {
+                let message = "not sent: nobody is connected";
+                self.display.show(&Line::Error { message }, now);
+            }
+        }
+    }
+
+    /// Ctrl-Z or SIGTSTP: give the terminal back, stop, and on `fg` take it
+    /// again and redraw.
+    fn suspend(&mut self) {
+        if let Some(p) = &mut self.display.prompt {
+            p.terminal.suspend();
+            self.display.out.extend_from_slice(b"\r\n");
+            p.visible = false;
+        }
+        self.display.flush();
+        // SAFETY: stopping ourselves; execution resumes here on SIGCONT.
+        unsafe { libc::raise(libc::SIGSTOP) };
+        self.resume();
+    }
+
+    fn resume(&mut self) {
+        if let Some(p) = &mut self.display.prompt {
+            if let Err(e) = p.terminal.resume() {
+                log::warn!("cannot set up the terminal again: {}", io_msg(&e));
+            }
+            p.columns = Terminal::columns();
+            p.dirty = true;
+        }
+    }
+
+    /// The prompt's label: who we are talking to and what is pending.
+    fn prompt_label(&self) -> String {
+        let conn = self.active.and_then(|k| self.conns.get(k));
+        match conn {
+            Some(c) if c.session.is_open() => match c.session.outstanding() {
+                0 => "> ".to_string(),
+                n => format!("({n} unacked) > "),
+            },
+            Some(_) => "(connecting) > ".to_string(),
+            None if self.listener.is_some() => "(nobody connected) > ".to_string(),
+            None => "(chat ended) > ".to_string(),
         }
     }
 
@@ -838,6 +1160,31 @@ impl Loop {
                     0
                 }
             };
+            if self.display.prompt.is_some() {
+                if n == 0 {
+                    // The terminal hung up.
+                    self.stdin_eof = true;
+                    self.stdin.deregister(self.poll.registry());
+                    self.handle_action(Action::Quit, now);
+                    return;
+                }
+                let bytes = self.stdin_buf[..n].to_vec();
+                let actions = match &mut self.display.prompt {
+                    Some(p) => {
+                        p.dirty = true;
+                        p.editor.handle_bytes(&bytes)
+                    }
+                    None => Vec::new(),
+                };
+                for action in actions {
+                    self.handle_action(action, now);
+                }
+                if n < self.stdin_buf.len() {
+                    self.stdin_ready = false;
+                    return;
+                }
+                continue;
+            }
             let Loop {
                 splitter,
                 stdin_buf,

@@ -10,10 +10,13 @@ pub mod buf;
 #[doc(hidden)]
 pub mod check;
 pub mod cli;
+pub mod editor;
 pub mod event_loop;
 pub mod input;
+pub mod logging;
 pub mod protocol;
 pub mod render;
 pub mod rtt;
 pub mod session;
 pub mod stdin;
+pub mod terminal;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use duet::cli::Cli;
 use duet::event_loop::{self, exit};
-use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode, WriteLogger};
+use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,7 +53,6 @@ fn init_logging(common: &duet::cli::Common) -> Result<(), String> {
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
             WriteLogger::init(level, config, file).map_err(|e| e.to_string())
         }
-        None => TermLogger::init(level, config, TerminalMode::Stderr, ColorChoice::Never)
-            .map_err(|e| e.to_string()),
+        None => duet::logging::init_stderr(level).map_err(|e| e.to_string()),
     }
 }

@@ -35,6 +35,17 @@ pub struct Stamp {
     pub mono_ns: u64,
 }
 
+/// How text lines are dressed for a terminal.
+#[derive(Debug, Clone, Default)]
+pub struct Style {
+    /// ANSI colour: tags and status lines coloured, escapes in reverse video.
+    pub color: bool,
+    /// A prefix for every line (for `--timestamps`), e.g. `12:34:56 `.
+    pub time: Option<String>,
+}
+
+const SGR_RESET: &str = "\x1b[0m";
+
 /// One thing to show.
 #[derive(Debug, Clone, Copy)]
 pub enum Line<'a> {
@@ -80,7 +91,7 @@ pub enum Line<'a> {
 }
 /// Appends `line` to `out` in `format`.
 pub fn render(format: Format, line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
-    render_in_pieces(format, line, stamp, out, &mut |_| {});
+    render_in_pieces(format, line, stamp, &Style::default(), out, &mut |_| {});
 }
 
 /// Bytes of a message rendered between calls to the `drain` callback.
@@ -94,11 +105,12 @@ pub fn render_in_pieces(
     format: Format,
     line: &Line<'_>,
     stamp: Stamp,
+    style: &Style,
     out: &mut Vec<u8>,
     drain: &mut dyn FnMut(&mut Vec<u8>),
 ) {
     match format {
-        Format::Text => text(line, out, drain),
+        Format::Text => text(line, style, out, drain),
         Format::Jsonl => jsonl(line, stamp, out, drain),
     }
 }
@@ -129,7 +141,8 @@ fn pieces(bytes: &[u8], align: usize) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-fn text(line: &Line<'_>, out: &mut Vec<u8>, drain: &mut dyn FnMut(&mut Vec<u8>)) {
+fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut(&mut Vec<u8>)) {
+    let start = out.len();
     match *line {
         Line::Listening { addr } => {
             let _ = writeln!(out, "* listening on {addr}");
@@ -149,13 +162,24 @@ fn text(line: &Line<'_>, out: &mut Vec<u8>, drain: &mut dyn FnMut(&mut Vec<u8>))
         Line::Message { from, data, .. } => {
             // Every physical line carries the tag, so a message cannot
             // forge a line that looks like ours.
+            let marks = style.color.then_some(("\x1b[7m", "\x1b[27m"));
             let mut rest = data;
             loop {
                 let end = find_newline(rest);
+                if let Some(t) = &style.time {
+                    out.extend_from_slice(t.as_bytes());
+                }
+                if style.color {
+                    out.extend_from_slice(b"\x1b[1;36m");
+                }
                 escape_name(from, out);
-                out.extend_from_slice(b"> ");
+                out.extend_from_slice(b">");
+                if style.color {
+                    out.extend_from_slice(SGR_RESET.as_bytes());
+                }
+                out.push(b' ');
                 for piece in pieces(&rest[..end.unwrap_or(rest.len())], 1) {
-                    escape_into(piece, false, out);
+                    escape_marked(piece, false, marks, out);
                     if out.len() >= PIECE {
                         drain(out);
                     }
@@ -166,6 +190,7 @@ fn text(line: &Line<'_>, out: &mut Vec<u8>, drain: &mut dyn FnMut(&mut Vec<u8>))
                     None => break,
                 }
             }
+            return; // dressed as it went
         }
         Line::Closed { reason } => {
             let _ = writeln!(out, "* chat ended: {reason}");
@@ -208,6 +233,37 @@ fn text(line: &Line<'_>, out: &mut Vec<u8>, drain: &mut dyn FnMut(&mut Vec<u8>))
             }
             let _ = writeln!(out, ", {} received", stats.received);
             rtt_lines(&stats.rtt, out);
+        }
+    }
+    dress(out, start, style);
+}
+
+/// Adds the time prefix and colour to the lines written since `start`:
+/// status lines (`* `) in yellow, errors in red.
+fn dress(out: &mut Vec<u8>, start: usize, style: &Style) {
+    if !style.color && style.time.is_none() {
+        return;
+    }
+    let lines = out.split_off(start);
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        if let Some(t) = &style.time {
+            out.extend_from_slice(t.as_bytes());
+        }
+        let color = match line {
+            _ if !style.color => None,
+            l if l.starts_with(b"* error:") => Some("\x1b[31m"),
+            l if l.starts_with(b"* ") => Some("\x1b[33m"),
+            _ => None,
+        };
+        match color {
+            Some(c) => {
+                let body = line.strip_suffix(b"\n").unwrap_or(line);
+                out.extend_from_slice(c.as_bytes());
+                out.extend_from_slice(body);
+                out.extend_from_slice(SGR_RESET.as_bytes());
+                out.extend_from_slice(&line[body.len()..]);
+            }
+            None => out.extend_from_slice(line),
         }
     }
 }
@@ -381,7 +437,22 @@ fn is_unsafe(c: char) -> bool {
 /// decoded one character at a time (this is on the display path of every
 /// message, and a 100 MB message should not take a second to show).
 pub fn escape_into(bytes: &[u8], newline_ok: bool, out: &mut Vec<u8>) {
+    escape_marked(bytes, newline_ok, None, out);
+}
+
+/// [`escape_into`], with each escape wrapped in `marks` (for example
+/// reverse video on a terminal).
+pub fn escape_marked(bytes: &[u8], newline_ok: bool, marks: Option<(&str, &str)>, out: &mut Vec<u8>) {
     out.reserve(bytes.len());
+    let push_escape = |c: char, out: &mut Vec<u8>| {
+        if let Some((on, _)) = marks {
+            out.extend_from_slice(on.as_bytes());
+        }
+        push_escape(c, out);
+        if let Some((_, off)) = marks {
+            out.extend_from_slice(off.as_bytes());
+        }
+    };
     let mut i = 0;
     while i < bytes.len() {
         let run = plain_run(&bytes[i..], newline_ok);
@@ -405,7 +476,13 @@ pub fn escape_into(bytes: &[u8], newline_ok: bool, out: &mut Vec<u8>) {
                 i += c.len_utf8();
             }
             None => {
+                if let Some((on, _)) = marks {
+                    out.extend_from_slice(on.as_bytes());
+                }
                 let _ = write!(out, "\\x{b:02x}");
+                if let Some((_, off)) = marks {
+                    out.extend_from_slice(off.as_bytes());
+                }
                 i += 1;
             }
         }
@@ -660,7 +737,7 @@ mod tests {
                 let mut whole = Vec::new();
                 render(format, &line, Stamp::default(), &mut whole);
                 let (mut out, mut pieced, mut calls) = (Vec::new(), Vec::new(), 0);
-                render_in_pieces(format, &line, Stamp::default(), &mut out, &mut |o| {
+                render_in_pieces(format, &line, Stamp::default(), &Style::default(), &mut out, &mut |o| {
                     assert!(o.len() < 4 * PIECE, "piece of {} bytes", o.len());
                     pieced.append(o);
                     calls += 1;
