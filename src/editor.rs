@@ -200,7 +200,9 @@ impl Editor {
         }
         self.partial.truncate(self.partial.len() - END.len());
         let bytes = std::mem::take(&mut self.partial);
-        let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n").replace('\r', "\n");
+        let text = String::from_utf8_lossy(&bytes)
+            .replace("\r\n", "\n")
+            .replace('\r', "\n");
         self.insert(&text);
         self.pending = Pending::None;
     }
@@ -449,7 +451,10 @@ mod tests {
     fn backspace_and_delete_take_whole_characters() {
         assert_eq!(state("caf\u{e9}\x7f".as_bytes()), ("caf".into(), 3));
         assert_eq!(state("a\u{1f600}b\x1b[D\x7f".as_bytes()), ("ab".into(), 1));
-        assert_eq!(state("a\u{4e2d}b\x01\x1b[C\x1b[3~".as_bytes()), ("ab".into(), 1));
+        assert_eq!(
+            state("a\u{4e2d}b\x01\x1b[C\x1b[3~".as_bytes()),
+            ("ab".into(), 1)
+        );
         assert_eq!(state(b"\x7f\x7f"), ("".into(), 0));
         assert_eq!(state(b"ab\x01\x04"), ("b".into(), 0));
     }
@@ -457,7 +462,10 @@ mod tests {
     #[test]
     fn kill_keys() {
         assert_eq!(state(b"hello world\x1b[D\x1b[D\x15"), ("ld".into(), 0));
-        assert_eq!(state(b"hello world\x1b[D\x1b[D\x0b"), ("hello wor".into(), 9));
+        assert_eq!(
+            state(b"hello world\x1b[D\x1b[D\x0b"),
+            ("hello wor".into(), 9)
+        );
         assert_eq!(state(b"one two  \x17"), ("one ".into(), 4));
         assert_eq!(state(b"one two\x17\x17"), ("".into(), 0));
     }
@@ -563,7 +571,9 @@ mod tests {
 
     #[test]
     fn long_drafts_scroll_on_one_row() {
-        let long: String = (0..100).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let long: String = (0..100)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
         let (e, _) = typed(long.as_bytes());
         let r = rendered(&e, 40);
         let visible = r.trim_start_matches("\r> ").split('\x1b').next().unwrap();

@@ -30,14 +30,14 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::buf::ReadBuf;
-use crate::input::{InputMode, Splitter};
-use crate::protocol::{self, ByeReason};
 use crate::editor::{self, Action, Editor};
+use crate::input::{InputMode, Splitter};
 use crate::logging;
+use crate::protocol::{self, ByeReason};
 use crate::render::{self, Format, Line, Stamp, Style};
-use crate::terminal::{self, Terminal};
 use crate::session::{Config, End, Event, InputRefused, Session, SessionError};
 use crate::stdin::{Stdin, StdinKind};
+use crate::terminal::{self, Terminal};
 
 const LISTENER: Token = Token(0);
 const STDIN: Token = Token(1);
@@ -54,6 +54,9 @@ const BUSY_READ_BUF: usize = 4096;
 const MAX_CLOSING: usize = 64;
 /// Bytes read from stdin per `read` call.
 const STDIN_CHUNK: usize = 64 * 1024;
+/// How long output made only of `sent` events may wait for the next
+/// turn's output, to be written together.
+const SENT_HOLD: Duration = Duration::from_millis(10);
 /// Reads of stdin per loop turn before the sockets get their turn.
 const STDIN_READS_PER_TURN: u32 = 16;
 /// How long a finished connection may take to close after our BYE.
@@ -263,6 +266,10 @@ struct Display {
     timestamps: bool,
     /// Interactive mode: the line editor's prompt, redrawn after output.
     prompt: Option<Prompt>,
+    /// This turn rendered something other than `sent` events.
+    urgent: bool,
+    /// Since when `sent`-only output has been held back (see `end_turn`).
+    held_since: Option<Instant>,
     mono_base: (Instant, u64),
 }
 
@@ -287,6 +294,8 @@ impl Display {
             style: Style::default(),
             timestamps: false,
             prompt: None,
+            urgent: false,
+            held_since: None,
         }
     }
 
@@ -294,6 +303,7 @@ impl Display {
         if self.broken || (self.format == Format::Text && matches!(line, Line::Sent { .. })) {
             return;
         }
+        self.urgent |= !matches!(line, Line::Sent { .. });
         let wall_us = || {
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -321,7 +331,7 @@ impl Display {
                     self.out.extend_from_slice(b"\x1b[1A\r\x1b[K");
                     self.out.extend_from_slice(&text);
                     if self.style.color {
-                        let _ = write!(self.out, "\x1b[32m{mark}\x1b[0m\n");
+                        let _ = writeln!(self.out, "\x1b[32m{mark}\x1b[0m");
                     } else {
                         let _ = writeln!(self.out, "{mark}");
                     }
@@ -346,11 +356,9 @@ impl Display {
     /// In interactive mode, the first output of a turn clears the prompt
     /// line it will be printed over.
     fn begin_output(&mut self) {
-        if let Some(p) = &mut self.prompt {
-            if p.visible {
-                self.out.extend_from_slice(b"\r\x1b[K");
-                p.visible = false;
-            }
+        if let Some(p) = self.prompt.as_mut().filter(|p| p.visible) {
+            self.out.extend_from_slice(b"\r\x1b[K");
+            p.visible = false;
         }
     }
 
@@ -358,7 +366,11 @@ impl Display {
     /// inline delivery mark. Every line carries the tag.
     fn echo_sent(&mut self, id: u64, data: &[u8]) {
         self.begin_output();
-        let tag = if self.style.color { "\x1b[1;32myou>\x1b[0m " } else { "you> " };
+        let tag = if self.style.color {
+            "\x1b[1;32myou>\x1b[0m "
+        } else {
+            "you> "
+        };
         let marks = self.style.color.then_some(("\x1b[7m", "\x1b[27m"));
         let time = self.style.time.clone().unwrap_or_default();
         let mut lines = Vec::new();
@@ -383,6 +395,8 @@ impl Display {
     /// is left blocking: if its reader pauses, the loop waits here and TCP
     /// flow control holds the peer back.
     fn flush(&mut self) {
+        self.urgent = false;
+        self.held_since = None;
         if let Some(p) = &mut self.prompt {
             let held = logging::take_held();
             if !held.is_empty() {
@@ -414,13 +428,32 @@ impl Display {
         }
     }
 
+    /// The end of a loop turn: write what it rendered, except that output
+    /// made only of `sent` events is held for up to [`SENT_HOLD`], so that
+    /// a stop-and-wait sender writes its `sent` and `ack` lines in one
+    /// `write` when the ack comes back within that time.
+    fn end_turn(&mut self, now: Instant) {
+        let hold = !self.urgent
+            && self.prompt.is_none()
+            && !self.out.is_empty()
+            && self.held_since.is_none_or(|t| now < t + SENT_HOLD);
+        if hold {
+            self.held_since.get_or_insert(now);
+            return;
+        }
+        self.flush();
+    }
+
+    /// When held output must be written at the latest.
+    fn deadline(&self) -> Option<Instant> {
+        self.held_since.map(|t| t + SENT_HOLD)
+    }
+
     /// Sets the prompt's label (redrawn at the next flush if it changed).
     fn set_label(&mut self, label: String) {
-        if let Some(p) = &mut self.prompt {
-            if p.label != label {
-                p.label = label;
-                p.dirty = true;
-            }
+        if let Some(p) = self.prompt.as_mut().filter(|p| p.label != label) {
+            p.label = label;
+            p.dirty = true;
         }
     }
 }
@@ -546,7 +579,9 @@ impl Loop {
         {
             let terminal = Terminal::enter(0).map_err(io("cannot set up the terminal"))?;
             for sig in [SIGWINCH, SIGCONT, SIGTSTP] {
-                signals.add_signal(sig).map_err(io("cannot install signal handlers"))?;
+                signals
+                    .add_signal(sig)
+                    .map_err(io("cannot install signal handlers"))?;
             }
             // SAFETY: isatty only inspects the descriptor.
             if unsafe { libc::isatty(2) } == 1 {
@@ -911,7 +946,7 @@ impl Loop {
             let label = self.prompt_label();
             self.display.set_label(label);
         }
-        self.display.flush();
+        self.display.end_turn(now);
         if self.display.broken {
             // Nobody reads our output any more: leave politely.
             if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
@@ -939,6 +974,7 @@ impl Loop {
             .flat_map(|(_, c)| [c.session.poll_timeout(), c.closing].into_iter().flatten());
         deadlines
             .chain(self.accept_retry)
+            .chain(self.display.deadline())
             .min()
             .map(|t| t.saturating_duration_since(now))
     }
@@ -994,7 +1030,8 @@ impl Loop {
                     if is_client {
                         conn.session.handle_input_end(now);
                     } else {
-                        conn.session.handle_stop(now, STOP_GRACE.min(self.opts.linger));
+                        conn.session
+                            .handle_stop(now, STOP_GRACE.min(self.opts.linger));
                     }
                     service_conn(conn, now);
                 }
@@ -1016,10 +1053,24 @@ impl Loop {
             Some(rest) if rest.starts_with(b"/") => (rest.to_vec(), None),
             Some(b"quit") => return self.handle_action(Action::Quit, now),
             Some(b"stats") => {
-                let stats = self.active.and_then(|k| self.conns.get(k)).map(|c| (c.peer_name.clone(), c.session.stats()));
+                let stats = self
+                    .active
+                    .and_then(|k| self.conns.get(k))
+                    .map(|c| (c.peer_name.clone(), c.session.stats()));
                 match stats {
-                    Some((peer, stats)) => self.display.show(&Line::Summary { peer: &peer, stats: &stats }, now),
-                    None => self.display.show(&Line::Error { message: "no chat in progress" }, now),
+                    Some((peer, stats)) => self.display.show(
+                        &Line::Summary {
+                            peer: &peer,
+                            stats: &stats,
+                        },
+                        now,
+                    ),
+                    None => self.display.show(
+                        &Line::Error {
+                            message: "no chat in progress",
+                        },
+                        now,
+                    ),
                 }
                 return;
             }
@@ -1038,13 +1089,17 @@ impl Loop {
                 }
             }
             Some(_) => {
-                let message = "unknown command (try /quit, /stats, /send PATH; // sends a leading /)";
+                let message =
+                    "unknown command (try /quit, /stats, /send PATH; // sends a leading /)";
                 self.display.show(&Line::Error { message }, now);
                 return;
             }
             None => (line, None),
         };
-        let session = self.active.and_then(|k| self.conns.get_mut(k)).map(|c| &mut c.session);
+        let session = self
+            .active
+            .and_then(|k| self.conns.get_mut(k))
+            .map(|c| &mut c.session);
         let echo = what.as_ref().map_or(&msg[..], |w| w.as_bytes()).to_vec();
         match session.map(|s| s.handle_input(Cow::Owned(msg), now)) {
             Some(Ok(id)) => self.display.echo_sent(id, &echo),

@@ -30,13 +30,13 @@ impl Log for StderrLogger {
             return;
         }
         let line = format!("[{}] {}\n", record.level(), record.args());
-        if CAPTURE.load(Ordering::Relaxed) {
-            if let Ok(mut held) = HELD.lock() {
-                if held.len() + line.len() <= HELD_CAP {
-                    held.extend_from_slice(line.as_bytes());
-                }
-                return;
+        if CAPTURE.load(Ordering::Relaxed)
+            && let Ok(mut held) = HELD.lock()
+        {
+            if held.len() + line.len() <= HELD_CAP {
+                held.extend_from_slice(line.as_bytes());
             }
+            return;
         }
         let _ = std::io::stderr().write_all(line.as_bytes());
     }
@@ -62,5 +62,7 @@ pub fn capture(on: bool) {
 
 /// The log lines held since the last call.
 pub fn take_held() -> Vec<u8> {
-    HELD.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default()
+    HELD.lock()
+        .map(|mut h| std::mem::take(&mut *h))
+        .unwrap_or_default()
 }

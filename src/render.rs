@@ -442,7 +442,12 @@ pub fn escape_into(bytes: &[u8], newline_ok: bool, out: &mut Vec<u8>) {
 
 /// [`escape_into`], with each escape wrapped in `marks` (for example
 /// reverse video on a terminal).
-pub fn escape_marked(bytes: &[u8], newline_ok: bool, marks: Option<(&str, &str)>, out: &mut Vec<u8>) {
+pub fn escape_marked(
+    bytes: &[u8],
+    newline_ok: bool,
+    marks: Option<(&str, &str)>,
+    out: &mut Vec<u8>,
+) {
     out.reserve(bytes.len());
     let push_escape = |c: char, out: &mut Vec<u8>| {
         if let Some((on, _)) = marks {
@@ -737,11 +742,18 @@ mod tests {
                 let mut whole = Vec::new();
                 render(format, &line, Stamp::default(), &mut whole);
                 let (mut out, mut pieced, mut calls) = (Vec::new(), Vec::new(), 0);
-                render_in_pieces(format, &line, Stamp::default(), &Style::default(), &mut out, &mut |o| {
-                    assert!(o.len() < 4 * PIECE, "piece of {} bytes", o.len());
-                    pieced.append(o);
-                    calls += 1;
-                });
+                render_in_pieces(
+                    format,
+                    &line,
+                    Stamp::default(),
+                    &Style::default(),
+                    &mut out,
+                    &mut |o| {
+                        assert!(o.len() < 4 * PIECE, "piece of {} bytes", o.len());
+                        pieced.append(o);
+                        calls += 1;
+                    },
+                );
                 pieced.append(&mut out);
                 assert!(whole == pieced, "{format:?}, {} bytes", data.len());
                 assert!(data.len() < PIECE || calls > 1);

@@ -1,0 +1,288 @@
+//! The interactive terminal, tested as a person uses it: `duet client` runs
+//! in a tmux pane (its own tmux server, one per test), keys are typed with
+//! `send-keys`, and the screen is read with `capture-pane`. The server is a
+//! piped child speaking JSON. Skipped, saying why, when tmux is missing.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A tmux server with one pane running a shell command.
+struct Tmux {
+    socket: String,
+    dir: std::path::PathBuf,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl Tmux {
+    /// A private tmux server (not started yet); `None` without tmux.
+    fn new() -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("SKIP: tmux is not installed");
+            return None;
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let socket = format!("duet-test-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(&socket);
+        std::fs::create_dir_all(&dir).unwrap();
+        Some(Tmux { socket, dir })
+    }
+
+    /// Runs `command` in a 100x24 pane.
+    fn run(&self, command: &str) {
+        let status = self
+            .cmd(&["new-session", "-d", "-x", "100", "-y", "24", "-s", "main"])
+            .args([
+                "env",
+                "TERM=xterm-256color",
+                "NO_COLOR=1",
+                "bash",
+                "--norc",
+                "--noprofile",
+                "-c",
+                command,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]).args(args);
+        c
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .cmd(&["capture-pane", "-p", "-t", "main"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn title(&self) -> String {
+        let out = self
+            .cmd(&["display-message", "-p", "-t", "main", "#{pane_title}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn type_text(&self, text: &str) {
+        self.cmd(&["send-keys", "-t", "main", "-l", text])
+            .status()
+            .unwrap();
+    }
+
+    fn key(&self, key: &str) {
+        self.cmd(&["send-keys", "-t", "main", key])
+            .status()
+            .unwrap();
+    }
+
+    /// Waits until the screen contains `needle`; returns the screen.
+    fn wait_for(&self, needle: &str) -> String {
+        let mut screen = String::new();
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            eventually(&format!("{needle:?} on screen"), || {
+                screen = self.screen();
+                screen.contains(needle)
+            })
+        }));
+        if found.is_err() {
+            panic!("{needle:?} never appeared; screen:\n{}", self.screen());
+        }
+        screen
+    }
+
+    /// The last non-empty line on screen.
+    fn last_line(&self) -> String {
+        self.screen()
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A client in a tmux pane, wrapped in `stty -g` before and after and an
+/// exit-status line.
+fn client_in_tmux(addr: std::net::SocketAddr, extra: &str) -> Option<Tmux> {
+    let t = Tmux::new()?;
+    let (before, after) = (t.file("stty.before"), t.file("stty.after"));
+    t.run(&format!(
+        "stty -g > {before}; {BIN} client {addr} --name cli {extra}; echo EXIT=$?; stty -g > {after}.tmp && mv {after}.tmp {after}; sleep 600"
+    ));
+    t.wait_for("* connected to");
+    Some(t)
+}
+
+fn stty_same(t: &Tmux) {
+    eventually("stty -g to be written after exit", || {
+        std::path::Path::new(&t.file("stty.after")).exists()
+    });
+    let before = std::fs::read_to_string(t.file("stty.before")).unwrap();
+    let after = std::fs::read_to_string(t.file("stty.after")).unwrap();
+    assert!(!before.trim().is_empty());
+    assert_eq!(before, after, "the terminal settings changed");
+}
+
+#[test]
+fn typing_is_not_clobbered_by_an_incoming_message() {
+    let (mut s, addr) = Duet::server(&["--name", "srv"]);
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    s.expect_event("connected");
+    t.type_text("half a sent");
+    t.wait_for("> half a sent");
+    s.send(b"incoming while you type\n");
+    let screen = t.wait_for("srv> incoming while you type");
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    let n = lines.len();
+    assert_eq!(lines[n - 1].trim_end(), "> half a sent", "{screen}");
+    assert_eq!(lines[n - 2], "srv> incoming while you type", "{screen}");
+    // Nothing typed was lost: finish the word and send it.
+    t.type_text("ence");
+    t.key("Enter");
+    assert_eq!(s.expect_event("message")["text"], "half a sentence");
+    t.wait_for("you> half a sentence");
+    // Ctrl-D on the empty line leaves with the summary.
+    t.key("C-d");
+    let screen = t.wait_for("EXIT=0");
+    assert!(screen.contains("--- chat with srv ---"), "{screen}");
+    assert!(screen.contains("1 sent, 1 acknowledged"), "{screen}");
+    stty_same(&t);
+}
+
+#[test]
+fn a_peer_cannot_retitle_or_clear_the_screen() {
+    let (mut s, addr) = Duet::server(&["--name", "srv"]);
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    s.expect_event("connected");
+    let title = t.title();
+    s.send(b"before\n");
+    t.wait_for("srv> before");
+    s.send(b"\x1b]2;pwned\x07\x1b[2J\x1b[H\x1b[31mred\n");
+    let screen = t.wait_for("pwned");
+    assert_eq!(t.title(), title, "the pane title changed");
+    assert!(
+        screen.contains("* connected to srv"),
+        "earlier lines were cleared:\n{screen}"
+    );
+    assert!(screen.contains("srv> before"), "{screen}");
+    assert!(
+        screen.contains("srv> \\x1b]2;pwned\\x07\\x1b[2J\\x1b[H\\x1b[31mred"),
+        "{screen}"
+    );
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+    stty_same(&t);
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let (mut s, addr) = Duet::server(&[]);
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    s.expect_event("connected");
+    t.type_text("a draft");
+    t.wait_for("> a draft");
+    let pids = Command::new("pgrep")
+        .args(["-f", &format!("client {addr}")])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8_lossy(&pids.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .find(|&p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(BIN.as_bytes()))
+        })
+        .expect("the client's pid");
+    // SAFETY: signalling the client we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let screen = t.wait_for("EXIT=143");
+    assert!(screen.contains("--- chat with"), "{screen}");
+    assert!(
+        screen.contains("> a draft"),
+        "the unsent draft stays on screen:\n{screen}"
+    );
+    stty_same(&t);
+}
+
+#[test]
+fn editing_keys_and_commands() {
+    let (mut s, addr) = Duet::server(&["--name", "srv"]);
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    s.expect_event("connected");
+    // Left, insert, Home, End, Backspace over a wide character.
+    t.type_text("wrld");
+    t.key("Left");
+    t.key("Left");
+    t.key("Left");
+    t.type_text("o");
+    t.key("Home");
+    t.type_text("hello ");
+    t.key("End");
+    t.type_text("\u{4e2d}");
+    t.key("BSpace");
+    t.type_text("!");
+    t.key("Enter");
+    assert_eq!(s.expect_event("message")["text"], "hello world!");
+    // Up recalls it.
+    t.key("Up");
+    t.wait_for("> hello world!");
+    t.key("C-u");
+    // // sends a leading slash; /stats shows the summary; unknown commands are refused.
+    t.type_text("//etc");
+    t.key("Enter");
+    assert_eq!(s.expect_event("message")["text"], "/etc");
+    t.type_text("/stats");
+    t.key("Enter");
+    t.wait_for("--- chat with srv ---");
+    t.type_text("/bogus");
+    t.key("Enter");
+    t.wait_for("unknown command");
+    t.type_text("/quit");
+    t.key("Enter");
+    t.wait_for("EXIT=0");
+    stty_same(&t);
+}
+
+#[test]
+fn no_editor_keeps_the_kernel_line_mode() {
+    let (mut s, addr) = Duet::server(&[]);
+    let Some(t) = client_in_tmux(addr, "--no-editor") else {
+        return;
+    };
+    s.expect_event("connected");
+    t.type_text("plain line");
+    t.key("Enter");
+    assert_eq!(s.expect_event("message")["text"], "plain line");
+    // The kernel echoed it; no prompt is drawn.
+    assert!(!t.last_line().starts_with('>'), "{}", t.screen());
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+    stty_same(&t);
+}
