@@ -9,6 +9,9 @@
 
 use std::fmt::Write as _;
 
+/// The most bytes of one bracketed paste kept in the draft.
+const MAX_PASTE: usize = 16 << 20;
+
 /// What a key asks the program to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -195,6 +198,11 @@ impl Editor {
     fn paste_byte(&mut self, b: u8) {
         const END: &[u8] = b"\x1b[201~";
         self.partial.push(b);
+        if self.partial.len() > MAX_PASTE + END.len() {
+            // An enormous paste: keep its start, and a window just large
+            // enough to recognise the terminator.
+            self.partial.remove(MAX_PASTE);
+        }
         if !self.partial.ends_with(END) {
             return;
         }
