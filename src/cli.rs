@@ -16,6 +16,7 @@ use crate::event_loop::{BenchSpec, Mode, Options};
 use crate::input::InputMode;
 use crate::protocol::MAX_NAME;
 use crate::render::Format;
+use crate::session::Config;
 
 /// The default TCP port.
 pub const DEFAULT_PORT: u16 = 7777;
@@ -72,16 +73,8 @@ pub enum Command {
     /// Connect to a server and chat.
     #[command(after_help = EXIT_CODES)]
     Client {
-        /// Server to connect to: a hostname, an IPv4 or IPv6 address, with
-        /// an optional port (host:7777, [::1]:7777)
-        #[arg(value_name = "HOST[:PORT]")]
-        host: String,
-        /// Port, when HOST does not give one
-        #[arg(long, short, env = "DUET_PORT")]
-        port: Option<u16>,
-        /// Give up on an address after this long and try the next (e.g. 10s, 500ms)
-        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-        connect_timeout: Duration,
+        #[command(flatten)]
+        target: Target,
         #[command(flatten)]
         common: Common,
     },
@@ -93,15 +86,8 @@ pub enum Command {
     /// adds msgs/s and MB/s.
     #[command(after_help = EXIT_CODES)]
     Bench {
-        /// Server to connect to, as for `client`
-        #[arg(value_name = "HOST[:PORT]")]
-        host: String,
-        /// Port, when HOST does not give one
-        #[arg(long, short, env = "DUET_PORT")]
-        port: Option<u16>,
-        /// Give up on an address after this long and try the next
-        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-        connect_timeout: Duration,
+        #[command(flatten)]
+        target: Target,
         /// Messages to send
         #[arg(long, short = 'n', default_value_t = 10_000)]
         count: u64,
@@ -114,6 +100,21 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// Where `client` and `bench` connect.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Server to connect to: a hostname, an IPv4 or IPv6 address, with an
+    /// optional port (host:7777, [::1]:7777)
+    #[arg(value_name = "HOST[:PORT]")]
+    host: String,
+    /// Port, when HOST does not give one
+    #[arg(long, short, env = "DUET_PORT")]
+    port: Option<u16>,
+    /// Give up on an address after this long and try the next (e.g. 10s, 500ms)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -221,44 +222,21 @@ impl Cli {
                 let listen = listen.as_deref().map(parse_listen).transpose()?;
                 (Mode::Server { listen, port, once }, common, "server")
             }
-            Command::Client {
-                host,
-                port,
-                connect_timeout,
-                common,
-            } => {
-                let (host, port) = client_target(&host, port)?;
-                let mode = Mode::Client {
-                    host,
-                    port,
-                    connect_timeout,
-                    bench: None,
-                };
-                (mode, common, "client")
-            }
+            Command::Client { target, common } => (target.into_mode(None)?, common, "client"),
             Command::Bench {
-                host,
-                port,
-                connect_timeout,
+                target,
                 count,
                 size,
                 window,
                 common,
             } => {
-                let (host, port) = client_target(&host, port)?;
                 let bench = BenchSpec {
                     count,
                     size: usize::try_from(size)
                         .map_err(|_| UsageError("--size too large".into()))?,
                     window,
                 };
-                let mode = Mode::Client {
-                    host,
-                    port,
-                    connect_timeout,
-                    bench: Some(bench),
-                };
-                (mode, common, "bench")
+                (target.into_mode(Some(bench))?, common, "bench")
             }
         };
         let name = match common.name {
@@ -276,7 +254,15 @@ impl Cli {
         }
         Ok(Options {
             mode,
-            name: name.into_bytes(),
+            session: Config {
+                name: name.into_bytes(),
+                max_message: common.max_message,
+                linger: common.linger,
+                handshake_timeout: common.handshake_timeout,
+                heartbeat: nonzero(common.heartbeat),
+                dead_after: common.dead_after,
+                write_timeout: nonzero(common.write_timeout),
+            },
             format: match common.format {
                 FormatArg::Text => Format::Text,
                 FormatArg::Jsonl => Format::Jsonl,
@@ -286,12 +272,6 @@ impl Cli {
                 InputArg::Nul => InputMode::Nul,
                 InputArg::Whole => InputMode::Whole,
             },
-            max_message: common.max_message,
-            linger: common.linger,
-            handshake_timeout: common.handshake_timeout,
-            heartbeat: nonzero(common.heartbeat),
-            dead_after: common.dead_after,
-            write_timeout: nonzero(common.write_timeout),
             editor: !common.no_editor,
             color: match common.color {
                 ColorArg::Auto => None,
@@ -395,6 +375,19 @@ pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), UsageError> {
             "an IPv6 address with a port must be written [addr]:port",
         )),
         None => Ok((s.to_string(), None)),
+    }
+}
+
+impl Target {
+    /// The client mode: host and port from `HOST[:PORT]` and `--port`.
+    fn into_mode(self, bench: Option<BenchSpec>) -> Result<Mode, UsageError> {
+        let (host, port) = client_target(&self.host, self.port)?;
+        Ok(Mode::Client {
+            host,
+            port,
+            connect_timeout: self.connect_timeout,
+            bench,
+        })
     }
 }
 

@@ -117,15 +117,10 @@ struct Bench {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub mode: Mode,
-    pub name: Vec<u8>,
+    /// What every connection's session announces and enforces.
+    pub session: Config,
     pub format: Format,
     pub input: InputMode,
-    pub max_message: u64,
-    pub linger: Duration,
-    pub handshake_timeout: Duration,
-    pub heartbeat: Option<Duration>,
-    pub dead_after: u32,
-    pub write_timeout: Option<Duration>,
     /// Use the line editor when stdin and stdout are terminals.
     pub editor: bool,
     /// `Some(on)` forces colour on or off; `None` decides from the terminal.
@@ -563,7 +558,7 @@ impl Loop {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(io("cannot poll signals"))?;
         let stdin = Stdin::setup(poll.registry(), STDIN).map_err(io("cannot set up stdin"))?;
-        let limit = usize::try_from(opts.max_message).unwrap_or(usize::MAX);
+        let limit = usize::try_from(opts.session.max_message).unwrap_or(usize::MAX);
         let mut display = Display::new(opts.format);
         display.style.color = opts.color.unwrap_or_else(terminal::color_auto);
         display.timestamps = opts.timestamps;
@@ -623,18 +618,6 @@ impl Loop {
             stdin_hangup: false,
             quit: false,
         })
-    }
-
-    fn session_config(&self) -> Config {
-        Config {
-            name: self.opts.name.clone(),
-            max_message: self.opts.max_message,
-            linger: self.opts.linger,
-            handshake_timeout: self.opts.handshake_timeout,
-            heartbeat: self.opts.heartbeat,
-            dead_after: self.opts.dead_after,
-            write_timeout: self.opts.write_timeout,
-        }
     }
 
     // ----- server -------------------------------------------------------
@@ -856,7 +839,7 @@ impl Loop {
     ) -> io::Result<usize> {
         stream.set_nodelay(true)?;
         set_notsent_lowat(&stream, NOTSENT_LOWAT)?;
-        let mut session = Session::new(self.session_config(), now);
+        let mut session = Session::new(self.opts.session.clone(), now);
         // A connection turned away only has its input discarded: a small
         // buffer keeps a flood of them cheap.
         let rbuf = ReadBuf::with_capacity(if busy { BUSY_READ_BUF } else { READ_BUF });
@@ -1013,7 +996,7 @@ impl Loop {
                 conn.session.close(ByeReason::Normal);
             } else {
                 conn.session
-                    .handle_stop(now, STOP_GRACE.min(self.opts.linger));
+                    .handle_stop(now, STOP_GRACE.min(self.opts.session.linger));
             }
             service_conn(conn, now);
         }
@@ -1031,7 +1014,7 @@ impl Loop {
                         conn.session.handle_input_end(now);
                     } else {
                         conn.session
-                            .handle_stop(now, STOP_GRACE.min(self.opts.linger));
+                            .handle_stop(now, STOP_GRACE.min(self.opts.session.linger));
                     }
                     service_conn(conn, now);
                 }

@@ -229,19 +229,7 @@ fn server_with_stdin_from_dev_null_and_from_a_file() {
         Stdin::File(std::fs::File::open(&file).unwrap()),
     ];
     for stdin in stdins {
-        let mut s = Duet::spawn_with(
-            &[
-                "server",
-                "--listen",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--format",
-                "jsonl",
-            ],
-            stdin,
-            &[],
-        );
+        let mut s = Duet::spawn_with(SERVER_ARGS, stdin, &[]);
         let addr = s.listening_addr();
         let mut c = Duet::client(addr, &[]);
         c.send(b"ping\n");

@@ -212,16 +212,7 @@ fn endless_stdin_line_is_skipped_not_buffered() {
 fn undrained_stdout_loses_nothing() {
     use std::process::{Command, Stdio};
     let mut server = Command::new(BIN)
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--format",
-            "jsonl",
-            "--once",
-        ])
+        .args([SERVER_ARGS, &["--once"]].concat())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -454,18 +445,10 @@ fn accept_errors_do_not_spin_and_the_server_recovers() {
     use std::process::{Command, Stdio};
     // A descriptor limit that leaves room for only a few connections.
     let mut cmd = Command::new(BIN);
-    cmd.args([
-        "server",
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--format",
-        "jsonl",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.args(SERVER_ARGS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: setrlimit is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {

@@ -20,6 +20,17 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_duet");
 
+/// A server on 127.0.0.1, a free port, JSON lines out.
+pub const SERVER_ARGS: &[&str] = &[
+    "server",
+    "--listen",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--format",
+    "jsonl",
+];
+
 /// A running duet process.
 pub struct Duet {
     pub args: Vec<String>,
