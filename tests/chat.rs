@@ -438,3 +438,43 @@ fn stdin_pipe_flags_are_restored_on_exit() {
         "O_NONBLOCK left set on the shared pipe"
     );
 }
+
+#[test]
+fn bench_reports_throughput_and_percentiles() {
+    let (mut s, addr) = Duet::server(&[]);
+    let a = addr.to_string();
+    for window in ["1", "64"] {
+        let mut b = Duet::spawn_with(
+            &[
+                "bench", &a, "--count", "500", "--size", "1KiB", "--window", window, "--format",
+                "jsonl",
+            ],
+            Stdin::Null,
+            &[],
+        );
+        let v = b.expect_event("bench");
+        assert_eq!(
+            (v["sent"].as_u64(), v["acked"].as_u64()),
+            (Some(500), Some(500)),
+            "{v}"
+        );
+        let w: u64 = window.parse().unwrap();
+        assert_eq!(
+            (v["size"].as_u64(), v["window"].as_u64()),
+            (Some(1024), Some(w))
+        );
+        assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0 && v["mb_per_s"].as_f64().unwrap() > 0.0);
+        let r = &v["rtt_us"];
+        assert_eq!(r["n"], 500);
+        assert!(r["min"].as_f64() <= r["p50"].as_f64() && r["p50"].as_f64() <= r["p999"].as_f64());
+        assert_eq!(b.code(), 0);
+        // The server saw ordinary messages of the generated size.
+        let m = s.expect_event("message");
+        assert_eq!(m["len"], 1024);
+    }
+    // A size over the server's limit is refused, not retried forever.
+    let (_s2, addr2) = Duet::server(&["--max-message", "10"]);
+    let a2 = addr2.to_string();
+    let mut b = Duet::spawn_with(&["bench", &a2, "--size", "11"], Stdin::Null, &[]);
+    assert_eq!(b.code(), 3);
+}

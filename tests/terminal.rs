@@ -286,3 +286,88 @@ fn no_editor_keeps_the_kernel_line_mode() {
     t.wait_for("EXIT=0");
     stty_same(&t);
 }
+
+fn client_pid(addr: std::net::SocketAddr) -> i32 {
+    let pids = Command::new("pgrep")
+        .args(["-f", &format!("client {addr}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&pids.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .find(|&p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(BIN.as_bytes()))
+        })
+        .expect("the client's pid")
+}
+
+fn pane_stty(t: &Tmux) -> String {
+    let tty = t
+        .cmd(&["display-message", "-p", "-t", "main", "#{pane_tty}"])
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&tty.stdout).trim().to_string();
+    let out = Command::new("stty")
+        .args(["-g", "-F", &tty])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn ctrl_z_gives_the_terminal_back_and_resuming_redraws() {
+    let (mut s, addr) = Duet::server(&[]);
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    s.expect_event("connected");
+    t.type_text("keep me");
+    t.wait_for("> keep me");
+    let before = std::fs::read_to_string(t.file("stty.before")).unwrap();
+    assert_ne!(pane_stty(&t), before.trim(), "the editor's mode is on");
+    t.key("C-z");
+    let pid = client_pid(addr);
+    eventually("the client to stop", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| st.contains(") T "))
+    });
+    assert_eq!(
+        pane_stty(&t),
+        before.trim(),
+        "stopped with the terminal restored"
+    );
+    // SAFETY: continuing the client we stopped.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    eventually("cbreak mode again", || pane_stty(&t) != before.trim());
+    t.type_text(" please");
+    t.key("Enter");
+    assert_eq!(s.expect_event("message")["text"], "keep me please");
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+    stty_same(&t);
+}
+
+#[test]
+fn log_lines_are_printed_above_the_prompt() {
+    let (mut s, addr) = Duet::server(&[]);
+    let Some(t) = client_in_tmux(addr, "-v") else {
+        return;
+    };
+    s.expect_event("connected");
+    t.type_text("draft");
+    t.wait_for("> draft");
+    // A peer leaving produces log lines at debug level on the client.
+    s.signal(libc::SIGTERM);
+    let screen = t.wait_for("chat ended");
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[DEBUG]") || l.starts_with("[INFO]")),
+        "{screen}"
+    );
+    // No log text was written into the prompt line.
+    let prompt = lines.iter().rev().find(|l| l.contains("> draft")).unwrap();
+    assert!(!prompt.contains('['), "{screen}");
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+}
