@@ -4,15 +4,19 @@
 //! This is the only module that uses mio and the only one that reads the
 //! clock. Each turn:
 //! 1. wait for readiness, at most until the nearest deadline;
-//! 2. for each connection with readiness: read until `WouldBlock` (or until
+//! 2. for each connection with readiness: read until it is drained (or until
 //!    the session pushes back), hand the bytes to the session, and flush its
 //!    outbox at once, so acknowledgments leave before any display work;
-//! 3. read stdin into messages for the open session, and flush again;
-//! 4. fire deadlines, then render every queued event and write stdout once.
+//! 3. read stdin into messages (or editor keys) for the open session, and
+//!    flush again;
+//! 4. fire deadlines, then render every queued event and write stdout once
+//!    (with the interactive prompt redrawn after it).
 //!
-//! Readiness is kept as state (`readable`, `writable`) and cleared only by
-//! `WouldBlock`, so a source we stopped reading for backpressure is resumed
-//! without waiting for another edge.
+//! Readiness is kept as state (`readable`, `writable`) and cleared only when
+//! a source is drained: `WouldBlock`, or, on Linux's edge-triggered epoll, a
+//! read shorter than the space offered (new data raises a new edge; a
+//! reported hang-up is read through to end of file). A source we stopped
+//! reading for backpressure is resumed without waiting for another edge.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -1,9 +1,10 @@
 //! duet: a one-on-one terminal chat over TCP with per-message
 //! acknowledgments and round-trip times.
 //!
-//! The pure core (`protocol`, `session`, `rtt`, `input`, `render`) takes
-//! bytes and `now` and returns bytes, events and deadlines; `event_loop` is
-//! the only code that touches mio, and `main` only maps results to exit
+//! The pure core (`protocol`, `session`, `rtt`, `input`, `render`,
+//! `editor`) takes bytes and `now` and returns bytes, events and deadlines;
+//! `event_loop` is the only code that touches mio, `stdin` and `terminal`
+//! own the descriptors' settings, and `main` only maps results to exit
 //! codes. See `docs/ARCHITECTURE.md`.
 
 pub mod buf;
