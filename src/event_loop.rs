@@ -1373,15 +1373,20 @@ impl Loop {
 
     /// Drops connections that finished closing.
     fn reap(&mut self, now: Instant) {
-        let done: Vec<usize> = self
+        let active = self.active;
+        let done =
+            |k: usize, c: &Conn| Some(k) != active && c.closing.is_some_and(|t| c.eof || now >= t);
+        // Checked every turn; the common answer is "none".
+        if !self.conns.iter().any(|(k, c)| done(k, c)) {
+            return;
+        }
+        let keys: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(k, c)| {
-                Some(*k) != self.active && c.closing.is_some_and(|t| c.eof || now >= t)
-            })
+            .filter(|(k, c)| done(*k, c))
             .map(|(k, _)| k)
             .collect();
-        for key in done {
+        for key in keys {
             let mut conn = self.conns.remove(key);
             let _ = self.poll.registry().deregister(&mut conn.stream);
             log::debug!("closed connection from {}", conn.peer);
