@@ -725,6 +725,53 @@ mod tests {
     }
 
     #[test]
+    fn style_adds_time_and_colour_without_touching_the_text() {
+        let style = Style {
+            color: true,
+            time: Some("12:34:56 ".into()),
+        };
+        let mut out = Vec::new();
+        let msg = Line::Message {
+            id: 1,
+            from: b"bob",
+            data: b"hi\n\x1b!",
+        };
+        render_in_pieces(
+            Format::Text,
+            &msg,
+            Stamp::default(),
+            &style,
+            &mut out,
+            &mut |_| {},
+        );
+        render_in_pieces(
+            Format::Text,
+            &Line::Error { message: "bad" },
+            Stamp::default(),
+            &style,
+            &mut out,
+            &mut |_| {},
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "12:34:56 \x1b[1;36mbob>\x1b[0m hi\n\
+             12:34:56 \x1b[1;36mbob>\x1b[0m \x1b[7m\\x1b\x1b[27m!\n\
+             12:34:56 \x1b[31m* error: bad\x1b[0m\n"
+        );
+        // JSON output is never dressed.
+        let mut out = Vec::new();
+        render_in_pieces(
+            Format::Jsonl,
+            &msg,
+            Stamp::default(),
+            &style,
+            &mut out,
+            &mut |_| {},
+        );
+        assert!(!out.contains(&0x1b));
+    }
+
+    #[test]
     fn rendering_in_pieces_gives_the_same_bytes() {
         let mut big = Vec::new();
         for i in 0..200_000u32 {
