@@ -11,6 +11,7 @@ pub mod buf;
 #[doc(hidden)]
 pub mod check;
 pub mod cli;
+pub mod display;
 pub mod editor;
 pub mod event_loop;
 pub mod input;

@@ -1,0 +1,290 @@
+//! The display: everything that reaches stdout, and the interactive prompt.
+//!
+//! Events are rendered (by `render`) into one buffer per loop turn and
+//! written with as few `write` calls as stdout allows. stdout stays a
+//! blocking descriptor: if its reader pauses, the loop waits here and TCP
+//! flow control holds the peer back. In interactive mode the display owns
+//! the `Editor` and the `Terminal`: output is printed above the prompt, and
+//! the prompt with the draft is redrawn after it in the same write.
+
+use std::fs::File;
+use std::io::{ErrorKind, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::editor::{self, Editor};
+use crate::event_loop::io_msg;
+use crate::logging;
+use crate::render::{self, Format, Line, Stamp, Style};
+use crate::terminal::Terminal;
+
+/// How long output made only of `sent` events may wait for the next
+/// turn's output, to be written together.
+const SENT_HOLD: Duration = Duration::from_millis(10);
+
+/// stdout, written once per turn with everything rendered in that turn.
+pub struct Display {
+    pub(crate) format: Format,
+    pub(crate) out: Vec<u8>,
+    pub(crate) stdout: ManuallyDrop<File>,
+    /// stdout was closed by its reader: stop writing, end quietly.
+    pub(crate) broken: bool,
+    /// Show `sent` and per-message ack lines (off for `duet bench`).
+    pub(crate) per_message: bool,
+    pub(crate) style: Style,
+    /// Prefix text lines with the local time.
+    pub(crate) timestamps: bool,
+    /// Interactive mode: the line editor's prompt, redrawn after output.
+    pub(crate) prompt: Option<Prompt>,
+    /// This turn rendered something other than `sent` events.
+    pub(crate) urgent: bool,
+    /// Since when `sent`-only output has been held back (see `end_turn`).
+    pub(crate) held_since: Option<Instant>,
+    pub(crate) mono_base: (Instant, u64),
+}
+
+impl Display {
+    pub(crate) fn new(format: Format) -> Display {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let base = Instant::now();
+        Display {
+            format,
+            out: Vec::with_capacity(64 * 1024),
+            // SAFETY: fd 1 stays open for the life of the process; the
+            // ManuallyDrop keeps us from closing it.
+            stdout: ManuallyDrop::new(unsafe { File::from_raw_fd(1) }),
+            broken: false,
+            per_message: true,
+            mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
+            style: Style::default(),
+            timestamps: false,
+            prompt: None,
+            urgent: false,
+            held_since: None,
+        }
+    }
+
+    pub(crate) fn show(&mut self, line: &Line<'_>, now: Instant) {
+        if self.broken || (self.format == Format::Text && matches!(line, Line::Sent { .. })) {
+            return;
+        }
+        self.urgent |= !matches!(line, Line::Sent { .. });
+        let wall_us = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64)
+        };
+        let stamp = match self.format {
+            Format::Text => Stamp::default(),
+            Format::Jsonl => Stamp {
+                wall_us: wall_us(),
+                mono_ns: self.mono_base.1
+                    + now.saturating_duration_since(self.mono_base.0).as_nanos() as u64,
+            },
+        };
+        if self.timestamps {
+            self.style.time = Some(local_time(wall_us()));
+        }
+        if let Some(p) = &mut self.prompt {
+            let last = p.last_sent.take();
+            if let (Line::Acked { id, rtt, .. }, Some((sent, text, width))) = (line, last) {
+                // Our message is still the line above the prompt: mark it
+                // delivered in place.
+                if *id == sent && width + 16 < p.columns {
+                    self.begin_output();
+                    let mark = format!("   \u{2713} {} ms", ms3(rtt.as_nanos() as u64));
+                    self.out.extend_from_slice(b"\x1b[1A\r\x1b[K");
+                    self.out.extend_from_slice(&text);
+                    if self.style.color {
+                        let _ = writeln!(self.out, "\x1b[32m{mark}\x1b[0m");
+                    } else {
+                        let _ = writeln!(self.out, "{mark}");
+                    }
+                    return;
+                }
+            }
+        }
+        self.begin_output();
+        let Display {
+            format,
+            out,
+            stdout,
+            broken,
+            style,
+            ..
+        } = self;
+        render::render_in_pieces(*format, line, stamp, style, out, &mut |out| {
+            write_out(stdout, out, broken);
+        });
+    }
+
+    /// In interactive mode, the first output of a turn clears the prompt
+    /// line it will be printed over.
+    pub(crate) fn begin_output(&mut self) {
+        if let Some(p) = self.prompt.as_mut().filter(|p| p.visible) {
+            self.out.extend_from_slice(b"\r\x1b[K");
+            p.visible = false;
+        }
+    }
+
+    /// Echoes a message we sent, above the prompt, and remembers it for the
+    /// inline delivery mark. Every line carries the tag.
+    pub(crate) fn echo_sent(&mut self, id: u64, data: &[u8]) {
+        self.begin_output();
+        let tag = if self.style.color {
+            "\x1b[1;32myou>\x1b[0m "
+        } else {
+            "you> "
+        };
+        let marks = self.style.color.then_some(("\x1b[7m", "\x1b[27m"));
+        let time = self.style.time.clone().unwrap_or_default();
+        let mut lines = Vec::new();
+        for (i, part) in data.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                lines.push(b'\n');
+            }
+            lines.extend_from_slice(time.as_bytes());
+            lines.extend_from_slice(tag.as_bytes());
+            render::escape_marked(part, false, marks, &mut lines);
+        }
+        self.out.extend_from_slice(&lines);
+        self.out.push(b'\n');
+        if let Some(p) = &mut self.prompt {
+            let width = time.len() + 5 + editor::str_width(&render::escape_to_string(data));
+            p.last_sent = (!data.contains(&b'\n')).then_some((id, lines, width));
+        }
+    }
+
+    /// Writes what this turn rendered, in as few `write` calls as the pipe
+    /// allows, with the prompt redrawn after it in the same write. stdout
+    /// is left blocking: if its reader pauses, the loop waits here and TCP
+    /// flow control holds the peer back.
+    pub(crate) fn flush(&mut self) {
+        self.urgent = false;
+        self.held_since = None;
+        if let Some(p) = &mut self.prompt {
+            let held = logging::take_held();
+            if !held.is_empty() {
+                if p.visible {
+                    self.out.extend_from_slice(b"\r\x1b[K");
+                    p.visible = false;
+                }
+                self.out.extend_from_slice(&held);
+                p.last_sent = None;
+            }
+            if !self.out.is_empty() || p.dirty {
+                if p.visible {
+                    self.out.extend_from_slice(b"\r\x1b[K");
+                }
+                let width = editor::str_width(&p.label);
+                let label = if self.style.color {
+                    format!("\x1b[1m{}\x1b[0m", p.label)
+                } else {
+                    p.label.clone()
+                };
+                p.editor.render(&label, width, p.columns, &mut self.out);
+                p.visible = true;
+                p.dirty = false;
+            }
+        }
+        write_out(&mut self.stdout, &mut self.out, &mut self.broken);
+        if self.out.capacity() > 4 * render::PIECE {
+            self.out.shrink_to(render::PIECE);
+        }
+    }
+
+    /// The end of a loop turn: write what it rendered, except that output
+    /// made only of `sent` events is held for up to [`SENT_HOLD`], so that
+    /// a stop-and-wait sender writes its `sent` and `ack` lines in one
+    /// `write` when the ack comes back within that time.
+    pub(crate) fn end_turn(&mut self, now: Instant) {
+        let hold = !self.urgent
+            && self.prompt.is_none()
+            && !self.out.is_empty()
+            && self.held_since.is_none_or(|t| now < t + SENT_HOLD);
+        if hold {
+            self.held_since.get_or_insert(now);
+            return;
+        }
+        self.flush();
+    }
+
+    /// When held output must be written at the latest.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.held_since.map(|t| t + SENT_HOLD)
+    }
+
+    /// Sets the prompt's label (redrawn at the next flush if it changed).
+    pub(crate) fn set_label(&mut self, label: String) {
+        if let Some(p) = self.prompt.as_mut().filter(|p| p.label != label) {
+            p.label = label;
+            p.dirty = true;
+        }
+    }
+}
+
+/// The interactive prompt at the bottom of the screen.
+pub struct Prompt {
+    pub(crate) editor: Editor,
+    pub(crate) terminal: Terminal,
+    pub(crate) label: String,
+    pub(crate) columns: usize,
+    /// The prompt is on screen (the cursor is on its line).
+    pub(crate) visible: bool,
+    /// Redraw at the next flush even without new output.
+    pub(crate) dirty: bool,
+    /// The line just above the prompt is our message: its id, the bytes
+    /// printed, and their width (for the inline delivery mark).
+    pub(crate) last_sent: Option<(u64, Vec<u8>, usize)>,
+}
+
+/// `HH:MM:SS ` in local time.
+fn local_time(wall_us: u64) -> String {
+    let t = (wall_us / 1_000_000) as libc::time_t;
+    // SAFETY: localtime_r fills the tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    format!("{:02}:{:02}:{:02} ", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// Nanoseconds as milliseconds with three decimals.
+fn ms3(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
+}
+
+/// Writes and clears `out`; on a closed stdout sets `broken` and drops it.
+fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool) {
+    let mut done = 0;
+    while done < out.len() && !*broken {
+        match stdout.write(&out[done..]) {
+            Ok(0) => *broken = true,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_writable(1),
+            Err(e) => {
+                if e.kind() != ErrorKind::BrokenPipe {
+                    log::warn!("cannot write to stdout: {}", io_msg(&e));
+                }
+                *broken = true;
+            }
+        }
+    }
+    out.clear();
+}
+
+/// Blocks until `fd` is writable (someone else made stdout nonblocking).
+fn wait_writable(fd: i32) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own.
+    unsafe { libc::poll(&mut p, 1, -1) };
+}
