@@ -220,6 +220,66 @@ impl Display {
         self.held_since.map(|t| t + SENT_HOLD)
     }
 
+    /// Keys typed in interactive mode: the editor's actions.
+    pub(crate) fn handle_keys(&mut self, bytes: &[u8]) -> Vec<editor::Action> {
+        match &mut self.prompt {
+            Some(p) => {
+                p.dirty = true;
+                p.editor.handle_bytes(bytes)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Ctrl-L.
+    pub(crate) fn clear_screen(&mut self) {
+        self.out.extend_from_slice(b"\x1b[H\x1b[2J");
+        if let Some(p) = &mut self.prompt {
+            p.visible = false;
+            p.dirty = true;
+        }
+    }
+
+    /// SIGWINCH: measure the terminal again and redraw.
+    pub(crate) fn resized(&mut self) {
+        if let Some(p) = &mut self.prompt {
+            p.columns = Terminal::columns();
+            p.dirty = true;
+        }
+    }
+
+    /// Before stopping: the terminal as it was, the prompt left on screen.
+    pub(crate) fn suspend_terminal(&mut self) {
+        if let Some(p) = &mut self.prompt {
+            p.terminal.suspend();
+            self.out.extend_from_slice(b"\r\n");
+            p.visible = false;
+        }
+        self.flush();
+    }
+
+    /// After continuing: cbreak mode again, and a redraw.
+    pub(crate) fn resume_terminal(&mut self) {
+        if let Some(p) = &mut self.prompt {
+            if let Err(e) = p.terminal.resume() {
+                log::warn!("cannot set up the terminal again: {}", io_msg(&e));
+            }
+            p.columns = Terminal::columns();
+            p.dirty = true;
+        }
+    }
+
+    /// At exit: leave the prompt and any unsent draft on screen with a new
+    /// line below it for the shell, and give the terminal back.
+    pub(crate) fn leave_terminal(&mut self) {
+        if let Some(mut p) = self.prompt.take() {
+            self.out.extend_from_slice(b"\r\n");
+            self.flush();
+            p.terminal.suspend();
+            logging::capture(false);
+        }
+    }
+
     /// Sets the prompt's label (redrawn at the next flush if it changed).
     pub(crate) fn set_label(&mut self, label: String) {
         if let Some(p) = self.prompt.as_mut().filter(|p| p.label != label) {
@@ -242,6 +302,21 @@ pub struct Prompt {
     /// The line just above the prompt is our message: its id, the bytes
     /// printed, and their width (for the inline delivery mark).
     pub(crate) last_sent: Option<(u64, Vec<u8>, usize)>,
+}
+
+impl Prompt {
+    /// A fresh prompt on a terminal already in cbreak mode.
+    pub fn new(terminal: Terminal) -> Prompt {
+        Prompt {
+            editor: Editor::new(),
+            terminal,
+            label: String::new(),
+            columns: Terminal::columns(),
+            visible: false,
+            dirty: true,
+            last_sent: None,
+        }
+    }
 }
 
 /// `HH:MM:SS ` in local time.

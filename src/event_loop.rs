@@ -32,7 +32,7 @@ use slab::Slab;
 
 use crate::buf::ReadBuf;
 use crate::display::{Display, Prompt};
-use crate::editor::{Action, Editor};
+use crate::editor::Action;
 use crate::input::{InputMode, Splitter};
 use crate::logging;
 use crate::protocol::{self, ByeReason};
@@ -214,14 +214,7 @@ pub fn run(opts: Options) -> Result<u8, Error> {
         }
     };
     lp.display.flush();
-    if let Some(mut p) = lp.display.prompt.take() {
-        // Leave the prompt and any unsent draft on screen, below it a new
-        // line for the shell; give the terminal back.
-        lp.display.out.extend_from_slice(b"\r\n");
-        lp.display.flush();
-        p.terminal.suspend();
-        logging::capture(false);
-    }
+    lp.display.leave_terminal();
     code
 }
 
@@ -315,15 +308,7 @@ impl Loop {
             if unsafe { libc::isatty(2) } == 1 {
                 logging::capture(true);
             }
-            display.prompt = Some(Prompt {
-                editor: Editor::new(),
-                terminal,
-                label: String::new(),
-                columns: Terminal::columns(),
-                visible: false,
-                dirty: true,
-                last_sent: None,
-            });
+            display.prompt = Some(Prompt::new(terminal));
         }
         Ok(Loop {
             splitter: Splitter::new(opts.input, limit),
@@ -703,10 +688,7 @@ impl Loop {
         for sig in pending {
             match sig {
                 SIGWINCH => {
-                    if let Some(p) = &mut self.display.prompt {
-                        p.columns = Terminal::columns();
-                        p.dirty = true;
-                    }
+                    self.display.resized();
                     continue;
                 }
                 SIGTSTP => {
@@ -754,11 +736,7 @@ impl Loop {
             }
             Action::Suspend => self.suspend(),
             Action::ClearScreen => {
-                self.display.out.extend_from_slice(b"\x1b[H\x1b[2J");
-                if let Some(p) = &mut self.display.prompt {
-                    p.visible = false;
-                    p.dirty = true;
-                }
+                self.display.clear_screen();
             }
         }
     }
@@ -830,25 +808,14 @@ impl Loop {
     /// Ctrl-Z or SIGTSTP: give the terminal back, stop, and on `fg` take it
     /// again and redraw.
     fn suspend(&mut self) {
-        if let Some(p) = &mut self.display.prompt {
-            p.terminal.suspend();
-            self.display.out.extend_from_slice(b"\r\n");
-            p.visible = false;
-        }
-        self.display.flush();
+        self.display.suspend_terminal();
         // SAFETY: stopping ourselves; execution resumes here on SIGCONT.
         unsafe { libc::raise(libc::SIGSTOP) };
         self.resume();
     }
 
     fn resume(&mut self) {
-        if let Some(p) = &mut self.display.prompt {
-            if let Err(e) = p.terminal.resume() {
-                log::warn!("cannot set up the terminal again: {}", io_msg(&e));
-            }
-            p.columns = Terminal::columns();
-            p.dirty = true;
-        }
+        self.display.resume_terminal();
     }
 
     /// The prompt's label: who we are talking to and what is pending.
@@ -939,14 +906,7 @@ impl Loop {
                     self.handle_action(Action::Quit, now);
                     return;
                 }
-                let bytes = self.stdin_buf[..n].to_vec();
-                let actions = match &mut self.display.prompt {
-                    Some(p) => {
-                        p.dirty = true;
-                        p.editor.handle_bytes(&bytes)
-                    }
-                    None => Vec::new(),
-                };
+                let actions = self.display.handle_keys(&self.stdin_buf[..n]);
                 for action in actions {
                     self.handle_action(action, now);
                 }
