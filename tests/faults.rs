@@ -12,17 +12,6 @@ const PROTOCOL_ERROR: u8 = 2;
 const MESSAGE_TOO_LARGE: u8 = 3;
 const VERSION_MISMATCH: u8 = 5;
 
-/// A real client can still chat with the server.
-fn assert_serves(s: &mut Duet, addr: SocketAddr) {
-    let mut c = Duet::client(addr, &[]);
-    c.send(b"are you still there?\n");
-    assert_eq!(s.expect_event("message")["text"], "are you still there?");
-    assert_eq!(c.expect_event("ack")["id"], 1);
-    c.close_stdin();
-    assert_eq!(c.code(), 0);
-    s.expect_event("summary");
-}
-
 /// Connects, checks the server's HELLO, sends `bytes`, and returns the
 /// frames the server sent before closing.
 fn bad_peer(addr: SocketAddr, bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {

@@ -39,16 +39,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-fn assert_serves(s: &mut Duet, addr: SocketAddr) {
-    let mut c = Duet::client(addr, &[]);
-    c.send(b"still serving?\n");
-    assert_eq!(s.expect_event("message")["text"], "still serving?");
-    assert_eq!(c.expect_event("ack")["id"], 1);
-    c.close_stdin();
-    assert_eq!(c.code(), 0);
-    s.expect_event("summary");
-}
-
 fn raw_hello(addr: SocketAddr) -> Raw {
     let mut raw = Raw::connect(addr);
     assert_eq!(raw.read_frame().0, 0x01);

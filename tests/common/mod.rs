@@ -131,15 +131,7 @@ impl Duet {
 
     /// A server on 127.0.0.1 with a free port and JSON output.
     pub fn server(extra: &[&str]) -> (Duet, SocketAddr) {
-        let mut args = vec![
-            "server",
-            "--listen",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--format",
-            "jsonl",
-        ];
+        let mut args = SERVER_ARGS.to_vec();
         args.extend_from_slice(extra);
         let mut s = Duet::spawn(&args);
         let addr = s.listening_addr();
@@ -435,4 +427,15 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A real client can still chat with the server `s` (after a fault).
+pub fn assert_serves(s: &mut Duet, addr: SocketAddr) {
+    let mut c = Duet::client(addr, &[]);
+    c.send(b"are you still there?\n");
+    assert_eq!(s.expect_event("message")["text"], "are you still there?");
+    assert_eq!(c.expect_event("ack")["id"], 1);
+    c.close_stdin();
+    assert_eq!(c.code(), 0);
+    s.expect_event("summary");
 }
