@@ -448,6 +448,10 @@ pub fn escape_marked(
     marks: Option<(&str, &str)>,
     out: &mut Vec<u8>,
 ) {
+    if plain_run(bytes, newline_ok) == bytes.len() {
+        out.extend_from_slice(bytes);
+        return;
+    }
     out.reserve(bytes.len());
     let push_escape = |c: char, out: &mut Vec<u8>| {
         if let Some((on, _)) = marks {
@@ -593,6 +597,11 @@ pub fn escape_to_string(bytes: &[u8]) -> String {
 /// A peer's name as a tag: escaped, spaces too, so it cannot imitate one
 /// of our `* ` notice lines.
 fn escape_name(name: &[u8], out: &mut Vec<u8>) {
+    // Names are short and usually plain: copy them as they are.
+    if plain_run(name, false) == name.len() && !name.contains(&b' ') {
+        out.extend_from_slice(name);
+        return;
+    }
     let start = out.len();
     escape_into(name, false, out);
     let mut i = start;
