@@ -722,10 +722,13 @@ impl Loop {
         match action {
             Action::Send(line) => self.send_typed(line, now),
             Action::Quit => {
-                self.quit = true;
+                let again = std::mem::replace(&mut self.quit, true);
                 let is_client = matches!(self.opts.mode, Mode::Client { .. });
                 if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
-                    if is_client {
+                    if again {
+                        // Asked twice: stop waiting for acks.
+                        conn.session.close(ByeReason::Normal);
+                    } else if is_client {
                         conn.session.handle_input_end(now);
                     } else {
                         conn.session
@@ -871,6 +874,11 @@ impl Loop {
     }
 
     fn wants_stdin(&self) -> bool {
+        if self.display.prompt.is_some() {
+            // Keys are always read: Ctrl-C must work while acks are awaited,
+            // and a person's typing is no flood to push back on.
+            return true;
+        }
         match self.active.and_then(|k| self.conns.get(k)) {
             Some(c) => c.session.wants_input(),
             // A server with nobody connected reads and drops (with a notice).

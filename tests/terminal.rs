@@ -371,3 +371,45 @@ fn log_lines_are_printed_above_the_prompt() {
     t.key("C-d");
     t.wait_for("EXIT=0");
 }
+
+#[test]
+fn a_second_quit_stops_waiting_for_acks() {
+    // A server that completes the handshake and never acknowledges.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut raw = Raw { stream };
+        raw.write(&hello(b"silent", 1 << 20));
+        let mut frames = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut raw.stream, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            frames.extend_from_slice(&buf[..n]);
+        }
+        parse_frames(&frames)
+    });
+    let Some(t) = client_in_tmux(addr, "--linger 60s") else {
+        return;
+    };
+    t.type_text("anyone?");
+    t.key("Enter");
+    t.wait_for("(1 unacked) >");
+    t.key("C-d"); // waits up to 60 s for the ack...
+    t.key("C-c"); // ...unless asked again
+    let screen = t.wait_for("EXIT=3");
+    assert!(
+        screen.contains("1 sent, 0 acknowledged, 1 unacknowledged"),
+        "{screen}"
+    );
+    let frames = peer.join().unwrap();
+    assert_eq!(
+        frames.last().map(|f| (f.0, f.1[0])),
+        Some((0x04, 0)),
+        "BYE(normal)"
+    );
+    stty_same(&t);
+}
