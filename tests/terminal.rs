@@ -264,6 +264,14 @@ fn editing_keys_and_commands() {
     t.type_text("/bogus");
     t.key("Enter");
     t.wait_for("unknown command");
+    // /send PATH: a file as one message, bytes exact.
+    let path = t.file("payload.bin");
+    std::fs::write(&path, b"line 1\nline 2\n\xff").unwrap();
+    t.type_text(&format!("/send {path}"));
+    t.key("Enter");
+    let m = s.expect_event("message");
+    assert_eq!(message_bytes(&m), b"line 1\nline 2\n\xff");
+    t.wait_for("(15 bytes)");
     t.type_text("/quit");
     t.key("Enter");
     t.wait_for("EXIT=0");
@@ -412,4 +420,20 @@ fn a_second_quit_stops_waiting_for_acks() {
         "BYE(normal)"
     );
     stty_same(&t);
+}
+
+#[test]
+fn term_dumb_keeps_the_kernel_line_mode() {
+    let (mut s, addr) = Duet::server(&[]);
+    let Some(t) = Tmux::new() else { return };
+    t.run(&format!(
+        "TERM=dumb {BIN} client {addr}; echo EXIT=$?; sleep 600"
+    ));
+    t.wait_for("* connected to");
+    s.expect_event("connected");
+    t.type_text("/quit is just text here");
+    t.key("Enter");
+    assert_eq!(s.expect_event("message")["text"], "/quit is just text here");
+    t.key("C-d");
+    t.wait_for("EXIT=0");
 }
