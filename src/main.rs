@@ -12,23 +12,29 @@ use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(msg) = init_logging(cli.common()) {
-        eprintln!("duet: {msg}");
+        say(&msg);
         return ExitCode::from(exit::USAGE);
     }
     let opts = match cli.into_options() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("duet: {e}");
+            say(&e);
             return ExitCode::from(exit::USAGE);
         }
     };
     match event_loop::run(opts) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("duet: {e}");
+            say(&e);
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// One error line on stderr; a closed stderr is not worth a panic.
+fn say(what: &dyn std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "duet: {what}");
 }
 
 fn init_logging(common: &duet::cli::Common) -> Result<(), String> {
