@@ -634,7 +634,7 @@ impl Loop {
             self.read_stdin(now);
         }
         if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
-            flush_conn(conn, now);
+            flush_conn(conn);
         }
         for (_, conn) in self.conns.iter_mut() {
             if conn.session.poll_timeout().is_some_and(|t| now >= t) {
@@ -1107,9 +1107,9 @@ impl From<io::Error> for ConnectError {
 /// nothing where there is nothing to do.
 fn service_conn(conn: &mut Conn, now: Instant) {
     if conn.readable {
-        read_conn(conn, now);
+        read_conn(conn);
     }
-    flush_conn(conn, now);
+    flush_conn(conn);
     if conn.session.is_closed() {
         conn.closing.get_or_insert(now + close_grace(&conn.session));
         if !conn.shut_down && conn.session.poll_transmit().is_empty() {
@@ -1133,7 +1133,7 @@ fn close_grace(session: &Session) -> Duration {
 
 /// Reads until `WouldBlock`, passing each read to the session, which may
 /// push back (then `readable` stays set and we resume next turn).
-fn read_conn(conn: &mut Conn, now: Instant) {
+fn read_conn(conn: &mut Conn) {
     loop {
         let open = !conn.session.is_closed();
         if open && !conn.session.wants_peer_bytes() {
@@ -1147,10 +1147,14 @@ fn read_conn(conn: &mut Conn, now: Instant) {
                 return;
             }
             Ok(_) => {
-                let used = conn.session.handle_peer_bytes(conn.rbuf.data(), now);
+                // The clock is read right after the read, not at the start
+                // of the turn: the RTT ends when the ack is decoded.
+                let used = conn
+                    .session
+                    .handle_peer_bytes(conn.rbuf.data(), Instant::now());
                 conn.rbuf.consume(used);
                 // The ack path: what those frames queued leaves now.
-                flush_conn(conn, now);
+                flush_conn(conn);
                 if conn.rbuf.was_short() && !conn.hangup {
                     // Drained: skip the read that would only say EAGAIN.
                     conn.readable = false;
@@ -1174,14 +1178,18 @@ fn read_conn(conn: &mut Conn, now: Instant) {
 }
 
 /// Writes the session's outbox until it is empty or the socket is full.
-fn flush_conn(conn: &mut Conn, now: Instant) {
+fn flush_conn(conn: &mut Conn) {
     while conn.writable {
         let out = conn.session.poll_transmit();
         if out.is_empty() {
             return;
         }
+        // The RTT starts when the bytes are handed to the kernel: the clock
+        // is read just before the write, not at the start of the turn (the
+        // work of encoding a large message in this turn must not count).
+        let handed = Instant::now();
         match conn.stream.write(out) {
-            Ok(n) => conn.session.handle_written(n, now),
+            Ok(n) => conn.session.handle_written(n, handed),
             Err(e) if e.kind() == ErrorKind::WouldBlock => conn.writable = false,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
