@@ -83,7 +83,8 @@ pub enum Command {
     ///
     /// Uses the same session and event loop as `client`, with a message
     /// generator in place of stdin. Per-message output is off; the summary
-    /// adds msgs/s and MB/s.
+    /// adds msgs/s and MB/s, measured from the first byte handed to the
+    /// kernel to the last acknowledgment.
     #[command(after_help = EXIT_CODES)]
     Bench {
         #[command(flatten)]

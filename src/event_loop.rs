@@ -109,7 +109,6 @@ struct Bench {
     spec: BenchSpec,
     payload: Vec<u8>,
     queued: u64,
-    first_sent: Option<Instant>,
 }
 
 /// Everything the loop needs from the command line.
@@ -232,8 +231,6 @@ struct Conn {
     closing: Option<Instant>,
     shut_down: bool,
     eof: bool,
-    /// When the last acknowledgment arrived (for throughput).
-    last_ack: Option<Instant>,
     /// The peer's FIN or an error was reported: read until read says so,
     /// even after a short read.
     hangup: bool,
@@ -582,7 +579,6 @@ impl Loop {
             closing: None,
             shut_down: false,
             eof: false,
-            last_ack: None,
             hangup: false,
         });
         Ok(key)
@@ -844,7 +840,6 @@ impl Loop {
             spec,
             payload: (0..spec.size).map(|i| b'a' + (i % 26) as u8).collect(),
             queued: 0,
-            first_sent: None,
         });
     }
 
@@ -865,7 +860,6 @@ impl Loop {
                 b.queued = b.spec.count;
                 break;
             }
-            b.first_sent.get_or_insert(now);
             b.queued += 1;
         }
         if b.queued == b.spec.count && s.is_open() {
@@ -995,12 +989,10 @@ impl Loop {
                         d.show(&Line::Sent { id, len }, now)
                     }
                     Event::Sent { .. } => {}
-                    Event::Acked { id, len, rtt } => {
-                        conn.last_ack = Some(now);
-                        if d.per_message {
-                            d.show(&Line::Acked { id, len, rtt }, now);
-                        }
+                    Event::Acked { id, len, rtt } if d.per_message => {
+                        d.show(&Line::Acked { id, len, rtt }, now);
                     }
+                    Event::Acked { .. } => {}
                     Event::Message { id, data } => {
                         let from = &conn.peer_name;
                         d.show(&Line::Message { id, from, data }, now);
@@ -1033,9 +1025,7 @@ impl Loop {
         self.display.show(&Line::Closed { reason: &reason }, now);
         let peer = conn.peer_name.clone();
         if let Some(b) = &self.bench {
-            let elapsed = b.first_sent.map_or(Duration::ZERO, |t| {
-                conn.last_ack.unwrap_or(t).saturating_duration_since(t)
-            });
+            let elapsed = conn.session.acked_span();
             let line = Line::Bench {
                 peer: &peer,
                 size: b.spec.size as u64,

@@ -298,6 +298,10 @@ pub struct Session {
     pings: u32,
     /// The last write progress, or when the outbox last became non-empty.
     last_progress: Instant,
+    /// When the first message's first byte was written, and when the last
+    /// acknowledgment was decoded (for throughput).
+    first_written: Option<Instant>,
+    last_acked: Option<Instant>,
 
     stats: Stats,
     rtt: RttStats,
@@ -330,6 +334,8 @@ impl Session {
             last_heard: now,
             pings: 0,
             last_progress: now,
+            first_written: None,
+            last_acked: None,
             stats: Stats::default(),
             rtt: RttStats::new(),
         };
@@ -419,6 +425,7 @@ impl Session {
                 break;
             }
             m.sent_at = Some(now);
+            self.first_written.get_or_insert(now);
             self.unsent += 1;
         }
     }
@@ -649,6 +656,16 @@ impl Session {
         &self.peer_name
     }
 
+    /// From the first byte of the first message handed to the kernel to
+    /// the last acknowledgment decoded: the span throughput is measured
+    /// over (zero before any acknowledgment).
+    pub fn acked_span(&self) -> Duration {
+        match (self.first_written, self.last_acked) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a),
+            _ => Duration::ZERO,
+        }
+    }
+
     pub fn stats(&self) -> Stats {
         Stats {
             rtt: self.rtt.summary(),
@@ -771,6 +788,7 @@ impl Session {
         let rtt = now.saturating_duration_since(m.sent_at.expect("checked above"));
         self.rtt.record(rtt);
         self.stats.acked += 1;
+        self.last_acked = Some(now);
         self.events.push_back(Record::Acked {
             id,
             len: m.len,
