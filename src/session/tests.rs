@@ -732,3 +732,17 @@ fn eof_before_hello_says_so() {
     s.handle_eof(0);
     assert_eq!(s.end(), Some(&End::Failed(SessionError::NoHello)));
 }
+
+#[test]
+fn acked_span_runs_from_first_write_to_last_ack() {
+    let mut p = Pair::new();
+    assert_eq!(p.c.acked_span(), Duration::ZERO);
+    send(&mut p.c, b"one");
+    p.c_to_s(); // first byte written at t0
+    p.advance(2 * MS);
+    send(&mut p.c, b"two");
+    p.c_to_s();
+    p.advance(3 * MS);
+    p.s_to_c(); // both acks decoded at t0 + 5 ms
+    assert_eq!(p.c.acked_span(), 5 * MS);
+}
