@@ -1,8 +1,9 @@
 //! The one event loop: a single thread and a single `mio::Poll` that owns
 //! the listener, the connections, stdin and the signal source.
 //!
-//! This is the only module that uses mio and the only one that reads the
-//! clock. Each turn:
+//! This is the only module that uses mio, and, with the display's wall-clock
+//! stamps, the only one that reads the clock (once per turn, and around each
+//! socket write and read for the RTT). Each turn:
 //! 1. wait for readiness, at most until the nearest deadline;
 //! 2. for each connection with readiness: read until it is drained (or until
 //!    the session pushes back), hand the bytes to the session, and flush its
