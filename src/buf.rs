@@ -36,10 +36,6 @@ impl ReadBuf {
         &self.buf[self.start..self.end]
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
-
     /// Marks `n` bytes at the front as used.
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.end - self.start);
@@ -99,7 +95,7 @@ mod tests {
         assert!(b.was_short());
         assert_eq!(b.data(), b"ghijkl");
         b.consume(6);
-        assert!(b.is_empty());
+        assert!(b.data().is_empty());
         assert_eq!(b.fill_from(&mut src).unwrap(), 0);
     }
 

@@ -9,7 +9,6 @@
 //! same characters become `\uXXXX` escapes, so a JSON stream printed on a
 //! terminal is as safe as the transcript.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -681,19 +680,6 @@ pub fn base64_into(data: &[u8], out: &mut Vec<u8>) {
         }
         _ => {}
     }
-}
-
-/// Formats a byte count for messages: `16777216` → `16 MiB`.
-pub fn human_size(n: u64) -> String {
-    let mut s = String::new();
-    match n {
-        n if n >= 1 << 30 && n % (1 << 30) == 0 => write!(s, "{} GiB", n >> 30),
-        n if n >= 1 << 20 && n % (1 << 20) == 0 => write!(s, "{} MiB", n >> 20),
-        n if n >= 1 << 10 && n % (1 << 10) == 0 => write!(s, "{} KiB", n >> 10),
-        n => write!(s, "{n} bytes"),
-    }
-    .expect("writing to a String cannot fail");
-    s
 }
 
 #[cfg(test)]

@@ -70,10 +70,6 @@ impl RttStats {
         *slot = slot.saturating_add(1);
     }
 
-    pub fn count(&self) -> u64 {
-        self.n
-    }
-
     /// The figures so far; all zero when nothing was recorded.
     pub fn summary(&self) -> RttSummary {
         if self.n == 0 {

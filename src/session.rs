@@ -651,11 +651,6 @@ impl Session {
         self.stats.sent - self.stats.acked
     }
 
-    /// The peer's display name (empty before the handshake).
-    pub fn peer_name(&self) -> &[u8] {
-        &self.peer_name
-    }
-
     /// From the first byte of the first message handed to the kernel to
     /// the last acknowledgment decoded: the span throughput is measured
     /// over (zero before any acknowledgment).

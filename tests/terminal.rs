@@ -207,17 +207,7 @@ fn sigterm_restores_the_terminal() {
     s.expect_event("connected");
     t.type_text("a draft");
     t.wait_for("> a draft");
-    let pids = Command::new("pgrep")
-        .args(["-f", &format!("client {addr}")])
-        .output()
-        .unwrap();
-    let pid = String::from_utf8_lossy(&pids.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse::<i32>().ok())
-        .find(|&p| {
-            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(BIN.as_bytes()))
-        })
-        .expect("the client's pid");
+    let pid = client_pid(addr);
     // SAFETY: signalling the client we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let screen = t.wait_for("EXIT=143");
