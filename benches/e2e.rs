@@ -38,16 +38,161 @@ fn main() {
     println!("duet e2e benchmark: {rounds} round(s), variants interleaved; RTTs in µs");
     println!("machine: {}", machine());
 
-    let sizes: [(usize, usize, usize); 4] = [
-        (16, 5000 / scale, 2000 / scale),
-        (1024, 5000 / scale, 2000 / scale),
-        (64 * 1024, 1000 / scale, 500 / scale),
-        (1024 * 1024, 100 / scale, 50 / scale),
-    ];
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let placements: &[Placement] = if cpus >= 2 {
+        &[Placement::OneCpu, Placement::TwoCpus, Placement::Unpinned]
+    } else {
+        &[Placement::Unpinned]
+    };
+    for &place in placements {
+        // The large sizes only where the sender and receiver can overlap.
+        let sizes: &[(usize, usize, usize)] = if place == Placement::TwoCpus || cpus < 2 {
+            &[
+                (16, 5000 / scale, 2000 / scale),
+                (1024, 5000 / scale, 2000 / scale),
+                (64 * 1024, 1000 / scale, 500 / scale),
+                (1024 * 1024, 100 / scale, 50 / scale),
+            ]
+        } else {
+            &[
+                (16, 5000 / scale, 2000 / scale),
+                (1024, 5000 / scale, 2000 / scale),
+            ]
+        };
+        stop_and_wait(&raw, &duet, place, sizes, rounds);
+    }
+
+    // Throughput: sender and receiver on CPUs of their own.
+    let bulk = if cpus >= 2 {
+        Placement::TwoCpus
+    } else {
+        Placement::Unpinned
+    };
+    place_all(&raw, &duet, bulk);
+    println!();
+    println!("Throughput, {}", bulk.name());
+    println!();
+    println!("Pipelined 64 B messages (msgs/s)");
+    let n = 200_000 / scale;
+    let (mut r, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        r.push(raw.pipelined(64, n));
+        b.push(duet.bench_rate(64, n as u64, 1000).0);
+    }
+    r.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (rm, bm) = (r[r.len() / 2], b[b.len() / 2]);
+    println!(
+        "  raw, one write per message: {rm:>10.0}   per round {}",
+        list(&r, 0)
+    );
+    println!(
+        "  duet bench, window 1000:    {bm:>10.0}   per round {}   ratio {:.2}",
+        list(&b, 0),
+        bm / rm
+    );
+
+    println!();
+    println!("One 100 MB message (MB/s)");
+    let big = 100_000_000 / scale;
+    let (mut r, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        r.push(raw.one_big(big));
+        b.push(duet.bench_rate(big, 1, 1).1);
+    }
+    r.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (rm, bm) = (r[r.len() / 2], b[b.len() / 2]);
+    println!("  raw:        {rm:>8.0}   per round {}", list(&r, 0));
+    println!(
+        "  duet bench: {bm:>8.0}   per round {}   ratio {:.2}",
+        list(&b, 0),
+        bm / rm
+    );
+    println!("  duet server peak RSS: {:.1} MiB", duet.peak_rss_mib());
+}
+
+/// Where the processes run. On a VM, waking a task on an idle vCPU can cost
+/// tens of microseconds, so the scheduler's choice decides a small
+/// message's RTT; pinning gives every variant the same placement.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Placement {
+    /// Every process on CPU 0: the RTT is the CPU work of both sides.
+    OneCpu,
+    /// The receiving side on CPU 1, the sender (and the client path's
+    /// driver) on CPU 0: every message and ack crosses CPUs.
+    TwoCpus,
+    /// Wherever the scheduler puts them.
+    Unpinned,
+}
+
+impl Placement {
+    fn name(self) -> &'static str {
+        match self {
+            Placement::OneCpu => "one CPU (all processes on CPU 0)",
+            Placement::TwoCpus => "two CPUs (receiver on CPU 1, sender on CPU 0)",
+            Placement::Unpinned => "unpinned (the scheduler decides)",
+        }
+    }
+
+    /// CPUs for the sender (this process and its children) and the receiver.
+    fn cpus(self) -> (Option<usize>, Option<usize>) {
+        match self {
+            Placement::OneCpu => (Some(0), Some(0)),
+            Placement::TwoCpus => (Some(0), Some(1)),
+            Placement::Unpinned => (None, None),
+        }
+    }
+}
+
+/// Pins `pid` (0: this process) to one CPU, or lets it run on any.
+fn pin(pid: u32, cpu: Option<usize>) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: `set` is a plain bitmask owned by this frame; the calls only
+    // write or read it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        match cpu {
+            Some(c) => libc::CPU_SET(c, &mut set),
+            None => (0..n).for_each(|c| libc::CPU_SET(c, &mut set)),
+        }
+        libc::sched_setaffinity(
+            pid as libc::pid_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Applies a placement: this process (and the children it spawns from now
+/// on) as the sender, both echo servers as receivers.
+fn place_all(raw: &RawEcho, duet: &DuetServer, place: Placement) {
+    let (sender, receiver) = place.cpus();
+    pin(0, sender);
+    pin(raw.child.id(), receiver);
+    pin(duet.child.id(), receiver);
+}
+
+/// One stop-and-wait table: raw, duet bench and duet client interleaved
+/// round by round, all under the same placement.
+fn stop_and_wait(
+    raw: &RawEcho,
+    duet: &DuetServer,
+    place: Placement,
+    sizes: &[(usize, usize, usize)],
+    rounds: usize,
+) {
+    place_all(raw, duet, place);
     // Per size: its name and each round's raw, bench and client figures.
     type Row = (String, Vec<Stats>, Vec<Stats>, Vec<Stats>);
     let mut table: Vec<Row> = Vec::new();
-    for &(size, n, n_client) in &sizes {
+    for &(size, n, n_client) in sizes {
         let (mut r, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             r.push(Stats::of(raw.ping_pong(size, n)));
@@ -56,10 +201,10 @@ fn main() {
         }
         table.push((human(size), r, b, c));
     }
-
     println!();
     println!(
-        "Stop-and-wait RTT (median over rounds of each round's p50 / p99; [min-max] of p50 across rounds)"
+        "Stop-and-wait RTT, {} (median over rounds of each round's p50 / p99; ±: spread of p50 across rounds)",
+        place.name()
     );
     println!(
         "{:>8} | {:>22} | {:>22} {:>6} {:>6} | {:>22} {:>6}",
@@ -106,46 +251,6 @@ fn main() {
             f(c)
         );
     }
-
-    println!();
-    println!("Pipelined 64 B messages (msgs/s)");
-    let n = 200_000 / scale;
-    let (mut r, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        r.push(raw.pipelined(64, n));
-        b.push(duet.bench_rate(64, n as u64, 1000).0);
-    }
-    r.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
-    let (rm, bm) = (r[r.len() / 2], b[b.len() / 2]);
-    println!(
-        "  raw, one write per message: {rm:>10.0}   per round {}",
-        list(&r, 0)
-    );
-    println!(
-        "  duet bench, window 1000:    {bm:>10.0}   per round {}   ratio {:.2}",
-        list(&b, 0),
-        bm / rm
-    );
-
-    println!();
-    println!("One 100 MB message (MB/s)");
-    let big = 100_000_000 / scale;
-    let (mut r, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        r.push(raw.one_big(big));
-        b.push(duet.bench_rate(big, 1, 1).1);
-    }
-    r.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
-    let (rm, bm) = (r[r.len() / 2], b[b.len() / 2]);
-    println!("  raw:        {rm:>8.0}   per round {}", list(&r, 0));
-    println!(
-        "  duet bench: {bm:>8.0}   per round {}   ratio {:.2}",
-        list(&b, 0),
-        bm / rm
-    );
-    println!("  duet server peak RSS: {:.1} MiB", duet.peak_rss_mib());
 }
 
 fn list(v: &[f64], digits: usize) -> String {
