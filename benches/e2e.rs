@@ -29,12 +29,20 @@ fn main() {
         raw_echo_server();
         return;
     }
+    if args.iter().any(|a| a == "--mio-echo") {
+        mio_echo_server();
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let rounds = if quick { 1 } else { 3 };
     let scale = if quick { 10 } else { 1 };
 
-    let raw = RawEcho::start();
-    let duet = DuetServer::start();
+    let echoes = Echoes {
+        raw: RawEcho::start("--raw-echo"),
+        floor: RawEcho::start("--mio-echo"),
+        duet: DuetServer::start(),
+    };
+    let (raw, duet) = (&echoes.raw, &echoes.duet);
     println!("duet e2e benchmark: {rounds} round(s), variants interleaved; RTTs in µs");
     println!("machine: {}", machine());
 
@@ -59,7 +67,7 @@ fn main() {
                 (1024, 5000 / scale, 2000 / scale),
             ]
         };
-        stop_and_wait(&raw, &duet, place, sizes, rounds);
+        stop_and_wait(&echoes, place, sizes, rounds);
     }
 
     // Throughput: sender and receiver on CPUs of their own.
@@ -68,7 +76,7 @@ fn main() {
     } else {
         Placement::Unpinned
     };
-    place_all(&raw, &duet, bulk);
+    place_all(&echoes, bulk);
     println!();
     println!("Throughput, {}", bulk.name());
     println!();
@@ -171,57 +179,76 @@ fn pin(pid: u32, cpu: Option<usize>) {
 }
 
 /// Applies a placement: this process (and the children it spawns from now
-/// on) as the sender, both echo servers as receivers.
-fn place_all(raw: &RawEcho, duet: &DuetServer, place: Placement) {
+/// on) as the sender, every echo server as a receiver.
+fn place_all(echoes: &Echoes, place: Placement) {
     let (sender, receiver) = place.cpus();
     pin(0, sender);
-    pin(raw.child.id(), receiver);
-    pin(duet.child.id(), receiver);
+    pin(echoes.raw.child.id(), receiver);
+    pin(echoes.floor.child.id(), receiver);
+    pin(echoes.duet.child.id(), receiver);
 }
 
-/// One stop-and-wait table: raw, duet bench and duet client interleaved
-/// round by round, all under the same placement.
+/// The receiving sides, each a long-lived process.
+struct Echoes {
+    raw: RawEcho,
+    floor: RawEcho,
+    duet: DuetServer,
+}
+
+/// One stop-and-wait table: raw, the bare-loop floor (small sizes), duet
+/// bench and duet client interleaved round by round, all under the same
+/// placement.
 fn stop_and_wait(
-    raw: &RawEcho,
-    duet: &DuetServer,
+    echoes: &Echoes,
     place: Placement,
     sizes: &[(usize, usize, usize)],
     rounds: usize,
 ) {
-    place_all(raw, duet, place);
-    // Per size: its name and each round's raw, bench and client figures.
-    type Row = (String, Vec<Stats>, Vec<Stats>, Vec<Stats>);
+    place_all(echoes, place);
+    // Per size: its name and each round's raw, floor, bench and client figures.
+    type Row = (String, [Vec<Stats>; 4]);
     let mut table: Vec<Row> = Vec::new();
     for &(size, n, n_client) in sizes {
-        let (mut r, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        let mut v: [Vec<Stats>; 4] = Default::default();
         for _ in 0..rounds {
-            r.push(Stats::of(raw.ping_pong(size, n)));
-            b.push(duet.bench_stop_and_wait(size, n));
-            c.push(Stats::of(duet.client_path(size, n_client)));
+            v[0].push(Stats::of(echoes.raw.ping_pong(size, n)));
+            if size <= 1024 {
+                v[1].push(Stats::of(mio_ping_pong(echoes.floor.addr, size, n)));
+            }
+            v[2].push(echoes.duet.bench_stop_and_wait(size, n));
+            v[3].push(Stats::of(echoes.duet.client_path(size, n_client)));
         }
-        table.push((human(size), r, b, c));
+        table.push((human(size), v));
     }
     println!();
     println!(
-        "Stop-and-wait RTT, {} (median over rounds of each round's p50 / p99; ±: spread of p50 across rounds)",
+        "Stop-and-wait RTT, {} (median over rounds of each round's p50 / p99; ±: spread of p50 across rounds; ×: p50 or p99 over raw's)",
         place.name()
     );
     println!(
-        "{:>8} | {:>22} | {:>22} {:>6} {:>6} | {:>22} {:>6}",
+        "{:>8} | {:>20} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5}",
         "size",
         "raw p50 / p99",
+        "mio floor p50",
+        "×",
         "duet bench p50 / p99",
         "p50×",
         "p99×",
-        "duet client p50 / p99",
+        "duet client p50/p99",
         "p50×"
     );
-    for (name, r, b, c) in &table {
+    for (name, [r, f, b, c]) in &table {
         let (rp50, rp99) = (median(r, |s| s.p50), median(r, |s| s.p99));
         let (bp50, bp99) = (median(b, |s| s.p50), median(b, |s| s.p99));
         let (cp50, cp99) = (median(c, |s| s.p50), median(c, |s| s.p99));
+        let floor = if f.is_empty() {
+            format!("{:>14} {:>5}", "-", "")
+        } else {
+            let fp50 = median(f, |s| s.p50);
+            format!("{fp50:>10.1} {:>3} {:>5.2}", spread(f), fp50 / rp50)
+        };
         println!(
-            "{:>8} | {:>8.1} / {:>8.1} {:>3} | {:>8.1} / {:>8.1} {:>3} {:>6.2} {:>6.2} | {:>8.1} / {:>8.1} {:>3} {:>6.2}",
+            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2}",
             name,
             rp50,
             rp99,
@@ -237,18 +264,19 @@ fn stop_and_wait(
             cp50 / rp50
         );
     }
-    for (name, r, b, c) in &table {
-        let f = |v: &Vec<Stats>| {
+    for (name, [r, f, b, c]) in &table {
+        let l = |v: &Vec<Stats>| {
             v.iter()
                 .map(|s| format!("{:.1}", s.p50))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
         println!(
-            "  {name}: p50 per round: raw [{}]  bench [{}]  client [{}]",
-            f(r),
-            f(b),
-            f(c)
+            "  {name}: p50 per round: raw [{}]  floor [{}]  bench [{}]  client [{}]",
+            l(r),
+            l(f),
+            l(b),
+            l(c)
         );
     }
 }
@@ -368,9 +396,10 @@ struct RawEcho {
 }
 
 impl RawEcho {
-    fn start() -> RawEcho {
+    /// `flag`: `--raw-echo` (blocking) or `--mio-echo` (bare event loop).
+    fn start(flag: &str) -> RawEcho {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .arg("--raw-echo")
+            .arg(flag)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -446,6 +475,99 @@ impl Drop for RawEcho {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ----- floor: a bare mio loop on both sides -----------------------------------
+
+/// The echo side as a bare event loop, in its own process: edge-triggered
+/// `epoll_wait`, reads until a short read, and acks each complete message
+/// at once. No session, no display: what any single-threaded `mio` design
+/// costs before doing anything of its own.
+fn mio_echo_server() {
+    use mio::{Events, Interest, Poll, Token};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    for stream in listener.incoming() {
+        let s = stream.unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let mut s = mio::net::TcpStream::from_std(s);
+        let mut poll = Poll::new().unwrap();
+        poll.registry()
+            .register(&mut s, Token(0), Interest::READABLE)
+            .unwrap();
+        let mut events = Events::with_capacity(8);
+        let mut buf = vec![0u8; 4 * CHUNK];
+        let mut have = 0;
+        'conn: loop {
+            poll.poll(&mut events, None).unwrap();
+            loop {
+                let room = buf.len() - have;
+                let n = match s.read(&mut buf[have..]) {
+                    Ok(0) => break 'conn,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => break 'conn,
+                };
+                have += n;
+                let mut at = 0;
+                while have - at >= 5 {
+                    let len = u32::from_be_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+                    if have - at < 5 + len {
+                        break;
+                    }
+                    if buf[at + 13] & 1 == 1 {
+                        let mut ack = [0u8; 13];
+                        ack[..5].copy_from_slice(&[0, 0, 0, 8, 3]);
+                        ack[5..].copy_from_slice(&buf[at + 5..at + 13]);
+                        assert_eq!(s.write(&ack).unwrap(), 13);
+                    }
+                    at += 5 + len;
+                }
+                buf.copy_within(at..have, 0);
+                have -= at;
+                if n < room {
+                    break; // drained: the next edge comes with new data
+                }
+            }
+        }
+    }
+}
+
+/// Stop-and-wait against the bare loop, driven by a bare loop: write the
+/// frames, `epoll_wait`, read the ack (small messages only: one `write`).
+fn mio_ping_pong(addr: SocketAddr, size: usize, n: usize) -> Vec<f64> {
+    use mio::{Events, Interest, Poll, Token};
+    let std = TcpStream::connect(addr).unwrap();
+    std.set_nodelay(true).unwrap();
+    std.set_nonblocking(true).unwrap();
+    let mut s = mio::net::TcpStream::from_std(std);
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&mut s, Token(0), Interest::READABLE)
+        .unwrap();
+    let mut events = Events::with_capacity(8);
+    let msg = vec![b'm'; size];
+    let mut out = Vec::with_capacity(n);
+    for id in 1..=n as u64 {
+        let f = frames(id, &msg);
+        let t = Instant::now();
+        assert_eq!(s.write(&f).unwrap(), f.len());
+        let mut ack = [0u8; 13];
+        let mut got = 0;
+        while got < 13 {
+            poll.poll(&mut events, None).unwrap();
+            match s.read(&mut ack[got..]) {
+                Ok(0) => panic!("mio echo closed"),
+                Ok(k) => got += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("mio echo: {e}"),
+            }
+        }
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    out
 }
 
 // ----- duet -----------------------------------------------------------------
