@@ -111,6 +111,7 @@ pub fn session_ops(data: &[u8]) {
         heartbeat: Some(Duration::from_millis(200)),
         dead_after: 2,
         write_timeout: Some(Duration::from_secs(2)),
+        stream: data.first().is_some_and(|b| b & 1 == 1),
     };
     let mut s = Session::new(cfg, now);
     // Let the first operations reach an open session more often than not.
@@ -225,6 +226,51 @@ pub fn escape(data: &[u8]) {
     render::json_str(&String::from_utf8_lossy(data), &mut json);
     let json = String::from_utf8(json).expect("JSON is UTF-8");
     assert!(json.chars().all(|c| !c.is_control()), "control in {json:?}");
+    render_parts(data);
+}
+
+/// A message shown as it arrives, cut into pieces anywhere, renders exactly
+/// as the whole message does (tags, escapes, split UTF-8 sequences).
+pub fn render_parts(data: &[u8]) {
+    let step = usize::from(data.first().copied().unwrap_or(0) % 7) + 1;
+    for color in [false, true] {
+        let style = render::Style {
+            color,
+            ..render::Style::default()
+        };
+        let line = render::Line::Message {
+            id: 1,
+            from: b"p q",
+            data,
+        };
+        let mut whole = Vec::new();
+        let (mut out, mut drain) = (Vec::new(), |_: &mut Vec<u8>| {});
+        render::render_in_pieces(
+            render::Format::Text,
+            &line,
+            render::Stamp::default(),
+            &style,
+            &mut out,
+            &mut drain,
+        );
+        whole.extend_from_slice(&out);
+        for size in [1, step, 3 * step + 1] {
+            let mut parts = Vec::new();
+            let mut state = render::PartState::default();
+            let mut pieces: Vec<&[u8]> = data.chunks(size).collect();
+            let last = pieces.pop().unwrap_or(b"");
+            for (i, piece) in pieces.iter().enumerate() {
+                render::text_part(b"p q", piece, i == 0, false, &style, &mut state, &mut parts);
+            }
+            let first = pieces.is_empty();
+            render::text_part(b"p q", last, first, true, &style, &mut state, &mut parts);
+            assert_eq!(
+                String::from_utf8_lossy(&parts),
+                String::from_utf8_lossy(&whole),
+                "pieces of {size} render differently"
+            );
+        }
+    }
 }
 
 /// Runs every property over the input (for replaying a mixed corpus).

@@ -263,6 +263,8 @@ impl Cli {
                 heartbeat: nonzero(common.heartbeat),
                 dead_after: common.dead_after,
                 write_timeout: nonzero(common.write_timeout),
+                // Decided by the event loop, which knows the display.
+                stream: false,
             },
             format: match common.format {
                 FormatArg::Text => Format::Text,

@@ -42,6 +42,9 @@ pub struct Display {
     /// Since when `sent`-only output has been held back (see `end_turn`).
     pub(crate) held_since: Option<Instant>,
     pub(crate) mono_base: (Instant, u64),
+    /// A message being shown as it arrives: its id, how many of its bytes
+    /// were shown, and the renderer's state between pieces.
+    pub(crate) part: Option<(u64, u64, render::PartState)>,
 }
 
 impl Display {
@@ -67,6 +70,7 @@ impl Display {
             prompt: None,
             urgent: false,
             held_since: None,
+            part: None,
         }
     }
 
@@ -75,11 +79,6 @@ impl Display {
             return;
         }
         self.urgent |= !matches!(line, Line::Sent { .. });
-        let wall_us = || {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64)
-        };
         let stamp = match self.format {
             Format::Text => Stamp::default(),
             Format::Jsonl => Stamp {
@@ -122,6 +121,58 @@ impl Display {
         render::render_in_pieces(*format, line, stamp, style, out, &mut |out| {
             write_out(stdout, out, broken);
         });
+    }
+
+    /// Shows the next piece of a message as it arrives (text output, no
+    /// prompt); `last` when it completes the message.
+    pub(crate) fn show_part(&mut self, from: &[u8], id: u64, data: &[u8], last: bool) {
+        if self.broken {
+            return;
+        }
+        self.urgent = true;
+        let first = self.part.as_ref().is_none_or(|p| p.0 != id);
+        if first && self.timestamps {
+            self.style.time = Some(local_time(wall_us()));
+        }
+        let part = match &mut self.part {
+            Some(p) if !first => p,
+            p => p.insert((id, 0, render::PartState::default())),
+        };
+        part.1 += data.len() as u64;
+        render::text_part(
+            from,
+            data,
+            first,
+            last,
+            &self.style,
+            &mut part.2,
+            &mut self.out,
+        );
+        if last {
+            self.part = None;
+        }
+        if self.out.len() >= render::PIECE {
+            write_out(&mut self.stdout, &mut self.out, &mut self.broken);
+        }
+    }
+
+    /// The chat ended while a message was being shown as it arrived: end
+    /// its line and say that it was cut off (it was never acknowledged).
+    pub(crate) fn cut_off(&mut self, from: &[u8], now: Instant) {
+        let Some((id, shown, mut state)) = self.part.take() else {
+            return;
+        };
+        render::text_part(
+            from,
+            b"",
+            false,
+            true,
+            &self.style,
+            &mut state,
+            &mut self.out,
+        );
+        let message = format!("message #{id} was cut off after {shown} bytes (not acknowledged)");
+        self.show(&Line::Error { message: &message }, now);
     }
 
     /// In interactive mode, the first output of a turn clears the prompt
@@ -334,6 +385,13 @@ fn ms3(ns: u64) -> String {
 }
 
 /// Writes and clears `out`; on a closed stdout sets `broken` and drops it.
+/// Microseconds since the Unix epoch.
+fn wall_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool) {
     let mut done = 0;
     while done < out.len() && !*broken {

@@ -273,7 +273,7 @@ struct Loop {
 }
 
 impl Loop {
-    fn new(opts: Options) -> Result<Loop, Error> {
+    fn new(mut opts: Options) -> Result<Loop, Error> {
         let io = |what| move |err| Error::Io { what, err };
         let poll = Poll::new().map_err(io("cannot create poll"))?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -308,6 +308,9 @@ impl Loop {
             }
             display.prompt = Some(Prompt::new(terminal));
         }
+        // Plain text output can show a long message as it arrives; JSON
+        // needs its length and encoding first, and the prompt whole lines.
+        opts.session.stream = opts.format == Format::Text && display.prompt.is_none();
         Ok(Loop {
             splitter: Splitter::new(opts.input, limit),
             display,
@@ -994,9 +997,19 @@ impl Loop {
                         d.show(&Line::Acked { id, len, rtt }, now);
                     }
                     Event::Acked { .. } => {}
-                    Event::Message { id, data } => {
+                    Event::Message {
+                        id,
+                        data,
+                        continues: false,
+                    } => {
                         let from = &conn.peer_name;
                         d.show(&Line::Message { id, from, data }, now);
+                    }
+                    Event::Message { id, data, .. } => {
+                        d.show_part(&conn.peer_name, id, data, true);
+                    }
+                    Event::MessagePart { id, data } => {
+                        d.show_part(&conn.peer_name, id, data, false);
                     }
                     Event::Refused { len, limit } => {
                         let message = format!(
@@ -1005,7 +1018,7 @@ impl Loop {
                         );
                         d.show(&Line::Error { message: &message }, now);
                     }
-                    Event::Ended => {}
+                    Event::Ended => d.cut_off(&conn.peer_name, now),
                 }
             }
         }

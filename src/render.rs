@@ -165,18 +165,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             let mut rest = data;
             loop {
                 let end = find_newline(rest);
-                if let Some(t) = &style.time {
-                    out.extend_from_slice(t.as_bytes());
-                }
-                if style.color {
-                    out.extend_from_slice(b"\x1b[1;36m");
-                }
-                escape_name(from, out);
-                out.extend_from_slice(b">");
-                if style.color {
-                    out.extend_from_slice(SGR_RESET.as_bytes());
-                }
-                out.push(b' ');
+                tag(from, style, out);
                 for piece in pieces(&rest[..end.unwrap_or(rest.len())], 1) {
                     escape_marked(piece, false, marks, out);
                     if out.len() >= PIECE {
@@ -429,6 +418,132 @@ fn is_unsafe(c: char) -> bool {
             | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
+/// The tag in front of every line of a peer's message: `name> `.
+fn tag(from: &[u8], style: &Style, out: &mut Vec<u8>) {
+    if let Some(t) = &style.time {
+        out.extend_from_slice(t.as_bytes());
+    }
+    if style.color {
+        out.extend_from_slice(b"\x1b[1;36m");
+    }
+    escape_name(from, out);
+    out.extend_from_slice(b">");
+    if style.color {
+        out.extend_from_slice(SGR_RESET.as_bytes());
+    }
+    out.push(b' ');
+}
+
+/// What a message shown as it arrives carries from one piece to the next:
+/// the start of a UTF-8 sequence that a chunk boundary cut.
+#[derive(Debug, Default, Clone)]
+pub struct PartState {
+    carry: [u8; 3],
+    carry_len: usize,
+}
+
+/// Appends one piece of a message shown as it arrives, in text format:
+/// the tag before the `first` piece, a new tagged line after each newline,
+/// and the final newline after the `last`. The pieces together render
+/// exactly as [`render`] renders the whole message (a unit test and the
+/// `check::render_parts` property compare them): a UTF-8 sequence split
+/// between two pieces waits in `state` for the rest of it.
+pub fn text_part(
+    from: &[u8],
+    data: &[u8],
+    first: bool,
+    last: bool,
+    style: &Style,
+    state: &mut PartState,
+    out: &mut Vec<u8>,
+) {
+    let marks = style.color.then_some(("\x1b[7m", "\x1b[27m"));
+    if first {
+        tag(from, style, out);
+    }
+    let mut data = data;
+    if state.carry_len > 0 {
+        // Finish the characters the carried bytes start, with at most
+        // three bytes of this piece (carried bytes are never a newline).
+        let k = state.carry_len;
+        let m = data.len().min(3);
+        let mut buf = [0u8; 6];
+        buf[..k].copy_from_slice(&state.carry[..k]);
+        buf[k..k + m].copy_from_slice(&data[..m]);
+        let joined = &buf[..k + m];
+        let mut i = 0;
+        while i < k {
+            if !last && incomplete(&joined[i..]) {
+                // Still cut short (this piece was tiny): all of it waits.
+                let rest = &joined[i..];
+                state.carry[..rest.len()].copy_from_slice(rest);
+                state.carry_len = rest.len();
+                return;
+            }
+            let n = char_len(&joined[i..]);
+            escape_marked(&joined[i..i + n], false, marks, out);
+            i += n;
+        }
+        state.carry_len = 0;
+        data = &data[i - k..];
+    }
+    if !last {
+        let cut = incomplete_tail(data);
+        let held = &data[cut..];
+        state.carry[..held.len()].copy_from_slice(held);
+        state.carry_len = held.len();
+        data = &data[..cut];
+    }
+    // One pass: copy plain runs, tag after each newline, escape the rest
+    // one unit at a time (a newline is never part of a multi-byte unit).
+    let mut i = 0;
+    while i < data.len() {
+        let run = plain_run(&data[i..], false);
+        out.extend_from_slice(&data[i..i + run]);
+        i += run;
+        match data.get(i) {
+            None => break,
+            Some(b'\n') => {
+                out.push(b'\n');
+                tag(from, style, out);
+                i += 1;
+            }
+            Some(_) => {
+                let n = char_len(&data[i..]);
+                escape_marked(&data[i..i + n], false, marks, out);
+                i += n;
+            }
+        }
+    }
+    if last {
+        out.push(b'\n');
+    }
+}
+
+/// Whether `bytes` is the start of a UTF-8 sequence that needs more bytes.
+fn incomplete(bytes: &[u8]) -> bool {
+    matches!(std::str::from_utf8(bytes), Err(e) if e.valid_up_to() == 0 && e.error_len().is_none())
+}
+
+/// Where an unfinished UTF-8 sequence at the end of `bytes` starts
+/// (`bytes.len()` when there is none).
+fn incomplete_tail(bytes: &[u8]) -> usize {
+    (1..=bytes.len().min(3))
+        .map(|back| bytes.len() - back)
+        .find(|&p| incomplete(&bytes[p..]))
+        .unwrap_or(bytes.len())
+}
+
+/// How many bytes the escaper takes as one unit at the front of `bytes`:
+/// a whole character, or one byte that is not valid UTF-8.
+fn char_len(bytes: &[u8]) -> usize {
+    if bytes[0] < 0x80 {
+        1
+    } else {
+        first_char(bytes).map_or(1, |c| c.len_utf8())
+    }
+}
+
 /// Appends `bytes` with every unsafe character escaped. With
 /// `newline_ok`, `\n` passes as is; otherwise it is escaped too.
 ///
@@ -518,6 +633,18 @@ fn has_special(w: u64) -> bool {
 /// Checks eight bytes at a time.
 fn plain_run(bytes: &[u8], newline_ok: bool) -> usize {
     let mut i = 0;
+    // 32 bytes at a time first: a loop the compiler turns into vector
+    // compares (this is the display path of a 100 MB message).
+    while let Some(block) = bytes.get(i..i + 32) {
+        let mut special = false;
+        for &b in block {
+            special |= (b < 0x20 && !(newline_ok && b == b'\n')) | (b > 0x7e) | (b == b'\\');
+        }
+        if special {
+            break;
+        }
+        i += 32;
+    }
     while let Some(word) = bytes.get(i..i + 8) {
         let w = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
         if has_special(w) {

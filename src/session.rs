@@ -39,8 +39,10 @@ const MAX_IN_FLIGHT: usize = 64 * 1024;
 /// Received message bytes waiting for display above which we stop reading
 /// the peer.
 const DISPLAY_CAP: usize = 1024 * 1024;
-/// Display arena capacity kept after a large message has been shown.
-const ARENA_KEEP: usize = 256 * 1024;
+/// Display arena capacity kept after a large message has been shown: a
+/// full display queue, so that streaming a long message does not free and
+/// fault in the arena every turn.
+const ARENA_KEEP: usize = DISPLAY_CAP + MAX_CHUNK;
 /// Assembly buffer capacity kept between multi-chunk messages.
 const RX_KEEP: usize = 4 * 1024 * 1024;
 
@@ -63,6 +65,11 @@ pub struct Config {
     /// Give up when queued bytes make no write progress for this long;
     /// `None` waits forever.
     pub write_timeout: Option<Duration>,
+    /// Hand a message of several chunks to the display chunk by chunk
+    /// ([`Event::MessagePart`]) instead of assembling it first: memory
+    /// stays bounded whatever the message size, and no fresh memory has to
+    /// be faulted in for it.
+    pub stream: bool,
 }
 
 /// Why a connection failed.
@@ -179,8 +186,18 @@ pub enum Event<'a> {
     Sent { id: u64, len: u64 },
     /// The peer acknowledged message `id`.
     Acked { id: u64, len: u64, rtt: Duration },
-    /// A complete message arrived (its ack is already queued).
-    Message { id: u64, data: &'a [u8] },
+    /// A complete message arrived (its ack is already queued). With
+    /// `continues`, it was streamed ([`Config::stream`]): earlier
+    /// [`Event::MessagePart`]s carried the start, and `data` is the rest.
+    Message {
+        id: u64,
+        data: &'a [u8],
+        continues: bool,
+    },
+    /// The next piece of a message still arriving (only with
+    /// [`Config::stream`]); not acknowledged yet. If the chat ends before
+    /// its [`Event::Message`], the message was cut off.
+    MessagePart { id: u64, data: &'a [u8] },
     /// A message was not sent: it is larger than the peer accepts.
     Refused { len: u64, limit: u64 },
     /// The chat is over; see [`Session::end`].
@@ -235,10 +252,30 @@ enum State {
 #[derive(Debug, Clone, Copy)]
 enum Record {
     Connected,
-    Sent { id: u64, len: u64 },
-    Acked { id: u64, len: u64, rtt: Duration },
-    Message { id: u64, start: usize, end: usize },
-    Refused { len: u64, limit: u64 },
+    Sent {
+        id: u64,
+        len: u64,
+    },
+    Acked {
+        id: u64,
+        len: u64,
+        rtt: Duration,
+    },
+    Message {
+        id: u64,
+        start: usize,
+        end: usize,
+        continues: bool,
+    },
+    Part {
+        id: u64,
+        start: usize,
+        end: usize,
+    },
+    Refused {
+        len: u64,
+        limit: u64,
+    },
     Ended,
 }
 
@@ -285,9 +322,11 @@ pub struct Session {
     /// Index in `in_flight` of the first entry without `sent_at`.
     unsent: usize,
 
-    /// The message being received: its id and the bytes so far.
+    /// The message being received: its id, the bytes so far (kept in `rx`
+    /// unless streaming), and how many there were.
     rx_id: u64,
     rx: Vec<u8>,
+    rx_len: u64,
     /// Complete messages waiting to be shown.
     arena: Vec<u8>,
     events: VecDeque<Record>,
@@ -329,6 +368,7 @@ impl Session {
             unsent: 0,
             rx_id: 1,
             rx: Vec::new(),
+            rx_len: 0,
             arena: Vec::new(),
             events: VecDeque::with_capacity(64),
             last_heard: now,
@@ -393,7 +433,7 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        let mid_message = !matches!(self.state, State::Handshake { .. }) && !self.rx.is_empty();
+        let mid_message = !matches!(self.state, State::Handshake { .. }) && self.rx_len > 0;
         if leftover > 0 || mid_message {
             self.fail(SessionError::Truncated);
         } else if matches!(self.state, State::Handshake { .. }) {
@@ -584,7 +624,17 @@ impl Session {
             },
             Record::Sent { id, len } => Event::Sent { id, len },
             Record::Acked { id, len, rtt } => Event::Acked { id, len, rtt },
-            Record::Message { id, start, end } => Event::Message {
+            Record::Message {
+                id,
+                start,
+                end,
+                continues,
+            } => Event::Message {
+                id,
+                data: &self.arena[start..end],
+                continues,
+            },
+            Record::Part { id, start, end } => Event::MessagePart {
                 id,
                 data: &self.arena[start..end],
             },
@@ -741,18 +791,28 @@ impl Session {
             });
             return;
         }
-        if (self.rx.len() + chunk.len()) as u64 > self.cfg.max_message {
+        if self.rx_len + chunk.len() as u64 > self.cfg.max_message {
             self.fail(SessionError::TooLarge {
                 limit: self.cfg.max_message,
             });
             return;
         }
+        let continues = self.rx_len > 0 && self.cfg.stream;
+        self.rx_len += chunk.len() as u64;
         if !last {
-            self.rx.extend_from_slice(chunk);
+            if self.cfg.stream {
+                let start = self.arena.len();
+                self.arena.extend_from_slice(chunk);
+                let end = self.arena.len();
+                self.events.push_back(Record::Part { id, start, end });
+            } else {
+                self.rx.extend_from_slice(chunk);
+            }
             return;
         }
         protocol::encode(&Frame::Ack { id }, &mut self.outbox);
         self.rx_id += 1;
+        self.rx_len = 0;
         self.stats.received += 1;
         let start = self.arena.len();
         if self.rx.is_empty() {
@@ -767,7 +827,12 @@ impl Session {
             self.rx.clear();
         }
         let end = self.arena.len();
-        self.events.push_back(Record::Message { id, start, end });
+        self.events.push_back(Record::Message {
+            id,
+            start,
+            end,
+            continues,
+        });
     }
 
     /// The send half of the ack path: match the oldest message in flight.

@@ -52,6 +52,7 @@ fn cfg() -> Config {
         heartbeat: Some(Duration::from_secs(5)),
         dead_after: 3,
         write_timeout: Some(Duration::from_secs(30)),
+        stream: false,
     }
 }
 

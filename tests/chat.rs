@@ -478,3 +478,38 @@ fn bench_reports_throughput_and_percentiles() {
     let mut b = Duet::spawn_with(&["bench", &a2, "--size", "11"], Stdin::Null, &[]);
     assert_eq!(b.code(), 3);
 }
+
+/// A server printing text, and its listening address.
+fn text_server() -> (Duet, SocketAddr) {
+    let mut s = Duet::spawn(&["server", "--listen", "127.0.0.1", "--port", "0"]);
+    let first = s.expect_line("* listening on ");
+    let addr = first.trim_start_matches("* listening on ").parse().unwrap();
+    (s, addr)
+}
+
+#[test]
+fn text_output_shows_a_long_message_as_it_arrives() {
+    let (mut s, addr) = text_server();
+    let mut raw = Raw::connect(addr);
+    assert_eq!(raw.read_frame().0, 0x01);
+    raw.write(&hello(b"raw", 1 << 20));
+    // The first chunk ends inside "é": its line shows before the rest is
+    // even sent, and the split character comes out whole.
+    raw.write(&data(1, false, b"line one\nline \xc3"));
+    assert_eq!(s.expect_line("raw> "), "raw> line one");
+    raw.write(&data(1, true, b"\xa9t\x1b[2J"));
+    assert_eq!(raw.read_frame(), (0x03, 1u64.to_be_bytes().to_vec()));
+    assert_eq!(s.next_line(), "raw> line ét\\x1b[2J");
+    // Cut off in the middle: the partial line ends, and the server says so.
+    raw.write(&data(2, false, b"never finished"));
+    drop(raw);
+    assert_eq!(s.next_line(), "raw> never finished");
+    let cut = s.next_line();
+    assert!(
+        cut.contains("message #2 was cut off after 14 bytes"),
+        "{cut}"
+    );
+    s.expect_line("* chat ended: ");
+    let mut next = Raw::connect(addr);
+    assert_eq!(next.read_frame().0, 0x01, "the server serves the next peer");
+}

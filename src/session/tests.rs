@@ -15,6 +15,7 @@ fn cfg(name: &str) -> Config {
         heartbeat: None,
         dead_after: 3,
         write_timeout: None,
+        stream: false,
     }
 }
 
@@ -25,6 +26,9 @@ enum Ev {
     Sent(u64, u64),
     Acked(u64, u64, Duration),
     Message(u64, Vec<u8>),
+    /// A streamed message: a piece, and the piece that completes it.
+    Part(u64, Vec<u8>),
+    Last(u64, Vec<u8>),
     Refused(u64, u64),
     Ended,
 }
@@ -36,7 +40,13 @@ fn events(s: &mut Session) -> Vec<Ev> {
             Event::Connected { name, max_message } => Ev::Connected(name.to_vec(), max_message),
             Event::Sent { id, len } => Ev::Sent(id, len),
             Event::Acked { id, len, rtt } => Ev::Acked(id, len, rtt),
-            Event::Message { id, data } => Ev::Message(id, data.to_vec()),
+            Event::Message {
+                id,
+                data,
+                continues: false,
+            } => Ev::Message(id, data.to_vec()),
+            Event::Message { id, data, .. } => Ev::Last(id, data.to_vec()),
+            Event::MessagePart { id, data } => Ev::Part(id, data.to_vec()),
             Event::Refused { len, limit } => Ev::Refused(len, limit),
             Event::Ended => Ev::Ended,
         });
@@ -602,6 +612,7 @@ fn live_cfg(name: &str) -> Config {
         heartbeat: Some(Duration::from_secs(5)),
         dead_after: 3,
         write_timeout: Some(Duration::from_secs(30)),
+        stream: false,
         ..cfg(name)
     }
 }
@@ -743,4 +754,97 @@ fn acked_span_runs_from_first_write_to_last_ack() {
     p.advance(3 * MS);
     p.s_to_c(); // both acks decoded at t0 + 5 ms
     assert_eq!(p.c.acked_span(), 5 * MS);
+}
+
+/// A server that streams, after the handshake with a client that sent
+/// `hello(b"c", ..)`; frames are fed raw so chunk boundaries are ours.
+fn streaming_server(max_message: u64) -> Session {
+    let now = Instant::now();
+    let mut s = Session::new(
+        Config {
+            stream: true,
+            max_message,
+            ..cfg("s")
+        },
+        now,
+    );
+    s.handle_peer_bytes(&hello(b"c", 1 << 30), now);
+    assert_eq!(events(&mut s), [Ev::Connected(b"c".to_vec(), 1 << 30)]);
+    s.outbox.clear();
+    s.out_pos = 0;
+    s
+}
+
+fn data(id: u64, last: bool, chunk: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(&Frame::Data { id, last, chunk }, &mut out);
+    out
+}
+
+#[test]
+fn streamed_message_arrives_in_pieces_and_is_acked_once_complete() {
+    let now = Instant::now();
+    let mut s = streaming_server(1 << 20);
+    s.handle_peer_bytes(&data(1, false, b"one "), now);
+    assert_eq!(events(&mut s), [Ev::Part(1, b"one ".to_vec())]);
+    assert!(s.poll_transmit().is_empty(), "no ack before the last chunk");
+    s.handle_peer_bytes(&data(1, false, b"two "), now);
+    s.handle_peer_bytes(&data(1, true, b"three"), now);
+    assert_eq!(
+        events(&mut s),
+        [
+            Ev::Part(1, b"two ".to_vec()),
+            Ev::Last(1, b"three".to_vec())
+        ]
+    );
+    let mut ack = Vec::new();
+    encode(&Frame::Ack { id: 1 }, &mut ack);
+    assert_eq!(s.poll_transmit(), &ack[..]);
+    // A one-chunk message is still one whole event.
+    s.handle_peer_bytes(&data(2, true, b"single"), now);
+    assert_eq!(events(&mut s), [Ev::Message(2, b"single".to_vec())]);
+    assert_eq!(s.stats().received, 2);
+}
+
+#[test]
+fn streamed_message_counts_against_the_limit_across_pieces() {
+    let now = Instant::now();
+    let mut s = streaming_server(10);
+    s.handle_peer_bytes(&data(1, false, b"123456"), now);
+    s.handle_peer_bytes(&data(1, true, b"78901"), now);
+    assert_eq!(
+        s.end(),
+        Some(&End::Failed(SessionError::TooLarge { limit: 10 }))
+    );
+    assert_eq!(events(&mut s), [Ev::Part(1, b"123456".to_vec()), Ev::Ended]);
+}
+
+#[test]
+fn eof_inside_a_streamed_message_is_truncation() {
+    let now = Instant::now();
+    let mut s = streaming_server(1 << 20);
+    s.handle_peer_bytes(&data(1, false, b"half"), now);
+    s.handle_eof(0);
+    assert_eq!(s.end(), Some(&End::Failed(SessionError::Truncated)));
+    assert_eq!(events(&mut s), [Ev::Part(1, b"half".to_vec()), Ev::Ended]);
+}
+
+#[test]
+fn streamed_pieces_waiting_for_display_push_back() {
+    let now = Instant::now();
+    let mut s = streaming_server(1 << 30);
+    let chunk = vec![b'z'; MAX_CHUNK];
+    let mut wire = Vec::new();
+    for _ in 0..64 {
+        wire.extend_from_slice(&data(1, false, &chunk));
+    }
+    let used = s.handle_peer_bytes(&wire, now);
+    // Reading stops once DISPLAY_CAP bytes wait to be shown...
+    assert!(!s.wants_peer_bytes());
+    assert!(used < wire.len());
+    let parts = events(&mut s).len();
+    assert_eq!(parts * MAX_CHUNK, DISPLAY_CAP);
+    // ...and resumes once they were taken.
+    assert!(s.wants_peer_bytes());
+    assert!(s.handle_peer_bytes(&wire[used..], now) > 0);
 }
