@@ -633,17 +633,21 @@ fn has_special(w: u64) -> bool {
 /// Checks eight bytes at a time.
 fn plain_run(bytes: &[u8], newline_ok: bool) -> usize {
     let mut i = 0;
-    // 32 bytes at a time first: a loop the compiler turns into vector
-    // compares (this is the display path of a 100 MB message).
-    while let Some(block) = bytes.get(i..i + 32) {
+    // 64 bytes at a time first, branch-free inside the block: a loop the
+    // compiler turns into vector compares (this is the display path of a
+    // 100 MB message). 0x20..=0x7e is exactly where `b + 1`, as a signed
+    // byte, is above 0x20.
+    while let Some(block) = bytes.get(i..i + 64) {
         let mut special = false;
         for &b in block {
-            special |= (b < 0x20 && !(newline_ok && b == b'\n')) | (b > 0x7e) | (b == b'\\');
+            let printable = (b.wrapping_add(1) as i8) > 0x20;
+            let ok = (printable & (b != b'\\')) | (newline_ok & (b == b'\n'));
+            special |= !ok;
         }
         if special {
             break;
         }
-        i += 32;
+        i += 64;
     }
     while let Some(word) = bytes.get(i..i + 8) {
         let w = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
