@@ -4,7 +4,8 @@
 //! This is the only module that uses mio, and, with the display's wall-clock
 //! stamps, the only one that reads the clock (once per turn, and around each
 //! socket write and read for the RTT). Each turn:
-//! 1. wait for readiness, at most until the nearest deadline;
+//! 1. wait for readiness; the nearest deadline is a timerfd in the same
+//!    poll set (`timer`), set again only when a deadline comes earlier;
 //! 2. for each connection with readiness: read until it is drained (or until
 //!    the session pushes back), hand the bytes to the session, and flush its
 //!    outbox at once, so acknowledgments leave before any display work;
@@ -41,12 +42,14 @@ use crate::render::{self, Format, Line};
 use crate::session::{Config, End, Event, InputRefused, Session, SessionError};
 use crate::stdin::{Stdin, StdinKind};
 use crate::terminal::{self, Terminal};
+use crate::timer::{self, Timer};
 
 const LISTENER: Token = Token(0);
 const STDIN: Token = Token(1);
 const SIGNALS: Token = Token(2);
+const TIMER: Token = Token(3);
 /// Connection tokens are this plus the connection's slab key.
-const FIRST_CONN: usize = 3;
+const FIRST_CONN: usize = 4;
 
 /// Receive buffer size: one maximal frame plus room to read ahead.
 const READ_BUF: usize = 2 * (protocol::HEADER_LEN + protocol::MAX_BODY);
@@ -242,6 +245,8 @@ struct Loop {
     poll: Poll,
     events: Events,
     signals: Signals,
+    /// Wakes the loop for the nearest deadline.
+    timer: Timer,
     /// The first stop signal received, and whether we are already stopping.
     stop: Option<i32>,
     listener: Option<TcpListener>,
@@ -282,6 +287,7 @@ impl Loop {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(io("cannot poll signals"))?;
         let stdin = Stdin::setup(poll.registry(), STDIN).map_err(io("cannot set up stdin"))?;
+        let timer = Timer::new(poll.registry(), TIMER).map_err(io("cannot create a timer"))?;
         let limit = usize::try_from(opts.session.max_message).unwrap_or(usize::MAX);
         let mut display = Display::new(opts.format);
         display.style.color = opts.color.unwrap_or_else(terminal::color_auto);
@@ -318,6 +324,7 @@ impl Loop {
             poll,
             events: Events::with_capacity(64),
             signals,
+            timer,
             stop: None,
             listener: None,
             listen_addr: None,
@@ -590,7 +597,7 @@ impl Loop {
 
     /// One poll and everything it makes ready. Returns the turn's `now`.
     fn turn(&mut self) -> Result<Instant, Error> {
-        let timeout = self.next_timeout(Instant::now());
+        let timeout = self.wait_timeout();
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -602,6 +609,7 @@ impl Loop {
             }
         }
         let now = Instant::now();
+        let mut timer_fired = false;
         for ev in self.events.iter() {
             match ev.token() {
                 LISTENER => self.accept_ready = true,
@@ -610,6 +618,10 @@ impl Loop {
                     self.stdin_hangup |= ev.is_read_closed() || ev.is_error();
                 }
                 SIGNALS => self.signal_ready = true,
+                TIMER => {
+                    self.timer.fired();
+                    timer_fired = true;
+                }
                 Token(t) => {
                     if let Some(conn) = self.conns.get_mut(t - FIRST_CONN) {
                         // Errors and hang-ups surface through read().
@@ -636,9 +648,12 @@ impl Loop {
         if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
             flush_conn(conn);
         }
+        // Woken by the timer, a deadline that moved a little later since it
+        // was set counts as reached (see `timer`).
+        let due = if timer_fired { now + timer::EARLY } else { now };
         for (_, conn) in self.conns.iter_mut() {
-            if conn.session.poll_timeout().is_some_and(|t| now >= t) {
-                conn.session.handle_timeout(now);
+            if conn.session.poll_timeout().is_some_and(|t| due >= t) {
+                conn.session.handle_timeout(due.max(now));
                 service_conn(conn, now);
             }
         }
@@ -659,7 +674,10 @@ impl Loop {
         Ok(now)
     }
 
-    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+    /// How long the next wait may block: not at all when there is work
+    /// left, else until an event, with the timer set for the nearest
+    /// deadline (if it fails, that deadline becomes the wait's timeout).
+    fn wait_timeout(&mut self) -> Option<Duration> {
         let busy_now = (self.stdin_ready && !self.stdin_eof && self.wants_stdin())
             || (self.accept_ready && self.accept_retry.is_none())
             || self
@@ -673,11 +691,17 @@ impl Loop {
             .conns
             .iter()
             .flat_map(|(_, c)| [c.session.poll_timeout(), c.closing].into_iter().flatten());
-        deadlines
+        let next = deadlines
             .chain(self.accept_retry)
             .chain(self.display.deadline())
-            .min()
-            .map(|t| t.saturating_duration_since(now))
+            .min()?;
+        match self.timer.ensure(next) {
+            Ok(()) => None,
+            Err(e) => {
+                log::debug!("timer: {}", io_msg(&e));
+                Some(next.saturating_duration_since(Instant::now()))
+            }
+        }
     }
 
     fn handle_signals(&mut self, now: Instant) {

@@ -3,7 +3,7 @@
 //!
 //! The pure core (`protocol`, `session`, `rtt`, `input`, `render`,
 //! `editor`) takes bytes and `now` and returns bytes, events and deadlines;
-//! `event_loop` is the only code that touches mio, `stdin` and `terminal`
+//! `event_loop` (with its `timer`) is the only code that touches mio, `stdin` and `terminal`
 //! own the descriptors' settings, and `main` only maps results to exit
 //! codes. See `docs/ARCHITECTURE.md`.
 
@@ -22,3 +22,4 @@ pub mod rtt;
 pub mod session;
 pub mod stdin;
 pub mod terminal;
+pub mod timer;
