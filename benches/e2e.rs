@@ -595,7 +595,7 @@ impl DuetServer {
                 "--port",
                 &port.to_string(),
             ])
-            .args(["--max-message", "128MiB", "--heartbeat", "0"])
+            .args(["--max-message", "128MiB"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -621,7 +621,7 @@ impl DuetServer {
                 "128MiB",
             ])
             .args(["--count", &n.to_string(), "--size", &size.to_string()])
-            .args(["--window", &window.to_string(), "--heartbeat", "0"])
+            .args(["--window", &window.to_string()])
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -667,7 +667,6 @@ impl DuetServer {
                 "--max-message",
                 "128MiB",
             ])
-            .args(["--heartbeat", "0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

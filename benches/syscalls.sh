@@ -40,24 +40,24 @@ PY
 
 echo "== syscalls per message, $N stop-and-wait 16 B messages"
 p=$(free_port)
-strace -f -c -o "$tmp/server.st" "$D" server --listen 127.0.0.1 --port "$p" --once --heartbeat 0 \
+strace -f -c -o "$tmp/server.st" "$D" server --listen 127.0.0.1 --port "$p" --once \
   </dev/null >/dev/null 2>&1 &
 wait_port "$p"
 sleep 0.2
-strace -f -c -o "$tmp/bench.st" "$D" bench "127.0.0.1:$p" -n "$N" -s 16 --heartbeat 0 >/dev/null
+strace -f -c -o "$tmp/bench.st" "$D" bench "127.0.0.1:$p" -n "$N" -s 16 >/dev/null
 wait
 echo "receiver (duet server, text to /dev/null): $(per_msg "$tmp/server.st" "$N")"
 echo "sender (duet bench):                       $(per_msg "$tmp/bench.st" "$N")"
 
 p=$(free_port)
-"$D" server --listen 127.0.0.1 --port "$p" --once --heartbeat 0 </dev/null >/dev/null 2>&1 &
+"$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
 wait_port "$p"
 sleep 0.2
 python3 - "$D" "$p" "$N" "$tmp/client.st" <<'PY'
 import subprocess, sys
 d, port, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 c = subprocess.Popen(["strace", "-f", "-c", "-o", out, d, "client", "127.0.0.1:" + port,
-                      "--format", "jsonl", "--heartbeat", "0"],
+                      "--format", "jsonl"],
                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
 def until(word):
     while True:
@@ -85,14 +85,14 @@ if command -v valgrind >/dev/null; then
       p=$(free_port)
       if [ $side = server ]; then
         valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$side.$k" \
-          "$D" server --listen 127.0.0.1 --port "$p" --once --heartbeat 0 </dev/null >/dev/null 2>/dev/null &
+          "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>/dev/null &
         wait_port "$p"; sleep 0.5
-        "$D" bench "127.0.0.1:$p" -n "$n" -s 16 --heartbeat 0 >/dev/null
+        "$D" bench "127.0.0.1:$p" -n "$n" -s 16 >/dev/null
       else
-        "$D" server --listen 127.0.0.1 --port "$p" --once --heartbeat 0 </dev/null >/dev/null 2>&1 &
+        "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
         wait_port "$p"; sleep 0.2
         valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$side.$k" \
-          "$D" bench "127.0.0.1:$p" -n "$n" -s 16 --heartbeat 0 >/dev/null 2>/dev/null
+          "$D" bench "127.0.0.1:$p" -n "$n" -s 16 >/dev/null 2>/dev/null
       fi
       wait
     done

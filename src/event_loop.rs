@@ -675,8 +675,11 @@ impl Loop {
     }
 
     /// How long the next wait may block: not at all when there is work
-    /// left, else until an event, with the timer set for the nearest
-    /// deadline (if it fails, that deadline becomes the wait's timeout).
+    /// left; else until an event, with the timer set for the nearest
+    /// deadline (if that fails, the deadline becomes the wait's timeout).
+    /// The display's 10 ms hold is the exception: it starts afresh with
+    /// nearly every message a piped client sends, so it is the wait's own
+    /// timeout rather than a timer that would keep firing early.
     fn wait_timeout(&mut self) -> Option<Duration> {
         let busy_now = (self.stdin_ready && !self.stdin_eof && self.wants_stdin())
             || (self.accept_ready && self.accept_retry.is_none())
@@ -691,17 +694,14 @@ impl Loop {
             .conns
             .iter()
             .flat_map(|(_, c)| [c.session.poll_timeout(), c.closing].into_iter().flatten());
-        let next = deadlines
-            .chain(self.accept_retry)
-            .chain(self.display.deadline())
-            .min()?;
-        match self.timer.ensure(next) {
-            Ok(()) => None,
-            Err(e) => {
-                log::debug!("timer: {}", io_msg(&e));
-                Some(next.saturating_duration_since(Instant::now()))
-            }
+        let mut wait_until = self.display.deadline();
+        if let Some(next) = deadlines.chain(self.accept_retry).min()
+            && let Err(e) = self.timer.ensure(next)
+        {
+            log::debug!("timer: {}", io_msg(&e));
+            wait_until = Some(wait_until.map_or(next, |t| t.min(next)));
         }
+        wait_until.map(|t| t.saturating_duration_since(Instant::now()))
     }
 
     fn handle_signals(&mut self, now: Instant) {
