@@ -115,9 +115,9 @@ fn receive_and_ack_path_does_not_allocate_once_warm() {
             round_trip(&mut b, &mut a, &mut wire, &msg[..size], now);
         }
     }
-    let count = allocs() - before;
+    let n = allocs() - before;
     COUNTED.with(|c| c.set(false));
-    assert_eq!(count, 0, "6000 warm round trips allocated {count} times");
+    assert_eq!(n, 0, "6000 warm round trips allocated {n} times");
     assert_eq!(a.stats().acked, 3300);
 }
 
@@ -164,10 +164,7 @@ fn streamed_receive_does_not_allocate_once_warm() {
     for id in 11..=1010 {
         receive(id, &mut wire);
     }
-    let count = allocs() - before;
+    let n = allocs() - before;
     COUNTED.with(|c| c.set(false));
-    assert_eq!(
-        count, 0,
-        "1000 warm streamed messages allocated {count} times"
-    );
+    assert_eq!(n, 0, "1000 warm streamed messages allocated {n} times");
 }
