@@ -145,7 +145,9 @@ pub fn session_ops(data: &[u8]) {
             2 => {
                 let big = arg.first().is_some_and(|b| b & 0x80 != 0);
                 let msg: Cow<'_, [u8]> = if big {
-                    Cow::Owned(vec![0xab; 70_001 + n])
+                    // 16,000 to 70,825 bytes: one chunk or two, or over
+                    // the peer's limit of 70,000.
+                    Cow::Owned(vec![0xab; 16_000 + n * 215])
                 } else {
                     Cow::Borrowed(arg)
                 };
