@@ -523,3 +523,27 @@ fn frames_before_a_reset_are_still_shown_and_acknowledged() {
     assert_eq!(sum["received"], 3);
     assert_serves(&mut s, addr);
 }
+
+#[test]
+fn an_idle_chat_wakes_only_for_its_heartbeats() {
+    // Only the server pings, every 100 ms: per interval it wakes for its
+    // timer and for the PONG, and for nothing else (a timer that is never
+    // consumed, fires repeatedly, or is lost shows up here). On loopback the
+    // PONG comes back before the timer's own wake-up latency is over, so
+    // this does not see the early wake-up that `timer::EARLY` absorbs on a
+    // slower path.
+    let (mut s, addr) = Duet::server(&["--heartbeat", "100ms"]);
+    let mut c = Duet::client(addr, &["--heartbeat", "0"]);
+    c.expect_event("connected");
+    s.expect_event("connected");
+    let pid = s.pid();
+    let wakes = || status_kib(pid, "voluntary_ctxt_switches:");
+    let before = wakes();
+    std::thread::sleep(Duration::from_secs(2));
+    let per_interval = (wakes() - before) as f64 / 20.0;
+    assert!(
+        (1.5..=2.5).contains(&per_interval),
+        "{per_interval:.2} wake-ups per heartbeat interval (expected 2)"
+    );
+    assert!(c.running() && s.running());
+}
