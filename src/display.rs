@@ -384,7 +384,6 @@ fn ms3(ns: u64) -> String {
     format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
 }
 
-/// Writes and clears `out`; on a closed stdout sets `broken` and drops it.
 /// Microseconds since the Unix epoch.
 fn wall_us() -> u64 {
     SystemTime::now()
@@ -392,6 +391,7 @@ fn wall_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Writes and clears `out`; on a closed stdout sets `broken` and drops it.
 fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool) {
     let mut done = 0;
     while done < out.len() && !*broken {

@@ -653,7 +653,7 @@ impl Loop {
         let due = if timer_fired { now + timer::EARLY } else { now };
         for (_, conn) in self.conns.iter_mut() {
             if conn.session.poll_timeout().is_some_and(|t| due >= t) {
-                conn.session.handle_timeout(due.max(now));
+                conn.session.handle_timeout(due);
                 service_conn(conn, now);
             }
         }
