@@ -124,6 +124,10 @@ pub struct Common {
     #[arg(long, env = "DUET_NAME")]
     pub name: Option<String>,
     /// Output on stdout: a text transcript or one JSON object per line
+    ///
+    /// Text output without the prompt (piped, or --no-editor) shows a long
+    /// message as it arrives; a JSON
+    /// `message` event is printed once the whole message is in.
     #[arg(long, value_enum, env = "DUET_FORMAT", default_value_t = FormatArg::Text)]
     pub format: FormatArg,
     /// How stdin is cut into messages
