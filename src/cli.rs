@@ -126,8 +126,8 @@ pub struct Common {
     /// Output on stdout: a text transcript or one JSON object per line
     ///
     /// Text output without the prompt (piped, or --no-editor) shows a long
-    /// message as it arrives; a JSON
-    /// `message` event is printed once the whole message is in.
+    /// message as it arrives; a JSON `message` event is printed once the
+    /// whole message is in.
     #[arg(long, value_enum, env = "DUET_FORMAT", default_value_t = FormatArg::Text)]
     pub format: FormatArg,
     /// How stdin is cut into messages
