@@ -42,7 +42,7 @@ use crate::render::{self, Format, Line};
 use crate::session::{Config, End, Event, InputRefused, Session, SessionError};
 use crate::stdin::{Stdin, StdinKind};
 use crate::terminal::{self, Terminal};
-use crate::timer::{self, Timer};
+use crate::timer::Timer;
 
 const LISTENER: Token = Token(0);
 const STDIN: Token = Token(1);
@@ -609,7 +609,9 @@ impl Loop {
             }
         }
         let now = Instant::now();
-        let mut timer_fired = false;
+        // Woken by the timer, a deadline that moved a little later since it
+        // was set counts as reached (see `timer`).
+        let mut due = now;
         for ev in self.events.iter() {
             match ev.token() {
                 LISTENER => self.accept_ready = true,
@@ -618,10 +620,7 @@ impl Loop {
                     self.stdin_hangup |= ev.is_read_closed() || ev.is_error();
                 }
                 SIGNALS => self.signal_ready = true,
-                TIMER => {
-                    self.timer.fired();
-                    timer_fired = true;
-                }
+                TIMER => due = now + self.timer.fired(now),
                 Token(t) => {
                     if let Some(conn) = self.conns.get_mut(t - FIRST_CONN) {
                         // Errors and hang-ups surface through read().
@@ -648,9 +647,6 @@ impl Loop {
         if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
             flush_conn(conn);
         }
-        // Woken by the timer, a deadline that moved a little later since it
-        // was set counts as reached (see `timer`).
-        let due = if timer_fired { now + timer::EARLY } else { now };
         for (_, conn) in self.conns.iter_mut() {
             if conn.session.poll_timeout().is_some_and(|t| due >= t) {
                 conn.session.handle_timeout(due);

@@ -8,10 +8,11 @@
 //! machines). Deadlines mostly move later (each message pushes the next
 //! heartbeat back), so a timer that is left armed wakes the loop at most
 //! once too early per deadline, and the loop re-arms it then. A deadline
-//! found within `EARLY` of such a wake-up is handled at once: after a PING,
-//! the PONG moves the next heartbeat later by one round trip, and waking
-//! twice for it would show up as an extra wake-up per heartbeat in an idle
-//! strace.
+//! found close after such a wake-up (within [`Timer::fired`]'s tolerance:
+//! 1/64 of how long the timer ran, at least 5 ms) is handled at once: after
+//! a PING, the PONG moves the next heartbeat later by one round trip, and
+//! waking twice for it would show up as an extra wake-up per heartbeat in
+//! an idle strace.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,14 +21,15 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-/// How early a deadline may be handled when the timer wakes the loop for
-/// one that has since moved later by less than this (see the module doc).
-pub const EARLY: Duration = Duration::from_millis(5);
+/// The least tolerance [`Timer::fired`] gives.
+const EARLY: Duration = Duration::from_millis(5);
 
 pub struct Timer {
     fd: OwnedFd,
     /// The deadline the timer is set for, if it is set.
     armed: Option<Instant>,
+    /// When it was set.
+    set_at: Instant,
 }
 
 impl Timer {
@@ -45,7 +47,11 @@ impl Timer {
         // SAFETY: `fd` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
-        Ok(Timer { fd, armed: None })
+        Ok(Timer {
+            fd,
+            armed: None,
+            set_at: Instant::now(),
+        })
     }
 
     /// Makes sure the loop wakes up no later than `at`. Reads the clock
@@ -55,8 +61,9 @@ impl Timer {
             return Ok(());
         }
         // A zero value would disarm the timer: wait at least 1 ns.
+        let now = Instant::now();
         let wait = at
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(now)
             .max(Duration::from_nanos(1));
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
@@ -75,17 +82,21 @@ impl Timer {
             return Err(io::Error::last_os_error());
         }
         self.armed = Some(at);
+        self.set_at = now;
         Ok(())
     }
 
-    /// The timer was reported readable: consume the expiry. It is unset
-    /// until the next `ensure`.
-    pub fn fired(&mut self) {
+    /// The timer was reported readable at `now`: consume the expiry. It is
+    /// unset until the next `ensure`. Returns how much later than `now` a
+    /// deadline may lie and still be handled in this wake-up: 1/64 of how
+    /// long the timer ran (78 ms for a 5 s heartbeat), at least 5 ms.
+    pub fn fired(&mut self, now: Instant) -> Duration {
         let mut count = [0u8; 8];
         // SAFETY: reads at most 8 bytes into our buffer; EAGAIN (a stale
         // readiness) is fine to ignore.
         unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
         self.armed = None;
+        (now.saturating_duration_since(self.set_at) / 64).max(EARLY)
     }
 }
 
@@ -110,7 +121,8 @@ mod tests {
         assert!(events.iter().any(|e| e.token() == Token(7)));
         let woke = start.elapsed();
         assert!(woke >= ms(20) && woke < ms(300), "woke after {woke:?}");
-        t.fired();
+        let tolerance = t.fired(Instant::now());
+        assert_eq!(tolerance, EARLY, "1/64 of 20 ms is less than the floor");
         assert_eq!(t.armed, None);
         // Unset, it stays quiet.
         poll.poll(&mut events, Some(ms(50))).unwrap();

@@ -530,8 +530,8 @@ fn an_idle_chat_wakes_only_for_its_heartbeats() {
     // timer and for the PONG, and for nothing else (a timer that is never
     // consumed, fires repeatedly, or is lost shows up here). On loopback the
     // PONG comes back before the timer's own wake-up latency is over, so
-    // this does not see the early wake-up that `timer::EARLY` absorbs on a
-    // slower path.
+    // this does not see the early wake-up that `Timer::fired`'s tolerance
+    // absorbs on a slower path.
     let (mut s, addr) = Duet::server(&["--heartbeat", "100ms"]);
     let mut c = Duet::client(addr, &["--heartbeat", "0"]);
     c.expect_event("connected");
