@@ -547,3 +547,76 @@ fn an_idle_chat_wakes_only_for_its_heartbeats() {
     );
     assert!(c.running() && s.running());
 }
+
+/// A TCP relay on 127.0.0.1 that delivers everything `delay` late in each
+/// direction, for a path slower than loopback. Returns its address; its
+/// threads end when either side closes.
+fn delaying_relay(to: SocketAddr, delay: Duration) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((client, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(server) = TcpStream::connect(to) else {
+            return;
+        };
+        for s in [&client, &server] {
+            s.set_nodelay(true).unwrap();
+        }
+        let pairs = [
+            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+            (server, client),
+        ];
+        for (mut from, mut to) in pairs {
+            let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = from.read(&mut buf) {
+                    if tx
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                for (due, bytes) in rx {
+                    // The delay is the fault this relay simulates.
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    if to.write_all(&bytes).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_slow_pong_does_not_cost_a_second_wake_up_per_heartbeat() {
+    // Through a relay adding ~8 ms of round trip, each PONG moves the next
+    // heartbeat that much later than the timer was set for. The timer's
+    // tolerance (1/64 of a 1 s wait: 15.6 ms) must take it in the same
+    // wake-up: two wake-ups per interval (timer, PONG; 1.75 measured over
+    // the window's edges). A fixed 5 ms tolerance measured 2.5.
+    let (mut s, addr) = Duet::server(&["--heartbeat", "1s"]);
+    let relay = delaying_relay(addr, Duration::from_millis(4));
+    let mut c = Duet::client(relay, &["--heartbeat", "0"]);
+    c.expect_event("connected");
+    s.expect_event("connected");
+    let pid = s.pid();
+    let wakes = || status_kib(pid, "voluntary_ctxt_switches:");
+    let before = wakes();
+    std::thread::sleep(Duration::from_secs(8));
+    let per_interval = (wakes() - before) as f64 / 8.0;
+    eprintln!("slow pong: {per_interval:.2} wake-ups per heartbeat interval");
+    assert!(
+        (1.5..=2.2).contains(&per_interval),
+        "{per_interval:.2} wake-ups per heartbeat interval (expected 2)"
+    );
+    assert!(c.running() && s.running());
+}
