@@ -528,10 +528,8 @@ fn frames_before_a_reset_are_still_shown_and_acknowledged() {
 fn an_idle_chat_wakes_only_for_its_heartbeats() {
     // Only the server pings, every 100 ms: per interval it wakes for its
     // timer and for the PONG, and for nothing else (a timer that is never
-    // consumed, fires repeatedly, or is lost shows up here). On loopback the
-    // PONG comes back before the timer's own wake-up latency is over, so
-    // this does not see the early wake-up that `Timer::fired`'s tolerance
-    // absorbs on a slower path.
+    // consumed, fires repeatedly, or is lost shows up here). A slower path
+    // is the next test's.
     let (mut s, addr) = Duet::server(&["--heartbeat", "100ms"]);
     let mut c = Duet::client(addr, &["--heartbeat", "0"]);
     c.expect_event("connected");
