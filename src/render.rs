@@ -855,6 +855,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_message_cut_inside_a_character_ends_with_the_bytes_escaped() {
+        // What `Display::cut_off` does: an empty last piece after a piece
+        // that ended inside "é".
+        let style = Style::default();
+        let mut state = PartState::default();
+        let mut parts = Vec::new();
+        text_part(b"p", b"ab\xc3", true, false, &style, &mut state, &mut parts);
+        assert_eq!(parts, b"p> ab", "the lone lead byte waits");
+        text_part(b"p", b"", false, true, &style, &mut state, &mut parts);
+        let mut whole = Vec::new();
+        let line = Line::Message {
+            id: 1,
+            from: b"p",
+            data: b"ab\xc3",
+        };
+        render(Format::Text, &line, Stamp::default(), &mut whole);
+        assert_eq!(parts, whole);
+        assert_eq!(parts, b"p> ab\\xc3\n");
+    }
+
+    #[test]
     fn numbers_written_by_hand_match_format() {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut values = vec![0, 1, 9, 10, 999, 1000, 1001, 12_345, u64::MAX];
