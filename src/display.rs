@@ -97,7 +97,7 @@ impl Display {
                 // delivered in place.
                 if *id == sent && width + 16 < p.columns {
                     self.begin_output();
-                    let mark = format!("   \u{2713} {} ms", ms3(rtt.as_nanos() as u64));
+                    let mark = format!("   \u{2713} {} ms", render::ms(rtt.as_nanos() as u64));
                     self.out.extend_from_slice(b"\x1b[1A\r\x1b[K");
                     self.out.extend_from_slice(&text);
                     if self.style.color {
@@ -377,11 +377,6 @@ fn local_time(wall_us: u64) -> String {
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     unsafe { libc::localtime_r(&t, &mut tm) };
     format!("{:02}:{:02}:{:02} ", tm.tm_hour, tm.tm_min, tm.tm_sec)
-}
-
-/// Nanoseconds as milliseconds with three decimals.
-fn ms3(ns: u64) -> String {
-    format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
 }
 
 /// Microseconds since the Unix epoch.

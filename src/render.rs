@@ -402,8 +402,8 @@ fn json_rtt(r: &RttSummary, out: &mut Vec<u8>) {
 }
 
 /// Nanoseconds as milliseconds with three decimals.
-fn ms(ns: u64) -> String {
-    format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
+pub(crate) fn ms(ns: u64) -> String {
+    thousandths(ns / 1_000)
 }
 
 /// `,"id":ID,"len":LEN`
@@ -444,7 +444,14 @@ fn push_thousandths(out: &mut Vec<u8>, n: u64) {
 
 /// Nanoseconds as microseconds with three decimals (a JSON number).
 fn us(ns: u64) -> String {
-    format!("{}.{:03}", ns / 1_000, ns % 1_000)
+    thousandths(ns)
+}
+
+/// [`push_thousandths`] as a `String`, for the once-per-chat lines.
+fn thousandths(n: u64) -> String {
+    let mut digits = Vec::with_capacity(24);
+    push_thousandths(&mut digits, n);
+    String::from_utf8(digits).expect("ASCII digits")
 }
 
 /// Whether a character must not reach a terminal as is.
@@ -891,7 +898,8 @@ mod tests {
             assert_eq!(out, v.to_string().as_bytes());
             out.clear();
             push_thousandths(&mut out, v);
-            assert_eq!(String::from_utf8(out).unwrap(), us(v));
+            let expected = format!("{}.{:03}", v / 1000, v % 1000);
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
     }
 
