@@ -42,9 +42,17 @@ pub struct Display {
     /// Since when `sent`-only output has been held back (see `end_turn`).
     pub(crate) held_since: Option<Instant>,
     pub(crate) mono_base: (Instant, u64),
-    /// A message being shown as it arrives: its id, how many of its bytes
-    /// were shown, and the renderer's state between pieces.
-    pub(crate) part: Option<(u64, u64, render::PartState)>,
+    /// A message being shown as it arrives.
+    pub(crate) part: Option<Streaming>,
+}
+
+/// A message being shown as it arrives (`Display::show_part`).
+pub(crate) struct Streaming {
+    id: u64,
+    /// Its bytes shown so far.
+    shown: u64,
+    /// The renderer's state between pieces.
+    state: render::PartState,
 }
 
 impl Display {
@@ -130,22 +138,26 @@ impl Display {
             return;
         }
         self.urgent = true;
-        let first = self.part.as_ref().is_none_or(|p| p.0 != id);
+        let first = self.part.as_ref().is_none_or(|p| p.id != id);
         if first && self.timestamps {
             self.style.time = Some(local_time(wall_us()));
         }
         let part = match &mut self.part {
             Some(p) if !first => p,
-            p => p.insert((id, 0, render::PartState::default())),
+            p => p.insert(Streaming {
+                id,
+                shown: 0,
+                state: render::PartState::default(),
+            }),
         };
-        part.1 += data.len() as u64;
+        part.shown += data.len() as u64;
         render::text_part(
             from,
             data,
             first,
             last,
             &self.style,
-            &mut part.2,
+            &mut part.state,
             &mut self.out,
         );
         if last {
@@ -159,7 +171,12 @@ impl Display {
     /// The chat ended while a message was being shown as it arrived: end
     /// its line and say that it was cut off (it was never acknowledged).
     pub(crate) fn cut_off(&mut self, from: &[u8], now: Instant) {
-        let Some((id, shown, mut state)) = self.part.take() else {
+        let Some(Streaming {
+            id,
+            shown,
+            mut state,
+        }) = self.part.take()
+        else {
             return;
         };
         render::text_part(

@@ -7,6 +7,18 @@ use common::*;
 use std::net::SocketAddr;
 
 /// A server and a connected client; both have seen `connected`.
+/// A server printing text, and its listening address (its first line).
+fn text_server(extra: &[&str]) -> (Duet, SocketAddr) {
+    let mut args = vec!["server", "--listen", "127.0.0.1", "--port", "0"];
+    args.extend_from_slice(extra);
+    let mut s = Duet::spawn(&args);
+    let first = s.next_line();
+    let Some(addr) = first.strip_prefix("* listening on ") else {
+        s.fail(&format!("first line is not the listening address: {first}"));
+    };
+    (s, addr.parse().unwrap())
+}
+
 fn chat(server_args: &[&str], client_args: &[&str]) -> (Duet, Duet, SocketAddr) {
     let (mut s, addr) = Duet::server(server_args);
     let mut c = Duet::client(addr, client_args);
@@ -100,10 +112,7 @@ fn every_byte_value_arrives_exact() {
 #[test]
 fn every_byte_value_is_escaped_in_the_text_transcript() {
     let all: Vec<u8> = (0..=255u8).collect();
-    let mut t = Duet::spawn(&["server", "--listen", "127.0.0.1", "--port", "0", "--once"]);
-    let first = t.next_line();
-    assert!(first.starts_with("* listening on "), "{first}");
-    let addr: SocketAddr = first.rsplit(' ').next().unwrap().parse().unwrap();
+    let (mut t, addr) = text_server(&["--once"]);
     let mut c = Duet::client(addr, &["--input", "whole"]);
     c.send(&all);
     c.close_stdin();
@@ -479,17 +488,9 @@ fn bench_reports_throughput_and_percentiles() {
     assert_eq!(b.code(), 3);
 }
 
-/// A server printing text, and its listening address.
-fn text_server() -> (Duet, SocketAddr) {
-    let mut s = Duet::spawn(&["server", "--listen", "127.0.0.1", "--port", "0"]);
-    let first = s.expect_line("* listening on ");
-    let addr = first.trim_start_matches("* listening on ").parse().unwrap();
-    (s, addr)
-}
-
 #[test]
 fn text_output_shows_a_long_message_as_it_arrives() {
-    let (mut s, addr) = text_server();
+    let (mut s, addr) = text_server(&[]);
     let mut raw = Raw::connect(addr);
     assert_eq!(raw.read_frame().0, 0x01);
     raw.write(&hello(b"raw", 1 << 20));
