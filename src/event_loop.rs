@@ -2,8 +2,9 @@
 //! the listener, the connections, stdin and the signal source.
 //!
 //! This is the only module that uses mio, and, with the display's wall-clock
-//! stamps, the only one that reads the clock (once per turn, and around each
-//! socket write and read for the RTT). Each turn:
+//! stamps and `timer`, the only one that reads the clock (once per turn,
+//! around each socket write and read for the RTT, and when the timer is set
+//! or the display holds output). Each turn:
 //! 1. wait for readiness; the nearest deadline is a timerfd in the same
 //!    poll set (`timer`), set again only when a deadline comes earlier;
 //! 2. for each connection with readiness: read until it is drained (or until

@@ -9,9 +9,12 @@
 //!
 //! The ack path: a complete message's ACK is appended to the outbox before
 //! its display event is queued, so a caller that flushes after
-//! `handle_peer_bytes` sends every ack before doing any display work. Once
-//! the buffers are warm, receiving a message and acknowledging it allocates
-//! nothing (`tests/alloc.rs` proves it).
+//! `handle_peer_bytes` sends every ack before doing any display work. With
+//! `Config::stream`, the earlier chunks of a long message are queued for
+//! display as they arrive (`Event::MessagePart`), unacknowledged; its last
+//! chunk still comes after its ACK. Once the buffers are warm, receiving a
+//! message and acknowledging it allocates nothing (`tests/alloc.rs` proves
+//! it).
 //!
 //! Call order for the caller, each turn: `handle_*` for what happened, then
 //! `poll_transmit`/`handle_written` until the socket would block, then
