@@ -524,26 +524,37 @@ fn frames_before_a_reset_are_still_shown_and_acknowledged() {
     assert_serves(&mut s, addr);
 }
 
+/// How often a server that pings every `heartbeat` wakes per interval,
+/// over `intervals` of them, with a silent client (which never pings)
+/// connected directly or through a relay adding `delay` each way.
+fn server_wakes_per_heartbeat(every: Duration, delay: Option<Duration>, intervals: u32) -> f64 {
+    let heartbeat = format!("{}ms", every.as_millis());
+    let (mut s, addr) = Duet::server(&["--heartbeat", &heartbeat]);
+    let to = delay.map_or(addr, |d| delaying_relay(addr, d));
+    let mut c = Duet::client(to, &["--heartbeat", "0"]);
+    c.expect_event("connected");
+    s.expect_event("connected");
+    let pid = s.pid();
+    let wakes = || status_kib(pid, "voluntary_ctxt_switches:");
+    let before = wakes();
+    std::thread::sleep(every * intervals);
+    let per_interval = (wakes() - before) as f64 / f64::from(intervals);
+    assert!(c.running() && s.running());
+    eprintln!("heartbeat {heartbeat}: {per_interval:.2} wake-ups per interval");
+    per_interval
+}
+
 #[test]
 fn an_idle_chat_wakes_only_for_its_heartbeats() {
     // Only the server pings, every 100 ms: per interval it wakes for its
     // timer and for the PONG, and for nothing else (a timer that is never
     // consumed, fires repeatedly, or is lost shows up here). A slower path
     // is the next test's.
-    let (mut s, addr) = Duet::server(&["--heartbeat", "100ms"]);
-    let mut c = Duet::client(addr, &["--heartbeat", "0"]);
-    c.expect_event("connected");
-    s.expect_event("connected");
-    let pid = s.pid();
-    let wakes = || status_kib(pid, "voluntary_ctxt_switches:");
-    let before = wakes();
-    std::thread::sleep(Duration::from_secs(2));
-    let per_interval = (wakes() - before) as f64 / 20.0;
+    let per_interval = server_wakes_per_heartbeat(Duration::from_millis(100), None, 20);
     assert!(
         (1.5..=2.5).contains(&per_interval),
         "{per_interval:.2} wake-ups per heartbeat interval (expected 2)"
     );
-    assert!(c.running() && s.running());
 }
 
 /// A TCP relay on 127.0.0.1 that delivers everything `delay` late in each
@@ -601,20 +612,10 @@ fn a_slow_pong_does_not_cost_a_second_wake_up_per_heartbeat() {
     // tolerance (1/64 of a 1 s wait: 15.6 ms) must take it in the same
     // wake-up: two wake-ups per interval (timer, PONG; 1.75 measured over
     // the window's edges). A fixed 5 ms tolerance measured 2.5.
-    let (mut s, addr) = Duet::server(&["--heartbeat", "1s"]);
-    let relay = delaying_relay(addr, Duration::from_millis(4));
-    let mut c = Duet::client(relay, &["--heartbeat", "0"]);
-    c.expect_event("connected");
-    s.expect_event("connected");
-    let pid = s.pid();
-    let wakes = || status_kib(pid, "voluntary_ctxt_switches:");
-    let before = wakes();
-    std::thread::sleep(Duration::from_secs(8));
-    let per_interval = (wakes() - before) as f64 / 8.0;
-    eprintln!("slow pong: {per_interval:.2} wake-ups per heartbeat interval");
+    let per_interval =
+        server_wakes_per_heartbeat(Duration::from_secs(1), Some(Duration::from_millis(4)), 8);
     assert!(
         (1.5..=2.2).contains(&per_interval),
         "{per_interval:.2} wake-ups per heartbeat interval (expected 2)"
     );
-    assert!(c.running() && s.running());
 }
