@@ -479,25 +479,29 @@ impl Drop for RawEcho {
 
 // ----- floor: a bare mio loop on both sides -----------------------------------
 
+/// A connected socket as a bare loop's only source: nonblocking,
+/// `TCP_NODELAY`, registered for reading.
+fn mio_source(s: TcpStream) -> (mio::net::TcpStream, mio::Poll, mio::Events) {
+    s.set_nodelay(true).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let mut s = mio::net::TcpStream::from_std(s);
+    let poll = mio::Poll::new().unwrap();
+    poll.registry()
+        .register(&mut s, mio::Token(0), mio::Interest::READABLE)
+        .unwrap();
+    (s, poll, mio::Events::with_capacity(8))
+}
+
 /// The echo side as a bare event loop, in its own process: edge-triggered
 /// `epoll_wait`, reads until a short read, and acks each complete message
 /// at once. No session, no display: what any single-threaded `mio` design
 /// costs before doing anything of its own.
 fn mio_echo_server() {
-    use mio::{Events, Interest, Poll, Token};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     println!("{}", listener.local_addr().unwrap());
     std::io::stdout().flush().unwrap();
     for stream in listener.incoming() {
-        let s = stream.unwrap();
-        s.set_nodelay(true).unwrap();
-        s.set_nonblocking(true).unwrap();
-        let mut s = mio::net::TcpStream::from_std(s);
-        let mut poll = Poll::new().unwrap();
-        poll.registry()
-            .register(&mut s, Token(0), Interest::READABLE)
-            .unwrap();
-        let mut events = Events::with_capacity(8);
+        let (mut s, mut poll, mut events) = mio_source(stream.unwrap());
         let mut buf = vec![0u8; 4 * CHUNK];
         let mut have = 0;
         'conn: loop {
@@ -538,16 +542,7 @@ fn mio_echo_server() {
 /// Stop-and-wait against the bare loop, driven by a bare loop: write the
 /// frames, `epoll_wait`, read the ack (small messages only: one `write`).
 fn mio_ping_pong(addr: SocketAddr, size: usize, n: usize) -> Vec<f64> {
-    use mio::{Events, Interest, Poll, Token};
-    let std = TcpStream::connect(addr).unwrap();
-    std.set_nodelay(true).unwrap();
-    std.set_nonblocking(true).unwrap();
-    let mut s = mio::net::TcpStream::from_std(std);
-    let mut poll = Poll::new().unwrap();
-    poll.registry()
-        .register(&mut s, Token(0), Interest::READABLE)
-        .unwrap();
-    let mut events = Events::with_capacity(8);
+    let (mut s, mut poll, mut events) = mio_source(TcpStream::connect(addr).unwrap());
     let msg = vec![b'm'; size];
     let mut out = Vec::with_capacity(n);
     for id in 1..=n as u64 {
