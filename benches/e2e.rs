@@ -8,7 +8,9 @@
 //!   processes (this binary re-executed as the echo side);
 //! - bench: `duet server` (stdout to /dev/null) driven by `duet bench`;
 //! - client: `duet client --format jsonl` fed one message at a time through
-//!   a stdin pipe, the next written after the previous ack is read.
+//!   a stdin pipe, the next written after the previous ack is read;
+//! - relay: the client path's limit, a blocking relay (this binary again)
+//!   in duet client's place: the same driver, pipes and raw echo side.
 //!
 //! Run: `cargo bench --bench e2e` (add `-- --quick` for one short round).
 //! Figures are printed, never asserted.
@@ -31,6 +33,10 @@ fn main() {
     }
     if args.iter().any(|a| a == "--mio-echo") {
         mio_echo_server();
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--raw-relay") {
+        raw_relay(&args[i + 1]);
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -205,11 +211,12 @@ fn stop_and_wait(
     rounds: usize,
 ) {
     place_all(echoes, place);
-    // Per size: its name and each round's raw, floor, bench and client figures.
-    type Row = (String, [Vec<Stats>; 4]);
+    // Per size: its name and each round's raw, floor, bench, client and
+    // relay figures.
+    type Row = (String, [Vec<Stats>; 5]);
     let mut table: Vec<Row> = Vec::new();
     for &(size, n, n_client) in sizes {
-        let mut v: [Vec<Stats>; 4] = Default::default();
+        let mut v: [Vec<Stats>; 5] = Default::default();
         for _ in 0..rounds {
             v[0].push(Stats::of(echoes.raw.ping_pong(size, n)));
             if size <= 1024 {
@@ -217,6 +224,7 @@ fn stop_and_wait(
             }
             v[2].push(echoes.duet.bench_stop_and_wait(size, n));
             v[3].push(Stats::of(echoes.duet.client_path(size, n_client)));
+            v[4].push(Stats::of(echoes.raw.relay_path(size, n_client)));
         }
         table.push((human(size), v));
     }
@@ -226,7 +234,7 @@ fn stop_and_wait(
         place.name()
     );
     println!(
-        "{:>8} | {:>20} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5}",
+        "{:>8} | {:>20} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5}",
         "size",
         "raw p50 / p99",
         "mio floor p50",
@@ -235,12 +243,16 @@ fn stop_and_wait(
         "p50×",
         "p99×",
         "duet client p50/p99",
-        "p50×"
+        "p50×",
+        "raw relay p50",
+        "×",
+        "c/rel"
     );
-    for (name, [r, f, b, c]) in &table {
+    for (name, [r, f, b, c, y]) in &table {
         let (rp50, rp99) = (median(r, |s| s.p50), median(r, |s| s.p99));
         let (bp50, bp99) = (median(b, |s| s.p50), median(b, |s| s.p99));
         let (cp50, cp99) = (median(c, |s| s.p50), median(c, |s| s.p99));
+        let yp50 = median(y, |s| s.p50);
         let floor = if f.is_empty() {
             format!("{:>14} {:>5}", "-", "")
         } else {
@@ -248,7 +260,7 @@ fn stop_and_wait(
             format!("{fp50:>10.1} {:>3} {:>5.2}", spread(f), fp50 / rp50)
         };
         println!(
-            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2}",
+            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2}",
             name,
             rp50,
             rp99,
@@ -261,10 +273,14 @@ fn stop_and_wait(
             cp50,
             cp99,
             spread(c),
-            cp50 / rp50
+            cp50 / rp50,
+            yp50,
+            spread(y),
+            yp50 / rp50,
+            cp50 / yp50
         );
     }
-    for (name, [r, f, b, c]) in &table {
+    for (name, [r, f, b, c, y]) in &table {
         let l = |v: &Vec<Stats>| {
             v.iter()
                 .map(|s| format!("{:.1}", s.p50))
@@ -272,11 +288,12 @@ fn stop_and_wait(
                 .join(" ")
         };
         println!(
-            "  {name}: p50 per round: raw [{}]  floor [{}]  bench [{}]  client [{}]",
+            "  {name}: p50 per round: raw [{}]  floor [{}]  bench [{}]  client [{}]  relay [{}]",
             l(r),
             l(f),
             l(b),
-            l(c)
+            l(c),
+            l(y)
         );
     }
 }
@@ -411,6 +428,13 @@ impl RawEcho {
             addr: line.trim().parse().unwrap(),
             child,
         }
+    }
+
+    /// The client path's limit: the same driver feeding a raw relay.
+    fn relay_path(&self, size: usize, n: usize) -> Vec<f64> {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--raw-relay", &self.addr.to_string()]);
+        drive_path(cmd, size, n)
     }
 
     fn connect(&self) -> TcpStream {
@@ -565,6 +589,72 @@ fn mio_ping_pong(addr: SocketAddr, size: usize, n: usize) -> Vec<f64> {
     out
 }
 
+// ----- the client path: a driver, a pipe each way, and a relay -------------
+
+/// Feeds `relay` (a `duet client --format jsonl`, or the raw relay) one
+/// line at a time through its stdin pipe, the next after the previous `ack`
+/// line is read from its stdout; returns the RTT of each message in µs as
+/// the relay reports it.
+fn drive_path(mut relay: Command, size: usize, n: usize) -> Vec<f64> {
+    let mut c = relay
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = vec![b'c'; size.max(1) - 1];
+    line.push(b'\n');
+    let mut rtts = Vec::with_capacity(n);
+    let mut buf = String::new();
+    let mut expect = |out: &mut BufReader<_>, event: &str| -> Value {
+        loop {
+            buf.clear();
+            out.read_line(&mut buf).unwrap();
+            assert!(!buf.is_empty(), "relay ended early");
+            if buf.contains(event) {
+                return serde_json::from_str(&buf).unwrap();
+            }
+        }
+    };
+    expect(&mut out, "\"connected\"");
+    for _ in 0..n {
+        stdin.write_all(&line).unwrap();
+        let v = expect(&mut out, "\"event\":\"ack\"");
+        rtts.push(v["rtt_us"].as_f64().unwrap());
+    }
+    drop(stdin);
+    let _ = c.wait();
+    rtts
+}
+
+/// The raw relay, in its own process: blocking reads of stdin lines, each
+/// sent as one message to the raw echo side at `addr`, and one JSON line
+/// per ack written to stdout with the RTT from the frame's `write` to the
+/// ack's `read`, as duet client measures it.
+fn raw_relay(addr: &str) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut stdin = BufReader::with_capacity(256 * 1024, std::io::stdin().lock());
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(b"{\"event\":\"connected\"}\n").unwrap();
+    let (mut line, mut ack, mut id) = (Vec::new(), [0u8; 13], 0u64);
+    loop {
+        line.clear();
+        if stdin.read_until(b'\n', &mut line).unwrap() == 0 {
+            return;
+        }
+        id += 1;
+        let f = frames(id, line.strip_suffix(b"\n").unwrap_or(&line));
+        let t = Instant::now();
+        s.write_all(&f).unwrap();
+        s.read_exact(&mut ack).unwrap();
+        let rtt = t.elapsed().as_secs_f64() * 1e6;
+        let out = format!("{{\"event\":\"ack\",\"id\":{id},\"rtt_us\":{rtt:.3}}}\n");
+        stdout.write_all(out.as_bytes()).unwrap();
+    }
+}
+
 // ----- duet -----------------------------------------------------------------
 
 struct DuetServer {
@@ -653,44 +743,16 @@ impl DuetServer {
     /// A real client fed through a stdin pipe, one line at a time after the
     /// previous ack; returns duet's reported RTT of each message in µs.
     fn client_path(&self, size: usize, n: usize) -> Vec<f64> {
-        let mut c = Command::new(DUET)
-            .args([
-                "client",
-                &self.addr,
-                "--format",
-                "jsonl",
-                "--max-message",
-                "128MiB",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = c.stdin.take().unwrap();
-        let mut out = BufReader::new(c.stdout.take().unwrap());
-        let mut line = vec![b'c'; size.max(1) - 1];
-        line.push(b'\n');
-        let mut rtts = Vec::with_capacity(n);
-        let mut buf = String::new();
-        let mut expect = |out: &mut BufReader<_>, event: &str| -> Value {
-            loop {
-                buf.clear();
-                out.read_line(&mut buf).unwrap();
-                assert!(!buf.is_empty(), "duet client ended early");
-                if buf.contains(event) {
-                    return serde_json::from_str(&buf).unwrap();
-                }
-            }
-        };
-        expect(&mut out, "\"connected\"");
-        for _ in 0..n {
-            stdin.write_all(&line).unwrap();
-            let v = expect(&mut out, "\"event\":\"ack\"");
-            rtts.push(v["rtt_us"].as_f64().unwrap());
-        }
-        drop(stdin);
-        let _ = c.wait();
-        rtts
+        let mut cmd = Command::new(DUET);
+        cmd.args([
+            "client",
+            &self.addr,
+            "--format",
+            "jsonl",
+            "--max-message",
+            "128MiB",
+        ]);
+        drive_path(cmd, size, n)
     }
 
     fn peak_rss_mib(&self) -> f64 {
