@@ -6,6 +6,10 @@
 //! - raw: a blocking `std::net::TcpStream` ping-pong with TCP_NODELAY, the
 //!   same frames duet sends (DATA chunks, 13-byte ACK), between two
 //!   processes (this binary re-executed as the echo side);
+//! - mio floor (16 B and 1 KiB): the same exchange between two bare `mio`
+//!   loops, no session; "+display": the same, the echo side also writing
+//!   each turn's messages to /dev/null in one `write`, as a receiver that
+//!   shows messages must;
 //! - bench: `duet server` (stdout to /dev/null) driven by `duet bench`;
 //! - client: `duet client --format jsonl` fed one message at a time through
 //!   a stdin pipe, the next written after the previous ack is read;
@@ -32,7 +36,11 @@ fn main() {
         return;
     }
     if args.iter().any(|a| a == "--mio-echo") {
-        mio_echo_server();
+        mio_echo_server(false);
+        return;
+    }
+    if args.iter().any(|a| a == "--mio-echo-shown") {
+        mio_echo_server(true);
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--raw-relay") {
@@ -46,6 +54,7 @@ fn main() {
     let echoes = Echoes {
         raw: RawEcho::start("--raw-echo"),
         floor: RawEcho::start("--mio-echo"),
+        shown: RawEcho::start("--mio-echo-shown"),
         duet: DuetServer::start(),
     };
     let (raw, duet) = (&echoes.raw, &echoes.duet);
@@ -191,6 +200,7 @@ fn place_all(echoes: &Echoes, place: Placement) {
     pin(0, sender);
     pin(echoes.raw.child.id(), receiver);
     pin(echoes.floor.child.id(), receiver);
+    pin(echoes.shown.child.id(), receiver);
     pin(echoes.duet.child.id(), receiver);
 }
 
@@ -198,12 +208,13 @@ fn place_all(echoes: &Echoes, place: Placement) {
 struct Echoes {
     raw: RawEcho,
     floor: RawEcho,
+    shown: RawEcho,
     duet: DuetServer,
 }
 
-/// One stop-and-wait table: raw, the bare-loop floor (small sizes), duet
-/// bench and duet client interleaved round by round, all under the same
-/// placement.
+/// One stop-and-wait table: raw, the bare-loop floor without and with a
+/// display write (small sizes), duet bench, duet client and the raw relay
+/// interleaved round by round, all under the same placement.
 fn stop_and_wait(
     echoes: &Echoes,
     place: Placement,
@@ -211,20 +222,21 @@ fn stop_and_wait(
     rounds: usize,
 ) {
     place_all(echoes, place);
-    // Per size: its name and each round's raw, floor, bench, client and
-    // relay figures.
-    type Row = (String, [Vec<Stats>; 5]);
+    // Per size: its name and each round's raw, floor, floor shown, bench,
+    // client and relay figures.
+    type Row = (String, [Vec<Stats>; 6]);
     let mut table: Vec<Row> = Vec::new();
     for &(size, n, n_client) in sizes {
-        let mut v: [Vec<Stats>; 5] = Default::default();
+        let mut v: [Vec<Stats>; 6] = Default::default();
         for _ in 0..rounds {
             v[0].push(Stats::of(echoes.raw.ping_pong(size, n)));
             if size <= 1024 {
                 v[1].push(Stats::of(mio_ping_pong(echoes.floor.addr, size, n)));
+                v[2].push(Stats::of(mio_ping_pong(echoes.shown.addr, size, n)));
             }
-            v[2].push(echoes.duet.bench_stop_and_wait(size, n));
-            v[3].push(Stats::of(echoes.duet.client_path(size, n_client)));
-            v[4].push(Stats::of(echoes.raw.relay_path(size, n_client)));
+            v[3].push(echoes.duet.bench_stop_and_wait(size, n));
+            v[4].push(Stats::of(echoes.duet.client_path(size, n_client)));
+            v[5].push(Stats::of(echoes.raw.relay_path(size, n_client)));
         }
         table.push((human(size), v));
     }
@@ -234,10 +246,12 @@ fn stop_and_wait(
         place.name()
     );
     println!(
-        "{:>8} | {:>20} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5}",
+        "{:>8} | {:>20} | {:>14} {:>5} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5}",
         "size",
         "raw p50 / p99",
         "mio floor p50",
+        "×",
+        "+display p50",
         "×",
         "duet bench p50 / p99",
         "p50×",
@@ -248,19 +262,22 @@ fn stop_and_wait(
         "×",
         "c/rel"
     );
-    for (name, [r, f, b, c, y]) in &table {
+    for (name, [r, f, d, b, c, y]) in &table {
         let (rp50, rp99) = (median(r, |s| s.p50), median(r, |s| s.p99));
         let (bp50, bp99) = (median(b, |s| s.p50), median(b, |s| s.p99));
         let (cp50, cp99) = (median(c, |s| s.p50), median(c, |s| s.p99));
         let yp50 = median(y, |s| s.p50);
-        let floor = if f.is_empty() {
-            format!("{:>14} {:>5}", "-", "")
-        } else {
-            let fp50 = median(f, |s| s.p50);
-            format!("{fp50:>10.1} {:>3} {:>5.2}", spread(f), fp50 / rp50)
+        let floor = |f: &Vec<Stats>| {
+            if f.is_empty() {
+                format!("{:>14} {:>5}", "-", "")
+            } else {
+                let fp50 = median(f, |s| s.p50);
+                format!("{fp50:>10.1} {:>3} {:>5.2}", spread(f), fp50 / rp50)
+            }
         };
+        let (floor, shown) = (floor(f), floor(d));
         println!(
-            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2}",
+            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {shown} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2}",
             name,
             rp50,
             rp99,
@@ -280,7 +297,7 @@ fn stop_and_wait(
             cp50 / yp50
         );
     }
-    for (name, [r, f, b, c, y]) in &table {
+    for (name, [r, f, d, b, c, y]) in &table {
         let l = |v: &Vec<Stats>| {
             v.iter()
                 .map(|s| format!("{:.1}", s.p50))
@@ -288,9 +305,10 @@ fn stop_and_wait(
                 .join(" ")
         };
         println!(
-            "  {name}: p50 per round: raw [{}]  floor [{}]  bench [{}]  client [{}]  relay [{}]",
+            "  {name}: p50 per round: raw [{}]  floor [{}]  +display [{}]  bench [{}]  client [{}]  relay [{}]",
             l(r),
             l(f),
+            l(d),
             l(b),
             l(c),
             l(y)
@@ -518,9 +536,16 @@ fn mio_source(s: TcpStream) -> (mio::net::TcpStream, mio::Poll, mio::Events) {
 
 /// The echo side as a bare event loop, in its own process: edge-triggered
 /// `epoll_wait`, reads until a short read, and acks each complete message
-/// at once. No session, no display: what any single-threaded `mio` design
-/// costs before doing anything of its own.
-fn mio_echo_server() {
+/// at once. No session: what any single-threaded `mio` design costs before
+/// doing anything of its own. With `show`, the turn's messages are then
+/// written to `/dev/null` as lines (`peer> ` and the bytes, unescaped) in
+/// one `write`: the least a receiver that shows messages must add.
+fn mio_echo_server(show: bool) {
+    let mut display = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let mut shown = Vec::with_capacity(4 * CHUNK);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     println!("{}", listener.local_addr().unwrap());
     std::io::stdout().flush().unwrap();
@@ -551,6 +576,11 @@ fn mio_echo_server() {
                         ack[5..].copy_from_slice(&buf[at + 5..at + 13]);
                         assert_eq!(s.write(&ack).unwrap(), 13);
                     }
+                    if show {
+                        shown.extend_from_slice(b"peer> ");
+                        shown.extend_from_slice(&buf[at + 14..at + 5 + len]);
+                        shown.push(b'\n');
+                    }
                     at += 5 + len;
                 }
                 buf.copy_within(at..have, 0);
@@ -558,6 +588,10 @@ fn mio_echo_server() {
                 if n < room {
                     break; // drained: the next edge comes with new data
                 }
+            }
+            if !shown.is_empty() {
+                display.write_all(&shown).unwrap();
+                shown.clear();
             }
         }
     }
