@@ -236,10 +236,8 @@ pub fn escape(data: &[u8]) {
 pub fn render_parts(data: &[u8]) {
     let step = usize::from(data.first().copied().unwrap_or(0) % 7) + 1;
     for color in [false, true] {
-        let style = render::Style {
-            color,
-            ..render::Style::default()
-        };
+        let mut style = render::Style::default();
+        style.color = color;
         let line = render::Line::Message {
             id: 1,
             from: b"p q",

@@ -98,6 +98,9 @@ impl Display {
         if self.timestamps {
             self.style.time = Some(local_time(wall_us()));
         }
+        if let Line::Connected { name, .. } = line {
+            self.style.remember_name(name);
+        }
         if let Some(p) = &mut self.prompt {
             let last = p.last_sent.take();
             if let (Line::Acked { id, rtt, .. }, Some((sent, text, width))) = (line, last) {

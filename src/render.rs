@@ -41,6 +41,18 @@ pub struct Style {
     pub color: bool,
     /// A prefix for every line (for `--timestamps`), e.g. `12:34:56 `.
     pub time: Option<String>,
+    /// The peer's name and its escaped form for tags, computed once per
+    /// chat (`remember_name`) instead of once per line.
+    name: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Style {
+    /// Escapes `name` for the tags of the chat that starts now.
+    pub fn remember_name(&mut self, name: &[u8]) {
+        let mut escaped = Vec::with_capacity(name.len());
+        escape_name(name, &mut escaped);
+        self.name = Some((name.to_vec(), escaped));
+    }
 }
 
 const SGR_RESET: &str = "\x1b[0m";
@@ -470,7 +482,10 @@ fn tag(from: &[u8], style: &Style, out: &mut Vec<u8>) {
     if style.color {
         out.extend_from_slice(b"\x1b[1;36m");
     }
-    escape_name(from, out);
+    match &style.name {
+        Some((name, escaped)) if name == from => out.extend_from_slice(escaped),
+        _ => escape_name(from, out),
+    }
     out.extend_from_slice(b">");
     if style.color {
         out.extend_from_slice(SGR_RESET.as_bytes());
@@ -941,6 +956,7 @@ mod tests {
         let style = Style {
             color: true,
             time: Some("12:34:56 ".into()),
+            ..Style::default()
         };
         let mut out = Vec::new();
         let msg = Line::Message {
@@ -1080,6 +1096,36 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "*\\x20bob\\x20left\\x1b> x\n"
         );
+    }
+
+    #[test]
+    fn a_remembered_name_tags_as_the_name_itself_does() {
+        let line = |from: &'static [u8]| Line::Message {
+            id: 1,
+            from,
+            data: b"x",
+        };
+        let shown = |style: &Style, from| {
+            let mut out = Vec::new();
+            render_in_pieces(
+                Format::Text,
+                &line(from),
+                Stamp::default(),
+                style,
+                &mut out,
+                &mut |_| {},
+            );
+            String::from_utf8(out).unwrap()
+        };
+        let mut style = Style::default();
+        style.remember_name(b"* bob\x1b");
+        assert_eq!(
+            shown(&style, b"* bob\x1b"),
+            shown(&Style::default(), b"* bob\x1b")
+        );
+        assert_eq!(shown(&style, b"* bob\x1b"), "*\\x20bob\\x1b> x\n");
+        // Another name is escaped afresh, not given the remembered tag.
+        assert_eq!(shown(&style, b"eve"), "eve> x\n");
     }
 
     #[test]
