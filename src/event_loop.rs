@@ -611,8 +611,12 @@ impl Loop {
         }
         let now = Instant::now();
         // Woken by the timer, a deadline that moved a little later since it
-        // was set counts as reached (see `timer`).
+        // was set counts as reached (see `timer`). Session deadlines are
+        // only looked at when the timer fired or the wait had a timeout of
+        // its own: the timer is always set for the earliest of them, or
+        // else the wait's timeout is.
         let mut due = now;
+        let mut deadlines = timeout.is_some();
         for ev in self.events.iter() {
             match ev.token() {
                 LISTENER => self.accept_ready = true,
@@ -621,7 +625,10 @@ impl Loop {
                     self.stdin_hangup |= ev.is_read_closed() || ev.is_error();
                 }
                 SIGNALS => self.signal_ready = true,
-                TIMER => due = now + self.timer.fired(now),
+                TIMER => {
+                    due = now + self.timer.fired(now);
+                    deadlines = true;
+                }
                 Token(t) => {
                     if let Some(conn) = self.conns.get_mut(t - FIRST_CONN) {
                         // Errors and hang-ups surface through read().
@@ -648,7 +655,7 @@ impl Loop {
         if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
             flush_conn(conn);
         }
-        for (_, conn) in self.conns.iter_mut() {
+        for (_, conn) in self.conns.iter_mut().filter(|_| deadlines) {
             if conn.session.poll_timeout().is_some_and(|t| due >= t) {
                 conn.session.handle_timeout(due);
                 service_conn(conn, now);
