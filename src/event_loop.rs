@@ -655,10 +655,12 @@ impl Loop {
         if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
             flush_conn(conn);
         }
-        for (_, conn) in self.conns.iter_mut().filter(|_| deadlines) {
-            if conn.session.poll_timeout().is_some_and(|t| due >= t) {
-                conn.session.handle_timeout(due);
-                service_conn(conn, now);
+        if deadlines {
+            for (_, conn) in self.conns.iter_mut() {
+                if conn.session.poll_timeout().is_some_and(|t| due >= t) {
+                    conn.session.handle_timeout(due);
+                    service_conn(conn, now);
+                }
             }
         }
         self.show_events(now);
