@@ -426,17 +426,33 @@ fn id_len(id: u64, len: u64, out: &mut Vec<u8>) {
     push_u64(out, len);
 }
 
-/// Appends `n` in decimal.
+/// "00" to "99": two decimal digits per table look-up.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// Appends `n` in decimal, two digits at a time (a JSON line carries five
+/// numbers of up to 19 digits; one at a time was ~1,400 instructions per
+/// piped message).
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[i..]);
 }
@@ -900,7 +916,9 @@ mod tests {
     #[test]
     fn numbers_written_by_hand_match_format() {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut values = vec![0, 1, 9, 10, 999, 1000, 1001, 12_345, u64::MAX];
+        let mut values = vec![0, 11, 101, 1001, 12_345, u64::MAX];
+        values.extend((0..20).map(|k| 10u64.pow(k)));
+        values.extend((1..20).map(|k| 10u64.pow(k) - 1));
         for _ in 0..1000 {
             x ^= x << 13;
             x ^= x >> 7;
