@@ -5,8 +5,9 @@
 # Usage: benches/syscalls.sh [N]        (default N=10000; needs strace,
 #                                        valgrind and python3)
 # - syscalls: `strace -f -c` over N messages, divided by N;
-# - instructions: `valgrind --tool=callgrind` total Ir at N and 2N messages;
-#   the difference divided by N removes start-up and shut-down;
+# - instructions: `valgrind --tool=callgrind` total Ir at N and 2N messages
+#   (receiver, bench, piped client); the difference divided by N removes
+#   start-up and shut-down;
 # - idle: `strace -f -c` on a server with a connected, silent client for
 #   IDLE seconds (default 60): only heartbeats should show.
 set -euo pipefail
@@ -53,11 +54,13 @@ p=$(free_port)
 "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
 wait_port "$p"
 sleep 0.2
-python3 - "$D" "$p" "$N" "$tmp/client.st" <<'PY'
+# Feeds a piped `duet client --format jsonl`, run under the tracer given
+# as the remaining arguments, one 16-byte line per ack.
+drive_client() {
+  python3 - "$D" "$1" "$2" "${@:3}" <<'PY'
 import subprocess, sys
-d, port, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-c = subprocess.Popen(["strace", "-f", "-c", "-o", out, d, "client", "127.0.0.1:" + port,
-                      "--format", "jsonl"],
+d, port, n, tracer = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+c = subprocess.Popen(tracer + [d, "client", "127.0.0.1:" + port, "--format", "jsonl"],
                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
 def until(word):
     while True:
@@ -72,6 +75,8 @@ for i in range(n):
 c.stdin.close()
 c.wait()
 PY
+}
+drive_client "$p" "$N" strace -f -c -o "$tmp/client.st"
 wait
 echo "sender (duet client fed by a pipe, jsonl):  $(per_msg "$tmp/client.st" "$N")"
 
@@ -79,11 +84,15 @@ if command -v valgrind >/dev/null; then
   echo
   echo "== instructions per message (callgrind, difference between $N and $((2 * N)) messages)"
   ir() { grep -o 'summary: [0-9]*' "$1" | grep -o '[0-9]*'; }
-  for side in server bench; do
+  for side in server bench client; do
     for k in 1 2; do
       n=$((k * N))
       p=$(free_port)
-      if [ $side = server ]; then
+      if [ $side = client ]; then
+        "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
+        wait_port "$p"; sleep 0.2
+        drive_client "$p" "$n" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$side.$k" 2>/dev/null
+      elif [ $side = server ]; then
         valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$side.$k" \
           "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>/dev/null &
         wait_port "$p"; sleep 0.5
