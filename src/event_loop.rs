@@ -67,10 +67,6 @@ const STDIN_READS_PER_TURN: u32 = 16;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a stop signal waits for the last acknowledgments.
 const STOP_GRACE: Duration = Duration::from_secs(1);
-/// Unsent bytes the kernel may hold for a connection (TCP_NOTSENT_LOWAT):
-/// small, so that an ack or PONG we queue does not wait behind megabytes of
-/// a large message already handed to the kernel.
-const NOTSENT_LOWAT: u32 = 128 * 1024;
 /// Back-off before accepting again after an error such as EMFILE.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -231,6 +227,8 @@ struct Conn {
     session: Session,
     readable: bool,
     writable: bool,
+    /// The `TCP_NOTSENT_LOWAT` set on the socket.
+    kernel_unsent: usize,
     /// Set when the chat is over: finish flushing, shut down our side, and
     /// drop the connection at the peer's EOF or at this deadline.
     closing: Option<Instant>,
@@ -565,8 +563,13 @@ impl Loop {
         busy: bool,
     ) -> io::Result<usize> {
         stream.set_nodelay(true)?;
-        set_notsent_lowat(&stream, NOTSENT_LOWAT)?;
         let mut session = Session::new(self.opts.session.clone(), now);
+        // Unsent bytes the kernel may hold: small, so that an ack or PONG
+        // we queue does not wait behind megabytes of a large message
+        // already handed over; raised with the session's queue limit on a
+        // fast path (`flush_conn`).
+        let kernel_unsent = session.kernel_unsent_limit();
+        set_notsent_lowat(&stream, kernel_unsent)?;
         // A connection turned away only has its input discarded: a small
         // buffer keeps a flood of them cheap.
         let rbuf = ReadBuf::with_capacity(if busy { BUSY_READ_BUF } else { READ_BUF });
@@ -588,6 +591,7 @@ impl Loop {
             session,
             readable: false,
             writable: true,
+            kernel_unsent,
             closing: None,
             shut_down: false,
             eof: false,
@@ -1216,14 +1220,24 @@ fn flush_conn(conn: &mut Conn) {
     while conn.writable {
         let out = conn.session.poll_transmit();
         if out.is_empty() {
-            return;
+            break;
         }
         // The RTT starts when the bytes are handed to the kernel: the clock
         // is read just before the write, not at the start of the turn (the
         // work of encoding a large message in this turn must not count).
         let handed = Instant::now();
         match conn.stream.write(out) {
-            Ok(n) => conn.session.handle_written(n, handed),
+            Ok(n) => {
+                conn.session.handle_written(n, handed);
+                let want = conn.session.kernel_unsent_limit();
+                if want != conn.kernel_unsent {
+                    // Not fatal: the old mark only keeps the queue smaller.
+                    match set_notsent_lowat(&conn.stream, want) {
+                        Ok(()) => conn.kernel_unsent = want,
+                        Err(e) => log::debug!("TCP_NOTSENT_LOWAT: {}", io_msg(&e)),
+                    }
+                }
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => conn.writable = false,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
@@ -1276,9 +1290,9 @@ fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> (String, u8, Option
 }
 
 /// Caps the unsent data the kernel accepts from us (Linux 3.12+).
-fn set_notsent_lowat(stream: &TcpStream, bytes: u32) -> io::Result<()> {
+fn set_notsent_lowat(stream: &TcpStream, bytes: usize) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let v = bytes as libc::c_int;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: setsockopt with a pointer to an int that outlives the call.
     let rc = unsafe {
         libc::setsockopt(

@@ -1,8 +1,8 @@
 //! duet: a one-on-one terminal chat over TCP with per-message
 //! acknowledgments and round-trip times.
 //!
-//! The pure core (`protocol`, `session`, `rtt`, `input`, `render`,
-//! `editor`) takes bytes and `now` and returns bytes, events and deadlines;
+//! The pure core (`protocol`, `session`, `queue_limit`, `rtt`, `input`,
+//! `render`, `editor`) takes bytes and `now` and returns bytes, events and deadlines;
 //! `event_loop` (with its `timer`) is the only code that touches mio, `stdin` and `terminal`
 //! own the descriptors' settings, and `main` only maps results to exit
 //! codes. See `docs/ARCHITECTURE.md`.
@@ -17,6 +17,7 @@ pub mod event_loop;
 pub mod input;
 pub mod logging;
 pub mod protocol;
+pub mod queue_limit;
 pub mod render;
 pub mod rtt;
 pub mod session;

@@ -26,14 +26,18 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{self, ByeReason, DecodeError, Frame, Hello, MAX_CHUNK};
+use crate::queue_limit::QueueLimit;
 use crate::rtt::{RttStats, RttSummary};
 
-/// Outbox bytes below which `poll_transmit` encodes the next data chunk.
-/// Control frames queue behind at most this much data in our own buffer.
-const OUT_REFILL: usize = 64 * 1024;
-/// Unsent outbox bytes above which we stop reading the peer (its acks and
-/// pongs could not be written anyway) and stop taking input.
-const OUT_CAP: usize = 256 * 1024;
+/// Unsent outbox bytes, as a multiple of the queue limit (below which
+/// `poll_transmit` encodes the next data chunk; see `queue_limit`), above
+/// which we stop reading the peer (its acks and pongs could not be written
+/// anyway) and stop taking input.
+const OUT_CAP_LIMITS: usize = 4;
+/// The least `kernel_unsent_limit` asks of the kernel: 128 KiB, room for
+/// two chunks, so that a full chunk's `write` is not refused while the one
+/// before it is still unsent.
+const KERNEL_UNSENT_MIN: usize = 128 * 1024;
 /// Accepted-but-unsent message bytes above which we stop taking input.
 const PENDING_CAP: usize = 1024 * 1024;
 /// Messages in flight (sent, not acknowledged) above which we stop taking
@@ -324,6 +328,8 @@ pub struct Session {
     in_flight: VecDeque<InFlight>,
     /// Index in `in_flight` of the first entry without `sent_at`.
     unsent: usize,
+    /// How much message data may wait in the outbox (and the kernel).
+    queue: QueueLimit,
 
     /// The message being received: its id, the bytes so far (kept in `rx`
     /// unless streaming), and how many there were.
@@ -369,6 +375,7 @@ impl Session {
             pending_bytes: 0,
             in_flight: VecDeque::with_capacity(64),
             unsent: 0,
+            queue: QueueLimit::default(),
             rx_id: 1,
             rx: Vec::new(),
             rx_len: 0,
@@ -463,6 +470,8 @@ impl Session {
             self.outbox.clear();
             self.out_pos = 0;
         }
+        let more = self.unsent_out() > 0 || self.pending_bytes > 0;
+        self.queue.written(n, more, now);
         while let Some(m) = self.in_flight.get_mut(self.unsent) {
             if m.start >= self.written {
                 break;
@@ -492,7 +501,8 @@ impl Session {
         self.next_id += 1;
         self.stats.sent += 1;
         self.events.push_back(Record::Sent { id, len });
-        if self.pending.is_empty() && msg.len() <= MAX_CHUNK && self.unsent_out() < OUT_REFILL {
+        if self.pending.is_empty() && msg.len() <= MAX_CHUNK && self.unsent_out() < self.queue.get()
+        {
             self.encode_chunk(id, &msg, 0);
         } else {
             self.pending_bytes += msg.len();
@@ -581,11 +591,12 @@ impl Session {
 
     /// Bytes to write to the socket next; empty when there is nothing.
     pub fn poll_transmit(&mut self) -> &[u8] {
-        if self.out_pos >= OUT_REFILL {
+        let refill = self.queue.get();
+        if self.out_pos >= refill {
             self.outbox.drain(..self.out_pos);
             self.out_pos = 0;
         }
-        while self.unsent_out() < OUT_REFILL && self.state != State::Closed {
+        while self.unsent_out() < refill && self.state != State::Closed {
             let Some(p) = self.pending.front_mut() else {
                 break;
             };
@@ -690,13 +701,21 @@ impl Session {
         self.state == State::Open
             && self.pending_bytes < PENDING_CAP
             && self.in_flight.len() < MAX_IN_FLIGHT
-            && self.unsent_out() < OUT_CAP
+            && self.unsent_out() < self.out_cap()
     }
 
     /// Whether the caller should read (and pass on) more peer bytes. False
     /// while the display queue or the outbox is full: TCP then pushes back.
     pub fn wants_peer_bytes(&self) -> bool {
-        self.state != State::Closed && self.arena.len() < DISPLAY_CAP && self.unsent_out() < OUT_CAP
+        self.state != State::Closed
+            && self.arena.len() < DISPLAY_CAP
+            && self.unsent_out() < self.out_cap()
+    }
+
+    /// Unsent bytes the kernel should hold for this connection at most
+    /// (`TCP_NOTSENT_LOWAT`): the queue limit, and never less than 128 KiB.
+    pub fn kernel_unsent_limit(&self) -> usize {
+        self.queue.get().max(KERNEL_UNSENT_MIN)
     }
 
     /// Messages given an id and not yet acknowledged.
@@ -725,6 +744,10 @@ impl Session {
 
     fn unsent_out(&self) -> usize {
         self.outbox.len() - self.out_pos
+    }
+
+    fn out_cap(&self) -> usize {
+        OUT_CAP_LIMITS * self.queue.get()
     }
 
     /// Appends the chunk of `data` that starts at `from` as a DATA frame;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::protocol::{decode, encode};
+use crate::queue_limit;
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -228,7 +229,7 @@ fn large_message_is_chunked_and_acks_flow_between_chunks() {
     send(&mut p.c, &big);
     send(&mut p.s, b"small one");
     // One transmit holds at most a couple of chunks.
-    assert!(p.c.poll_transmit().len() <= OUT_REFILL + protocol::MAX_BODY + 64);
+    assert!(p.c.poll_transmit().len() <= queue_limit::MIN + protocol::MAX_BODY + 64);
     // Deliver the server's small message to the client mid-transfer: the
     // client's ack must appear in its outbox ahead of most of the data.
     p.s_to_c();
@@ -519,6 +520,36 @@ fn handshake_deadline() {
 }
 
 #[test]
+fn a_fast_transfer_raises_the_queue_limit_and_small_messages_do_not() {
+    let mut p = Pair::new();
+    let mut t = p.now;
+    // Stop-and-wait small messages, written at once.
+    for _ in 0..1000 {
+        send(&mut p.c, b"0123456789abcdef");
+        let n = p.c.poll_transmit().len();
+        t += Duration::from_micros(10);
+        p.c.handle_written(n, t);
+    }
+    assert_eq!(p.c.kernel_unsent_limit(), 128 * 1024);
+    let small = p.c.poll_transmit().len();
+    // Three 1 MB messages that the kernel takes 64 KiB every 100 µs
+    // (655 MB/s).
+    for _ in 0..3 {
+        send(&mut p.c, &vec![b'x'; 1_000_000]);
+    }
+    let mut largest = small;
+    while !p.c.poll_transmit().is_empty() {
+        let n = p.c.poll_transmit().len().min(64 * 1024);
+        largest = largest.max(p.c.poll_transmit().len());
+        t += Duration::from_micros(100);
+        p.c.handle_written(n, t);
+    }
+    assert_eq!(p.c.kernel_unsent_limit(), queue_limit::MAX);
+    assert!(largest >= queue_limit::MAX, "outbox refilled to {largest}");
+    assert!(largest <= queue_limit::MAX + protocol::MAX_BODY + 64);
+}
+
+#[test]
 fn ping_is_answered_with_pong() {
     let mut bytes = hello(b"p", 10);
     encode(&Frame::Ping(77), &mut bytes);
@@ -547,7 +578,7 @@ fn ack_flood_is_not_read_while_acks_cannot_be_written() {
     let used = s.handle_peer_bytes(&bytes, now);
     assert!(used < bytes.len(), "stopped before the end");
     assert!(!s.wants_peer_bytes());
-    assert!(s.poll_transmit().len() <= OUT_CAP + 64);
+    assert!(s.poll_transmit().len() <= OUT_CAP_LIMITS * queue_limit::MIN + 64);
     // Once the acks drain, it reads again.
     let n = s.poll_transmit().len();
     s.handle_written(n, now);
