@@ -26,14 +26,14 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{self, ByeReason, DecodeError, Frame, Hello, MAX_CHUNK};
-use crate::queue_limit::QueueLimit;
+use crate::queue_limit::{self, QueueLimit};
 use crate::rtt::{RttStats, RttSummary};
 
-/// Unsent outbox bytes, as a multiple of the queue limit (below which
-/// `poll_transmit` encodes the next data chunk; see `queue_limit`), above
-/// which we stop reading the peer (its acks and pongs could not be written
-/// anyway) and stop taking input.
-const OUT_CAP_LIMITS: usize = 4;
+/// Unsent outbox bytes above which we stop reading the peer (its acks and
+/// pongs could not be written anyway) and stop taking input. Message data
+/// alone never reaches it (at most the largest queue limit plus a chunk),
+/// so two peers sending to each other never both stop reading for it.
+const OUT_CAP: usize = 4 * queue_limit::MAX;
 /// The least `kernel_unsent_limit` asks of the kernel: 128 KiB, room for
 /// two chunks, so that a full chunk's `write` is not refused while the one
 /// before it is still unsent.
@@ -701,15 +701,13 @@ impl Session {
         self.state == State::Open
             && self.pending_bytes < PENDING_CAP
             && self.in_flight.len() < MAX_IN_FLIGHT
-            && self.unsent_out() < self.out_cap()
+            && self.unsent_out() < OUT_CAP
     }
 
     /// Whether the caller should read (and pass on) more peer bytes. False
     /// while the display queue or the outbox is full: TCP then pushes back.
     pub fn wants_peer_bytes(&self) -> bool {
-        self.state != State::Closed
-            && self.arena.len() < DISPLAY_CAP
-            && self.unsent_out() < self.out_cap()
+        self.state != State::Closed && self.arena.len() < DISPLAY_CAP && self.unsent_out() < OUT_CAP
     }
 
     /// Unsent bytes the kernel should hold for this connection at most
@@ -744,10 +742,6 @@ impl Session {
 
     fn unsent_out(&self) -> usize {
         self.outbox.len() - self.out_pos
-    }
-
-    fn out_cap(&self) -> usize {
-        OUT_CAP_LIMITS * self.queue.get()
     }
 
     /// Appends the chunk of `data` that starts at `from` as a DATA frame;
