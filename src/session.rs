@@ -853,6 +853,8 @@ impl Session {
             end,
             continues,
         });
+        // We may have been waiting for this message to leave.
+        self.bye_if_drained();
     }
 
     /// The send half of the ack path: match the oldest message in flight.
@@ -910,8 +912,14 @@ impl Session {
         self.bye_if_drained();
     }
 
+    /// Leaves once our messages are acknowledged and no message of the
+    /// peer's is half received: hanging up in the middle of one would lose
+    /// it. The drain deadline bounds both waits.
     fn bye_if_drained(&mut self) {
-        if matches!(self.state, State::Draining { .. }) && self.outstanding() == 0 {
+        if matches!(self.state, State::Draining { .. })
+            && self.outstanding() == 0
+            && self.rx_len == 0
+        {
             self.queue_bye(ByeReason::Normal, b"");
             self.finish(End::Local(ByeReason::Normal));
         }

@@ -480,6 +480,44 @@ fn input_end_waits_for_acks_then_says_bye() {
 }
 
 #[test]
+fn input_end_waits_for_a_message_half_received() {
+    let mut p = Pair::new();
+    send(&mut p.c, b"a");
+    let n = p.c.poll_transmit().len();
+    p.c.handle_written(n, p.now);
+    p.c.handle_input_end(p.now);
+    // The peer's message starts arriving, then our ack comes between its
+    // chunks: leaving now would lose the peer's message.
+    let mut bytes = Vec::new();
+    let first = Frame::Data {
+        id: 1,
+        last: false,
+        chunk: b"first half,",
+    };
+    encode(&first, &mut bytes);
+    encode(&Frame::Ack { id: 1 }, &mut bytes);
+    p.c.handle_peer_bytes(&bytes, p.now);
+    assert!(!p.c.is_closed(), "left in the middle of the peer's message");
+    bytes.clear();
+    let rest = Frame::Data {
+        id: 1,
+        last: true,
+        chunk: b" second half",
+    };
+    encode(&rest, &mut bytes);
+    p.c.handle_peer_bytes(&bytes, p.now);
+    assert_eq!(p.c.end(), Some(&End::Local(ByeReason::Normal)));
+    let out = p.c.poll_transmit().to_vec();
+    let (ack, n) = decode(&out).unwrap().unwrap();
+    assert_eq!(ack, Frame::Ack { id: 1 });
+    assert!(matches!(
+        decode(&out[n..]).unwrap().unwrap().0,
+        Frame::Bye { .. }
+    ));
+    assert!(events(&mut p.c).contains(&Ev::Message(1, b"first half, second half".to_vec())));
+}
+
+#[test]
 fn linger_deadline_gives_up_on_missing_acks() {
     let mut p = Pair::new();
     send(&mut p.c, b"never acked");
