@@ -619,3 +619,53 @@ fn a_slow_pong_does_not_cost_a_second_wake_up_per_heartbeat() {
         "{per_interval:.2} wake-ups per heartbeat interval (expected 2)"
     );
 }
+
+#[test]
+fn large_messages_cross_in_both_directions_at_once() {
+    // Each side sends 8 MB while receiving the other's 8 MB: neither may
+    // stop reading its peer for the sake of its own queued data, and both
+    // messages arrive and are acknowledged. (That a side whose input ended
+    // waits for a message half received is checked in the session's tests,
+    // where the order of frames can be fixed.)
+    const LEN: usize = 8_000_000;
+    let opts = ["--input", "whole", "--max-message", "16MiB"];
+    let (mut s, addr) = Duet::server(&[&opts[..], &["--once"]].concat());
+    let mut c = Duet::client(addr, &opts);
+    c.expect_event("connected");
+    s.expect_event("connected");
+    let feed = |mut stdin: std::process::ChildStdin, byte: u8| {
+        std::thread::spawn(move || {
+            stdin.write_all(&vec![byte; LEN]).unwrap();
+            // Dropping stdin ends the input: the message is complete.
+        })
+    };
+    let server_feed = feed(s.take_stdin(), b's');
+    // The server's message is on its way before the client's starts, so
+    // the client cannot be done before the server's message has begun.
+    s.expect_event("sent");
+    let client_feed = feed(c.take_stdin(), b'c');
+    server_feed.join().unwrap();
+    client_feed.join().unwrap();
+    for (side, from) in [(&mut s, 'c'), (&mut c, 's')] {
+        let mut got_message = false;
+        let mut got_ack = false;
+        while !(got_message && got_ack) {
+            let v = side.next_event();
+            match v["event"].as_str() {
+                Some("message") => {
+                    assert_eq!(v["len"], LEN);
+                    let text = v["text"].as_str().unwrap();
+                    assert!(text.len() == LEN && text.chars().all(|ch| ch == from));
+                    got_message = true;
+                }
+                Some("ack") => {
+                    assert_eq!(v["id"], 1);
+                    got_ack = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(c.code(), 0);
+    assert_eq!(s.code(), 0);
+}
