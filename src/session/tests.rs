@@ -518,6 +518,28 @@ fn input_end_waits_for_a_message_half_received() {
 }
 
 #[test]
+fn linger_deadline_gives_up_on_a_message_that_never_completes() {
+    let mut p = Pair::new();
+    p.c.handle_input_end(p.now);
+    assert!(p.c.is_closed(), "nothing to wait for: leaves at once");
+    let mut p = Pair::new();
+    let mut bytes = Vec::new();
+    let first = Frame::Data {
+        id: 1,
+        last: false,
+        chunk: b"never finished",
+    };
+    encode(&first, &mut bytes);
+    p.c.handle_peer_bytes(&bytes, p.now);
+    p.c.handle_input_end(p.now);
+    let deadline = p.c.poll_timeout().expect("a linger deadline");
+    p.c.handle_timeout(deadline - MS);
+    assert!(!p.c.is_closed());
+    p.c.handle_timeout(deadline);
+    assert_eq!(p.c.end(), Some(&End::Local(ByeReason::Normal)));
+}
+
+#[test]
 fn linger_deadline_gives_up_on_missing_acks() {
     let mut p = Pair::new();
     send(&mut p.c, b"never acked");
