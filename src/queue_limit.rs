@@ -9,8 +9,8 @@
 //! project's test VM that halves a large message's throughput in some runs
 //! (docs/PERFORMANCE.md). So the limit is what drains in [`TARGET`] at the
 //! rate measured while the sender was busy, rounded up to a power of two
-//! between [`MIN`] and [`MAX`]: 64 KiB below 64 MB/s, 512 KiB from
-//! 256 MB/s. Pure: it is told what was written and when.
+//! between [`MIN`] and [`MAX`]: 64 KiB up to 65 MB/s (64 KiB per
+//! millisecond), 512 KiB above 262 MB/s (256 KiB per millisecond). Pure: it is told what was written and when.
 
 use std::time::{Duration, Instant};
 
