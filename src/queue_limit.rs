@@ -108,6 +108,8 @@ mod tests {
         assert_eq!(fit(64 * 1024, MS), 64 * 1024);
         assert_eq!(fit(64 * 1024 + 1, MS), 128 * 1024);
         assert_eq!(fit(200 * 1024, MS), 256 * 1024);
+        assert_eq!(fit(256 * 1024, MS), 256 * 1024);
+        assert_eq!(fit(256 * 1024 + 1, MS), MAX);
         assert_eq!(fit(300 * 1024, MS), MAX);
         assert_eq!(fit(3_000_000_000, MS), MAX);
         assert_eq!(fit(u64::MAX, Duration::ZERO), MAX);
