@@ -14,7 +14,10 @@
 //! - client: `duet client --format jsonl` fed one message at a time through
 //!   a stdin pipe, the next written after the previous ack is read;
 //! - relay: the client path's limit, a blocking relay (this binary again)
-//!   in duet client's place: the same driver, pipes and raw echo side.
+//!   in duet client's place: the same driver, pipes and raw echo side;
+//! - mio relay (16 B and 1 KiB): the client path's floor, the relay as a
+//!   bare `mio` loop talking to the "+display" echo: what any one-thread
+//!   event-loop client path costs before doing anything of its own.
 //!
 //! Run: `cargo bench --bench e2e` (add `-- --quick` for one short round).
 //! Figures are printed, never asserted.
@@ -45,6 +48,10 @@ fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == "--raw-relay") {
         raw_relay(&args[i + 1]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--mio-relay") {
+        mio_relay(&args[i + 1]);
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -223,11 +230,11 @@ fn stop_and_wait(
 ) {
     place_all(echoes, place);
     // Per size: its name and each round's raw, floor, floor shown, bench,
-    // client and relay figures.
-    type Row = (String, [Vec<Stats>; 6]);
+    // client, relay and mio relay figures.
+    type Row = (String, [Vec<Stats>; 7]);
     let mut table: Vec<Row> = Vec::new();
     for &(size, n, n_client) in sizes {
-        let mut v: [Vec<Stats>; 6] = Default::default();
+        let mut v: [Vec<Stats>; 7] = Default::default();
         for _ in 0..rounds {
             v[0].push(Stats::of(echoes.raw.ping_pong(size, n)));
             if size <= 1024 {
@@ -237,6 +244,9 @@ fn stop_and_wait(
             v[3].push(echoes.duet.bench_stop_and_wait(size, n));
             v[4].push(Stats::of(echoes.duet.client_path(size, n_client)));
             v[5].push(Stats::of(echoes.raw.relay_path(size, n_client)));
+            if size <= 1024 {
+                v[6].push(Stats::of(echoes.shown.relay_path(size, n_client)));
+            }
         }
         table.push((human(size), v));
     }
@@ -246,7 +256,7 @@ fn stop_and_wait(
         place.name()
     );
     println!(
-        "{:>8} | {:>20} | {:>14} {:>5} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5}",
+        "{:>8} | {:>20} | {:>14} {:>5} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5} | {:>14} {:>5} {:>5}",
         "size",
         "raw p50 / p99",
         "mio floor p50",
@@ -260,9 +270,12 @@ fn stop_and_wait(
         "p50×",
         "raw relay p50",
         "×",
-        "c/rel"
+        "c/rel",
+        "mio relay p50",
+        "×",
+        "c/mrel"
     );
-    for (name, [r, f, d, b, c, y]) in &table {
+    for (name, [r, f, d, b, c, y, m]) in &table {
         let (rp50, rp99) = (median(r, |s| s.p50), median(r, |s| s.p99));
         let (bp50, bp99) = (median(b, |s| s.p50), median(b, |s| s.p99));
         let (cp50, cp99) = (median(c, |s| s.p50), median(c, |s| s.p99));
@@ -275,9 +288,14 @@ fn stop_and_wait(
                 format!("{fp50:>10.1} {:>3} {:>5.2}", spread(f), fp50 / rp50)
             }
         };
-        let (floor, shown) = (floor(f), floor(d));
+        let (floor, shown, mio_relay) = (floor(f), floor(d), floor(m));
+        let c_over_m = if m.is_empty() {
+            String::new()
+        } else {
+            format!("{:.2}", cp50 / median(m, |s| s.p50))
+        };
         println!(
-            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {shown} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2}",
+            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {shown} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2} | {mio_relay} {c_over_m:>5}",
             name,
             rp50,
             rp99,
@@ -297,7 +315,7 @@ fn stop_and_wait(
             cp50 / yp50
         );
     }
-    for (name, [r, f, d, b, c, y]) in &table {
+    for (name, [r, f, d, b, c, y, m]) in &table {
         let l = |v: &Vec<Stats>| {
             v.iter()
                 .map(|s| format!("{:.1}", s.p50))
@@ -305,13 +323,14 @@ fn stop_and_wait(
                 .join(" ")
         };
         println!(
-            "  {name}: p50 per round: raw [{}]  floor [{}]  +display [{}]  bench [{}]  client [{}]  relay [{}]",
+            "  {name}: p50 per round: raw [{}]  floor [{}]  +display [{}]  bench [{}]  client [{}]  relay [{}]  mio relay [{}]",
             l(r),
             l(f),
             l(d),
             l(b),
             l(c),
-            l(y)
+            l(y),
+            l(m)
         );
     }
 }
@@ -428,11 +447,13 @@ fn raw_echo_server() {
 struct RawEcho {
     child: Child,
     addr: SocketAddr,
+    /// How it was started: `--raw-echo` or a `mio` echo.
+    flag: &'static str,
 }
 
 impl RawEcho {
     /// `flag`: `--raw-echo` (blocking) or `--mio-echo` (bare event loop).
-    fn start(flag: &str) -> RawEcho {
+    fn start(flag: &'static str) -> RawEcho {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .arg(flag)
             .stdout(Stdio::piped())
@@ -445,13 +466,20 @@ impl RawEcho {
         RawEcho {
             addr: line.trim().parse().unwrap(),
             child,
+            flag,
         }
     }
 
-    /// The client path's limit: the same driver feeding a raw relay.
+    /// The same driver feeding a relay to this echo side: the blocking
+    /// one for the raw echo, the `mio` one for the bare loops.
     fn relay_path(&self, size: usize, n: usize) -> Vec<f64> {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--raw-relay", &self.addr.to_string()]);
+        let flag = if self.flag == "--raw-echo" {
+            "--raw-relay"
+        } else {
+            "--mio-relay"
+        };
+        cmd.args([flag, &self.addr.to_string()]);
         drive_path(cmd, size, n)
     }
 
@@ -686,6 +714,73 @@ fn raw_relay(addr: &str) {
         let rtt = t.elapsed().as_secs_f64() * 1e6;
         let out = format!("{{\"event\":\"ack\",\"id\":{id},\"rtt_us\":{rtt:.3}}}\n");
         stdout.write_all(out.as_bytes()).unwrap();
+    }
+}
+
+/// The client path's floor, in its own process: the raw relay's job done
+/// by a bare `mio` loop, stdin (nonblocking, read directly) and the socket
+/// in one `epoll`, as any one-thread event-loop client must. Stop-and-wait
+/// small messages only: a line arrives in one read and its frame leaves in
+/// one write, and after a whole ACK nothing more is expected, so no read
+/// ends in EAGAIN.
+fn mio_relay(addr: &str) {
+    let (mut s, mut poll, mut events) = mio_source(TcpStream::connect(addr).unwrap());
+    // SAFETY: fcntl on fd 0, which stays open for the life of the process.
+    unsafe {
+        let flags = libc::fcntl(0, libc::F_GETFL);
+        libc::fcntl(0, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    poll.registry()
+        .register(
+            &mut mio::unix::SourceFd(&0),
+            mio::Token(1),
+            mio::Interest::READABLE,
+        )
+        .unwrap();
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(b"{\"event\":\"connected\"}\n").unwrap();
+    let (mut line, mut have) = (vec![0u8; 64 * 1024], 0);
+    let (mut ack, mut got) = ([0u8; 13], 0);
+    let (mut id, mut sent_at) = (0u64, Instant::now());
+    loop {
+        poll.poll(&mut events, None).unwrap();
+        for ev in events.iter() {
+            if ev.token() == mio::Token(1) {
+                let room = line.len() - have;
+                // SAFETY: reads into the unused tail of `line`, which we own.
+                let n = unsafe { libc::read(0, line[have..].as_mut_ptr().cast(), room) };
+                match n {
+                    0 => return,
+                    n if n < 0 => continue, // EAGAIN: a spurious edge
+                    n => have += n as usize,
+                }
+                while let Some(end) = line[..have].iter().position(|&b| b == b'\n') {
+                    id += 1;
+                    let f = frames(id, &line[..end]);
+                    sent_at = Instant::now();
+                    assert_eq!(s.write(&f).unwrap(), f.len());
+                    line.copy_within(end + 1..have, 0);
+                    have -= end + 1;
+                }
+            } else {
+                loop {
+                    match s.read(&mut ack[got..]) {
+                        Ok(0) => return,
+                        Ok(k) => got += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("mio relay: {e}"),
+                    }
+                    if got == ack.len() {
+                        got = 0;
+                        let rtt = sent_at.elapsed().as_secs_f64() * 1e6;
+                        let out =
+                            format!("{{\"event\":\"ack\",\"id\":{id},\"rtt_us\":{rtt:.3}}}\n");
+                        stdout.write_all(out.as_bytes()).unwrap();
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 
