@@ -1086,64 +1086,48 @@ mod tests {
         assert!(s.is_ascii());
     }
 
+    /// A message from `from` rendered as text with `style`.
+    fn shown(from: &[u8], data: &[u8], style: &Style) -> String {
+        let line = Line::Message { id: 1, from, data };
+        let mut out = Vec::new();
+        render_in_pieces(
+            Format::Text,
+            &line,
+            Stamp::default(),
+            style,
+            &mut out,
+            &mut |_| {},
+        );
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn every_line_of_a_message_carries_the_tag() {
-        let mut out = Vec::new();
-        let line = Line::Message {
-            id: 1,
-            from: b"bob",
-            data: b"hi\n* connected to mallory\n",
-        };
-        render(Format::Text, &line, Stamp::default(), &mut out);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            shown(b"bob", b"hi\n* connected to mallory\n", &Style::default()),
             "bob> hi\nbob> * connected to mallory\nbob> \n"
         );
     }
 
     #[test]
     fn names_cannot_imitate_notices() {
-        let mut out = Vec::new();
-        let line = Line::Message {
-            id: 1,
-            from: b"* bob left\x1b",
-            data: b"x",
-        };
-        render(Format::Text, &line, Stamp::default(), &mut out);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            shown(b"* bob left\x1b", b"x", &Style::default()),
             "*\\x20bob\\x20left\\x1b> x\n"
         );
     }
 
     #[test]
     fn a_remembered_name_tags_as_the_name_itself_does() {
-        let line = |from: &'static [u8]| Line::Message {
-            id: 1,
-            from,
-            data: b"x",
-        };
-        let shown = |style: &Style, from| {
-            let mut out = Vec::new();
-            render_in_pieces(
-                Format::Text,
-                &line(from),
-                Stamp::default(),
-                style,
-                &mut out,
-                &mut |_| {},
-            );
-            String::from_utf8(out).unwrap()
-        };
         let mut style = Style::default();
         style.remember_name(b"* bob\x1b");
         assert_eq!(
-            shown(&style, b"* bob\x1b"),
-            shown(&Style::default(), b"* bob\x1b")
+            shown(b"* bob\x1b", b"x", &style),
+            shown(b"* bob\x1b", b"x", &Style::default())
         );
-        assert_eq!(shown(&style, b"* bob\x1b"), "*\\x20bob\\x1b> x\n");
+        assert_eq!(shown(b"* bob\x1b", b"x", &style), "*\\x20bob\\x1b> x\n");
         // Another name is escaped afresh, not given the remembered tag.
-        assert_eq!(shown(&style, b"eve"), "eve> x\n");
+        assert_eq!(shown(b"eve", b"x", &style), "eve> x\n");
     }
 
     #[test]

@@ -488,24 +488,11 @@ fn input_end_waits_for_a_message_half_received() {
     p.c.handle_input_end(p.now);
     // The peer's message starts arriving, then our ack comes between its
     // chunks: leaving now would lose the peer's message.
-    let mut bytes = Vec::new();
-    let first = Frame::Data {
-        id: 1,
-        last: false,
-        chunk: b"first half,",
-    };
-    encode(&first, &mut bytes);
+    let mut bytes = data(1, false, b"first half,");
     encode(&Frame::Ack { id: 1 }, &mut bytes);
     p.c.handle_peer_bytes(&bytes, p.now);
     assert!(!p.c.is_closed(), "left in the middle of the peer's message");
-    bytes.clear();
-    let rest = Frame::Data {
-        id: 1,
-        last: true,
-        chunk: b" second half",
-    };
-    encode(&rest, &mut bytes);
-    p.c.handle_peer_bytes(&bytes, p.now);
+    p.c.handle_peer_bytes(&data(1, true, b" second half"), p.now);
     assert_eq!(p.c.end(), Some(&End::Local(ByeReason::Normal)));
     let out = p.c.poll_transmit().to_vec();
     let (ack, n) = decode(&out).unwrap().unwrap();
@@ -523,14 +510,7 @@ fn linger_deadline_gives_up_on_a_message_that_never_completes() {
     p.c.handle_input_end(p.now);
     assert!(p.c.is_closed(), "nothing to wait for: leaves at once");
     let mut p = Pair::new();
-    let mut bytes = Vec::new();
-    let first = Frame::Data {
-        id: 1,
-        last: false,
-        chunk: b"never finished",
-    };
-    encode(&first, &mut bytes);
-    p.c.handle_peer_bytes(&bytes, p.now);
+    p.c.handle_peer_bytes(&data(1, false, b"never finished"), p.now);
     p.c.handle_input_end(p.now);
     let deadline = p.c.poll_timeout().expect("a linger deadline");
     p.c.handle_timeout(deadline - MS);
