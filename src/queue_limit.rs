@@ -10,7 +10,9 @@
 //! (docs/PERFORMANCE.md). So the limit is what drains in [`TARGET`] at the
 //! rate measured while the sender was busy, rounded up to a power of two
 //! between [`MIN`] and [`MAX`]: 64 KiB up to 65 MB/s (64 KiB per
-//! millisecond), 512 KiB above 262 MB/s (256 KiB per millisecond). Pure: it is told what was written and when.
+//! millisecond), 512 KiB above 262 MB/s (256 KiB per millisecond). The
+//! kernel's mark follows it, never below [`KERNEL_MIN`]. Pure: it is told
+//! what was written and when.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,11 @@ pub const MIN: usize = 64 * 1024;
 pub const MAX: usize = 512 * 1024;
 /// How long a control frame may wait behind each queue, at the measured
 /// rate.
-pub const TARGET: Duration = Duration::from_millis(1);
+const TARGET: Duration = Duration::from_millis(1);
+/// The least unsent data the kernel is allowed: room for two chunks, so
+/// that a full chunk's `write` is not refused while the one before it is
+/// still unsent.
+pub const KERNEL_MIN: usize = 2 * MIN;
 
 /// The current limit, and the busy stretch being measured.
 #[derive(Debug, Clone)]
@@ -42,9 +48,15 @@ impl Default for QueueLimit {
 
 impl QueueLimit {
     /// Bytes of message data the outbox may hold before the next chunk
-    /// waits; the kernel's unsent bytes are held to the same amount.
+    /// waits.
     pub fn get(&self) -> usize {
         self.limit
+    }
+
+    /// Unsent bytes the kernel may hold (`TCP_NOTSENT_LOWAT`): the limit,
+    /// and never less than [`KERNEL_MIN`].
+    pub fn kernel(&self) -> usize {
+        self.limit.max(KERNEL_MIN)
     }
 
     /// `n` bytes were written at `now`; `more` when data is still waiting
@@ -121,10 +133,10 @@ mod tests {
     fn a_fast_busy_sender_grows_the_limit_and_a_slow_one_shrinks_it() {
         let mut q = QueueLimit::default();
         let t0 = Instant::now();
-        assert_eq!(q.get(), MIN);
+        assert_eq!((q.get(), q.kernel()), (MIN, KERNEL_MIN));
         // 64 KiB every 20 µs: 3.3 GB/s.
         let t = busy_for(&mut q, t0, 64 * 1024, Duration::from_micros(20), 2 * MS);
-        assert_eq!(q.get(), MAX);
+        assert_eq!((q.get(), q.kernel()), (MAX, MAX));
         // The path slows to 64 KiB every 5 ms: 13 MB/s.
         busy_for(&mut q, t, 64 * 1024, 5 * MS, 20 * MS);
         assert_eq!(q.get(), MIN);

@@ -34,10 +34,6 @@ use crate::rtt::{RttStats, RttSummary};
 /// alone never reaches it (at most the largest queue limit plus a chunk),
 /// so two peers sending to each other never both stop reading for it.
 const OUT_CAP: usize = 4 * queue_limit::MAX;
-/// The least `kernel_unsent_limit` asks of the kernel: 128 KiB, room for
-/// two chunks, so that a full chunk's `write` is not refused while the one
-/// before it is still unsent.
-const KERNEL_UNSENT_MIN: usize = 128 * 1024;
 /// Accepted-but-unsent message bytes above which we stop taking input.
 const PENDING_CAP: usize = 1024 * 1024;
 /// Messages in flight (sent, not acknowledged) above which we stop taking
@@ -248,7 +244,8 @@ enum State {
         deadline: Instant,
     },
     Open,
-    /// Input ended: waiting for outstanding acks until the deadline.
+    /// Input ended: waiting for outstanding acks, and for a message of the
+    /// peer's already arriving, until the deadline.
     Draining {
         deadline: Instant,
     },
@@ -711,9 +708,9 @@ impl Session {
     }
 
     /// Unsent bytes the kernel should hold for this connection at most
-    /// (`TCP_NOTSENT_LOWAT`): the queue limit, and never less than 128 KiB.
+    /// (`TCP_NOTSENT_LOWAT`; see `queue_limit`).
     pub fn kernel_unsent_limit(&self) -> usize {
-        self.queue.get().max(KERNEL_UNSENT_MIN)
+        self.queue.kernel()
     }
 
     /// Messages given an id and not yet acknowledged.
