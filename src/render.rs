@@ -174,25 +174,22 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
         }
         Line::Message { from, data, .. } => {
             // Every physical line carries the tag, so a message cannot
-            // forge a line that looks like ours.
-            let marks = style.color.then_some(("\x1b[7m", "\x1b[27m"));
+            // forge a line that looks like ours. A whole message renders as
+            // the pieces of one shown as it arrives, drained between them.
+            let mut state = PartState::default();
             let mut rest = data;
+            let mut first = true;
             loop {
-                let end = find_newline(rest);
-                tag(from, style, out);
-                for piece in pieces(&rest[..end.unwrap_or(rest.len())], 1) {
-                    escape_marked(piece, false, marks, out);
-                    if out.len() >= PIECE {
-                        drain(out);
-                    }
+                let (piece, tail) = rest.split_at(rest.len().min(PIECE));
+                text_part(from, piece, first, tail.is_empty(), style, &mut state, out);
+                if out.len() >= PIECE {
+                    drain(out);
                 }
-                out.push(b'\n');
-                match end {
-                    Some(e) => rest = &rest[e + 1..],
-                    None => break,
+                if tail.is_empty() {
+                    return; // dressed as it went
                 }
+                (rest, first) = (tail, false);
             }
-            return; // dressed as it went
         }
         Line::Closed { reason } => {
             let _ = writeln!(out, "* chat ended: {reason}");
@@ -519,10 +516,11 @@ pub struct PartState {
 
 /// Appends one piece of a message shown as it arrives, in text format:
 /// the tag before the `first` piece, a new tagged line after each newline,
-/// and the final newline after the `last`. The pieces together render
-/// exactly as [`render`] renders the whole message (a unit test and the
-/// `check::render_parts` property compare them): a UTF-8 sequence split
-/// between two pieces waits in `state` for the rest of it.
+/// and the final newline after the `last`. [`render`] shows a whole
+/// message as its 256 KiB pieces; cut anywhere else, the pieces render the
+/// same bytes (a unit test and the `check::render_parts` property compare
+/// them): a UTF-8 sequence split between two pieces waits in `state` for
+/// the rest of it.
 pub fn text_part(
     from: &[u8],
     data: &[u8],
@@ -736,19 +734,6 @@ fn plain_run(bytes: &[u8], newline_ok: bool) -> usize {
         .iter()
         .position(|&b| !plain(b))
         .unwrap_or(bytes.len() - i)
-}
-
-/// Index of the first `\n` in `bytes`, eight bytes at a time.
-fn find_newline(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(word) = bytes.get(i..i + 8) {
-        let w = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
-        if has_zero(w ^ (ONES * u64::from(b'\n'))) {
-            break;
-        }
-        i += 8;
-    }
-    bytes[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
 }
 
 /// The character that `bytes` starts with, if it starts with valid UTF-8.
@@ -1072,8 +1057,6 @@ mod tests {
                     if nl { 20 } else { pos },
                     "{b:#x} at {pos}"
                 );
-                let want = (b == b'\n').then_some(pos);
-                assert_eq!(find_newline(&v), want, "{b:#x} at {pos}");
             }
         }
     }
