@@ -2,10 +2,11 @@
 //! acknowledgments and round-trip times.
 //!
 //! The pure core (`protocol`, `session`, `queue_limit`, `rtt`, `input`,
-//! `render`, `editor`) takes bytes and `now` and returns bytes, events and deadlines;
-//! `event_loop` (with its `timer`) is the only code that touches mio, `stdin` and `terminal`
-//! own the descriptors' settings, and `main` only maps results to exit
-//! codes. See `docs/ARCHITECTURE.md`.
+//! `render`, `editor`) takes bytes and `now` and returns bytes, events and
+//! deadlines. `event_loop` (with its `timer`) is the only code that touches
+//! mio, `display` the only code that writes to stdout, `stdin` and
+//! `terminal` own the descriptors' settings, and `main` only maps results
+//! to exit codes. See `docs/ARCHITECTURE.md`.
 
 pub mod buf;
 #[doc(hidden)]
