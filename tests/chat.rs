@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::net::SocketAddr;
 
-/// A server and a connected client; both have seen `connected`.
 /// A server printing text, and its listening address (its first line).
 fn text_server(extra: &[&str]) -> (Duet, SocketAddr) {
     let mut args = vec!["server", "--listen", "127.0.0.1", "--port", "0"];
@@ -19,6 +18,7 @@ fn text_server(extra: &[&str]) -> (Duet, SocketAddr) {
     (s, addr.parse().unwrap())
 }
 
+/// A server and a connected client; both have seen `connected`.
 fn chat(server_args: &[&str], client_args: &[&str]) -> (Duet, Duet, SocketAddr) {
     let (mut s, addr) = Duet::server(server_args);
     let mut c = Duet::client(addr, client_args);
