@@ -220,8 +220,9 @@ struct Echoes {
 }
 
 /// One stop-and-wait table: raw, the bare-loop floor without and with a
-/// display write (small sizes), duet bench, duet client and the raw relay
-/// interleaved round by round, all under the same placement.
+/// display write (small sizes), duet bench, duet client, the raw relay and
+/// the mio relay (small sizes) interleaved round by round, all under the
+/// same placement.
 fn stop_and_wait(
     echoes: &Echoes,
     place: Placement,
