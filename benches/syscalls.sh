@@ -6,8 +6,9 @@
 #                                        valgrind and python3)
 # - syscalls: `strace -f -c` over N messages, divided by N;
 # - instructions: `valgrind --tool=callgrind` total Ir at N and 2N messages
-#   (receiver, bench, piped client); the difference divided by N removes
-#   start-up and shut-down;
+#   (receiver, bench, piped client, and the receiver's floor: the bare mio
+#   echo with a display write from benches/e2e.rs); the difference divided
+#   by N removes start-up and shut-down;
 # - idle: `strace -f -c` on a server with a connected, silent client for
 #   IDLE seconds (default 60): only heartbeats should show.
 set -euo pipefail
@@ -108,6 +109,35 @@ if command -v valgrind >/dev/null; then
     a=$(ir "$tmp/cg.$side.1"); b=$(ir "$tmp/cg.$side.2")
     echo "$side: $(( (b - a) / N )) instructions per message (user space)"
   done
+  # The receiver's floor for comparison: the bare mio echo with a display
+  # write ("+display" in benches/e2e.rs), fed by a Python sender.
+  e2e=$(cargo bench --bench e2e --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("target", {}).get("name") == "e2e" and m.get("executable"):
+        print(m["executable"])')
+  for k in 1 2; do
+    exec 3< <(exec valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.floor.$k" \
+      "$e2e" --mio-echo-shown 2>/dev/null)
+    read -r addr <&3
+    python3 - "$addr" "$((k * N))" <<'PY'
+import socket, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for i in range(1, int(sys.argv[2]) + 1):
+    s.sendall(struct.pack(">IBQB", 25, 2, i, 1) + b"m" * 16)  # one 16 B DATA frame
+    ack = b""
+    while len(ack) < 13:
+        ack += s.recv(13 - len(ack))
+PY
+    pkill -f "callgrind-out-file=$tmp/cg.floor.$k" || true
+    cat <&3 >/dev/null
+    exec 3<&-
+  done
+  a=$(ir "$tmp/cg.floor.1"); b=$(ir "$tmp/cg.floor.2")
+  echo "floor (bare mio echo + display write): $(( (b - a) / N )) instructions per message (user space)"
 fi
 
 echo
