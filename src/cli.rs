@@ -68,6 +68,8 @@ pub enum Command {
         #[arg(long)]
         once: bool,
         #[command(flatten)]
+        keyboard: Keyboard,
+        #[command(flatten)]
         common: Common,
     },
     /// Connect to a server and chat.
@@ -75,6 +77,8 @@ pub enum Command {
     Client {
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        keyboard: Keyboard,
         #[command(flatten)]
         common: Common,
     },
@@ -118,6 +122,18 @@ pub struct Target {
     connect_timeout: Duration,
 }
 
+/// How `server` and `client` read what is typed or piped in; `bench`
+/// reads no stdin and takes neither.
+#[derive(Debug, Default, Args)]
+pub struct Keyboard {
+    /// How stdin is cut into messages
+    #[arg(long, value_enum, default_value_t = InputArg::Lines)]
+    pub input: InputArg,
+    /// Keep the terminal's own line mode instead of duet's line editor (for rlwrap)
+    #[arg(long)]
+    pub no_editor: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct Common {
     /// Name shown to the peer [default: $USER, else "server" or "client"]
@@ -130,9 +146,6 @@ pub struct Common {
     /// whole message is in.
     #[arg(long, value_enum, env = "DUET_FORMAT", default_value_t = FormatArg::Text)]
     pub format: FormatArg,
-    /// How stdin is cut into messages
-    #[arg(long, value_enum, default_value_t = InputArg::Lines)]
-    pub input: InputArg,
     /// Largest message accepted from the peer and read from stdin (e.g. 64KiB, 16MiB)
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     pub max_message: u64,
@@ -160,9 +173,6 @@ pub struct Common {
     /// Write the log to this file instead of stderr
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
-    /// Keep the terminal's own line mode instead of duet's line editor (for rlwrap)
-    #[arg(long)]
-    pub no_editor: bool,
     /// Colour on a terminal: auto (unless NO_COLOR is set or TERM=dumb), always, never
     #[arg(long, value_enum, default_value_t = ColorArg::Auto)]
     pub color: ColorArg,
@@ -184,9 +194,10 @@ pub enum FormatArg {
     Jsonl,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum InputArg {
     /// One message per line; only the newline is removed
+    #[default]
     Lines,
     /// One message per NUL-terminated record
     Nul,
@@ -217,17 +228,23 @@ impl Cli {
     }
 
     pub fn into_options(self) -> Result<Options, UsageError> {
-        let (mode, common, default_name) = match self.command {
+        let (mode, keyboard, common, default_name) = match self.command {
             Command::Server {
                 listen,
                 port,
                 once,
+                keyboard,
                 common,
             } => {
                 let listen = listen.as_deref().map(parse_listen).transpose()?;
-                (Mode::Server { listen, port, once }, common, "server")
+                let mode = Mode::Server { listen, port, once };
+                (mode, keyboard, common, "server")
             }
-            Command::Client { target, common } => (target.into_mode(None)?, common, "client"),
+            Command::Client {
+                target,
+                keyboard,
+                common,
+            } => (target.into_mode(None)?, keyboard, common, "client"),
             Command::Bench {
                 target,
                 count,
@@ -241,7 +258,8 @@ impl Cli {
                         .map_err(|_| UsageError("--size too large".into()))?,
                     window,
                 };
-                (target.into_mode(Some(bench))?, common, "bench")
+                let mode = target.into_mode(Some(bench))?;
+                (mode, Keyboard::default(), common, "bench")
             }
         };
         let name = match common.name {
@@ -274,12 +292,12 @@ impl Cli {
                 FormatArg::Text => Format::Text,
                 FormatArg::Jsonl => Format::Jsonl,
             },
-            input: match common.input {
+            input: match keyboard.input {
                 InputArg::Lines => InputMode::Lines,
                 InputArg::Nul => InputMode::Nul,
                 InputArg::Whole => InputMode::Whole,
             },
-            editor: !common.no_editor,
+            editor: !keyboard.no_editor,
             color: match common.color {
                 ColorArg::Auto => None,
                 ColorArg::Always => Some(true),
@@ -493,6 +511,32 @@ mod tests {
         assert!(cli.into_options().is_err());
         let cli = Cli::try_parse_from(["duet", "client", "h:1", "--port", "1"]).unwrap();
         assert!(cli.into_options().is_ok());
+    }
+
+    #[test]
+    fn only_commands_that_read_stdin_take_stdin_options() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["duet"], args].concat());
+        for cmd in [&["client", "h"][..], &["server"]] {
+            let opts = parse(&[cmd, &["--input", "nul", "--no-editor"]].concat())
+                .unwrap()
+                .into_options()
+                .unwrap();
+            assert_eq!(
+                (opts.input, opts.editor),
+                (InputMode::Nul, false),
+                "{cmd:?}"
+            );
+        }
+        for extra in ["--input=whole", "--no-editor"] {
+            let err = parse(&["bench", "h", extra]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{extra}"
+            );
+        }
+        let opts = parse(&["bench", "h"]).unwrap().into_options().unwrap();
+        assert_eq!((opts.input, opts.editor), (InputMode::Lines, true));
     }
 
     #[test]
