@@ -28,7 +28,8 @@ Exit status:
        the peer broke the protocol
   2    usage error
   3    the chat ended with messages not delivered (never acknowledged,
-       or refused as larger than the peer accepts)
+       refused as larger than the peer accepts, or input records skipped
+       as longer than --max-message)
   4    the server is busy with another chat
   129, 130, 143   stopped by SIGHUP, SIGINT, SIGTERM
 

@@ -971,6 +971,9 @@ impl Loop {
                 let msg = match rec {
                     Ok(m) => m,
                     Err(e) => {
+                        if let Some(s) = session.as_mut() {
+                            s.handle_input_skipped();
+                        }
                         let message = format!("not sent: {e}");
                         display.show(&Line::Error { message: &message }, now);
                         return;

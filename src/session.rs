@@ -225,7 +225,8 @@ pub struct Stats {
     pub acked: u64,
     /// Messages received from the peer (and acknowledged).
     pub received: u64,
-    /// Messages refused locally as larger than the peer accepts.
+    /// Messages refused locally as larger than the peer accepts, and input
+    /// records skipped as longer than our own `--max-message`.
     pub refused: u64,
     pub rtt: RttSummary,
 }
@@ -476,6 +477,15 @@ impl Session {
             m.sent_at = Some(now);
             self.first_written.get_or_insert(now);
             self.unsent += 1;
+        }
+    }
+
+    /// An input record was skipped before it became a message (longer than
+    /// our own limit): it counts as refused, so the summary and the exit
+    /// status say that something did not get through.
+    pub fn handle_input_skipped(&mut self) {
+        if self.is_open() {
+            self.stats.refused += 1;
         }
     }
 

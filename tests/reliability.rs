@@ -191,7 +191,9 @@ fn endless_stdin_line_is_skipped_not_buffered() {
     );
     assert_eq!(s.expect_event("message")["text"], "after");
     writer.join().unwrap();
-    assert_eq!(c.code(), 0);
+    // The skipped line did not get through: it counts as refused.
+    assert_eq!(c.expect_event("summary")["refused"], 1);
+    assert_eq!(c.code(), 3);
     let peak = peak_rss_mib(s.pid());
     assert!(peak < 48.0, "server peak {peak:.1} MiB");
 }

@@ -277,6 +277,20 @@ fn message_over_peer_limit_is_refused_locally() {
 }
 
 #[test]
+fn skipped_input_counts_as_refused_once_open() {
+    let now = Instant::now();
+    let mut c = Session::new(cfg("c"), now);
+    c.handle_input_skipped(); // before the handshake: nobody to count for
+    assert_eq!(c.stats().refused, 0);
+    let mut s = Session::new(cfg("s"), now);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    pump(&mut c, &mut a, &mut s, now);
+    pump(&mut s, &mut b, &mut c, now);
+    c.handle_input_skipped();
+    assert_eq!((c.stats().refused, c.stats().undelivered()), (1, 1));
+}
+
+#[test]
 fn receiving_over_our_limit_is_an_error() {
     let now = Instant::now();
     let mut s = Session::new(
