@@ -147,10 +147,10 @@ pub struct Common {
     /// whole message is in.
     #[arg(long, value_enum, env = "DUET_FORMAT", default_value_t = FormatArg::Text)]
     pub format: FormatArg,
-    /// Largest message accepted from the peer and read from stdin (e.g. 64KiB, 16MiB)
+    /// Largest message accepted from the peer and, by server and client, read from stdin (e.g. 64KiB, 16MiB)
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     pub max_message: u64,
-    /// After stdin ends, wait this long for outstanding acknowledgments (and a message being received)
+    /// After input ends (stdin, or bench's last message), wait this long for outstanding acknowledgments (and a message being received)
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub linger: Duration,
     /// Close a connection that has not completed the handshake in this time
