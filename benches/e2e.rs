@@ -9,7 +9,8 @@
 //! - mio floor (16 B and 1 KiB): the same exchange between two bare `mio`
 //!   loops, no session; "+display": the same, the echo side also writing
 //!   each turn's messages to /dev/null in one `write`, as a receiver that
-//!   shows messages must;
+//!   shows messages must; "+render": the same with each message rendered by
+//!   duet's own renderer (escaped, tagged), as duet shows it;
 //! - bench: `duet server` (stdout to /dev/null) driven by `duet bench`;
 //! - client: `duet client --format jsonl` fed one message at a time through
 //!   a stdin pipe, the next written after the previous ack is read;
@@ -39,11 +40,15 @@ fn main() {
         return;
     }
     if args.iter().any(|a| a == "--mio-echo") {
-        mio_echo_server(false);
+        mio_echo_server(Show::Nothing);
         return;
     }
     if args.iter().any(|a| a == "--mio-echo-shown") {
-        mio_echo_server(true);
+        mio_echo_server(Show::Raw);
+        return;
+    }
+    if args.iter().any(|a| a == "--mio-echo-rendered") {
+        mio_echo_server(Show::Rendered);
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--raw-relay") {
@@ -62,6 +67,7 @@ fn main() {
         raw: RawEcho::start("--raw-echo"),
         floor: RawEcho::start("--mio-echo"),
         shown: RawEcho::start("--mio-echo-shown"),
+        rendered: RawEcho::start("--mio-echo-rendered"),
         duet: DuetServer::start(),
     };
     let (raw, duet) = (&echoes.raw, &echoes.duet);
@@ -208,6 +214,7 @@ fn place_all(echoes: &Echoes, place: Placement) {
     pin(echoes.raw.child.id(), receiver);
     pin(echoes.floor.child.id(), receiver);
     pin(echoes.shown.child.id(), receiver);
+    pin(echoes.rendered.child.id(), receiver);
     pin(echoes.duet.child.id(), receiver);
 }
 
@@ -216,11 +223,12 @@ struct Echoes {
     raw: RawEcho,
     floor: RawEcho,
     shown: RawEcho,
+    rendered: RawEcho,
     duet: DuetServer,
 }
 
 /// One stop-and-wait table: raw, the bare-loop floor without and with a
-/// display write (small sizes), duet bench, duet client, the raw relay and
+/// display write and with duet's renderer (small sizes), duet bench, duet client, the raw relay and
 /// the mio relay (small sizes) interleaved round by round, all under the
 /// same placement.
 fn stop_and_wait(
@@ -231,16 +239,17 @@ fn stop_and_wait(
 ) {
     place_all(echoes, place);
     // Per size: its name and each round's raw, floor, floor shown, bench,
-    // client, relay and mio relay figures.
-    type Row = (String, [Vec<Stats>; 7]);
+    // client, relay, mio relay and floor rendered figures.
+    type Row = (String, [Vec<Stats>; 8]);
     let mut table: Vec<Row> = Vec::new();
     for &(size, n, n_client) in sizes {
-        let mut v: [Vec<Stats>; 7] = Default::default();
+        let mut v: [Vec<Stats>; 8] = Default::default();
         for _ in 0..rounds {
             v[0].push(Stats::of(echoes.raw.ping_pong(size, n)));
             if size <= 1024 {
                 v[1].push(Stats::of(mio_ping_pong(echoes.floor.addr, size, n)));
                 v[2].push(Stats::of(mio_ping_pong(echoes.shown.addr, size, n)));
+                v[7].push(Stats::of(mio_ping_pong(echoes.rendered.addr, size, n)));
             }
             v[3].push(echoes.duet.bench_stop_and_wait(size, n));
             v[4].push(Stats::of(echoes.duet.client_path(size, n_client)));
@@ -257,12 +266,14 @@ fn stop_and_wait(
         place.name()
     );
     println!(
-        "{:>8} | {:>20} | {:>14} {:>5} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5} | {:>14} {:>5} {:>5}",
+        "{:>8} | {:>20} | {:>14} {:>5} | {:>14} {:>5} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5} | {:>14} {:>5} {:>5}",
         "size",
         "raw p50 / p99",
         "mio floor p50",
         "×",
         "+display p50",
+        "×",
+        "+render p50",
         "×",
         "duet bench p50 / p99",
         "p50×",
@@ -276,7 +287,7 @@ fn stop_and_wait(
         "×",
         "c/mrel"
     );
-    for (name, [r, f, d, b, c, y, m]) in &table {
+    for (name, [r, f, d, b, c, y, m, e]) in &table {
         let (rp50, rp99) = (median(r, |s| s.p50), median(r, |s| s.p99));
         let (bp50, bp99) = (median(b, |s| s.p50), median(b, |s| s.p99));
         let (cp50, cp99) = (median(c, |s| s.p50), median(c, |s| s.p99));
@@ -289,14 +300,14 @@ fn stop_and_wait(
                 format!("{fp50:>10.1} {:>3} {:>5.2}", spread(f), fp50 / rp50)
             }
         };
-        let (floor, shown, mio_relay) = (floor(f), floor(d), floor(m));
+        let (floor, shown, rendered, mio_relay) = (floor(f), floor(d), floor(e), floor(m));
         let c_over_m = if m.is_empty() {
             String::new()
         } else {
             format!("{:.2}", cp50 / median(m, |s| s.p50))
         };
         println!(
-            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {shown} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2} | {mio_relay} {c_over_m:>5}",
+            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {shown} | {rendered} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2} | {mio_relay} {c_over_m:>5}",
             name,
             rp50,
             rp99,
@@ -316,7 +327,7 @@ fn stop_and_wait(
             cp50 / yp50
         );
     }
-    for (name, [r, f, d, b, c, y, m]) in &table {
+    for (name, [r, f, d, b, c, y, m, e]) in &table {
         let l = |v: &Vec<Stats>| {
             v.iter()
                 .map(|s| format!("{:.1}", s.p50))
@@ -324,10 +335,11 @@ fn stop_and_wait(
                 .join(" ")
         };
         println!(
-            "  {name}: p50 per round: raw [{}]  floor [{}]  +display [{}]  bench [{}]  client [{}]  relay [{}]  mio relay [{}]",
+            "  {name}: p50 per round: raw [{}]  floor [{}]  +display [{}]  +render [{}]  bench [{}]  client [{}]  relay [{}]  mio relay [{}]",
             l(r),
             l(f),
             l(d),
+            l(e),
             l(b),
             l(c),
             l(y),
@@ -550,6 +562,14 @@ impl Drop for RawEcho {
 
 // ----- floor: a bare mio loop on both sides -----------------------------------
 
+/// What the bare echo does with each message after acking it.
+#[derive(Clone, Copy)]
+enum Show {
+    Nothing,
+    Raw,
+    Rendered,
+}
+
 /// A connected socket as a bare loop's only source: nonblocking,
 /// `TCP_NODELAY`, registered for reading.
 fn mio_source(s: TcpStream) -> (mio::net::TcpStream, mio::Poll, mio::Events) {
@@ -566,10 +586,14 @@ fn mio_source(s: TcpStream) -> (mio::net::TcpStream, mio::Poll, mio::Events) {
 /// The echo side as a bare event loop, in its own process: edge-triggered
 /// `epoll_wait`, reads until a short read, and acks each complete message
 /// at once. No session: what any single-threaded `mio` design costs before
-/// doing anything of its own. With `show`, the turn's messages are then
-/// written to `/dev/null` as lines (`peer> ` and the bytes, unescaped) in
-/// one `write`: the least a receiver that shows messages must add.
-fn mio_echo_server(show: bool) {
+/// doing anything of its own. Unless `show` is `Nothing`, the turn's
+/// messages are then written to `/dev/null` in one `write`: as `peer> ` and
+/// the bytes unescaped (`Raw`, the least a receiver that shows messages must
+/// add), or rendered by duet's own text renderer (`Rendered`: escaped and
+/// tagged, the display work duet itself does, without its session or loop).
+fn mio_echo_server(show: Show) {
+    let mut style = duet::render::Style::default();
+    style.remember_name(b"peer");
     let mut display = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
@@ -605,10 +629,29 @@ fn mio_echo_server(show: bool) {
                         ack[5..].copy_from_slice(&buf[at + 5..at + 13]);
                         assert_eq!(s.write(&ack).unwrap(), 13);
                     }
-                    if show {
-                        shown.extend_from_slice(b"peer> ");
-                        shown.extend_from_slice(&buf[at + 14..at + 5 + len]);
-                        shown.push(b'\n');
+                    let data = &buf[at + 14..at + 5 + len];
+                    match show {
+                        Show::Nothing => {}
+                        Show::Raw => {
+                            shown.extend_from_slice(b"peer> ");
+                            shown.extend_from_slice(data);
+                            shown.push(b'\n');
+                        }
+                        Show::Rendered => {
+                            let line = duet::render::Line::Message {
+                                id: 1,
+                                from: b"peer",
+                                data,
+                            };
+                            duet::render::render_in_pieces(
+                                duet::render::Format::Text,
+                                &line,
+                                duet::render::Stamp::default(),
+                                &style,
+                                &mut shown,
+                                &mut |_| {},
+                            );
+                        }
                     }
                     at += 5 + len;
                 }
