@@ -460,12 +460,13 @@ fn raw_echo_server() {
 struct RawEcho {
     child: Child,
     addr: SocketAddr,
-    /// How it was started: `--raw-echo` or a `mio` echo.
+    /// How it was started: `--raw-echo` or one of the `--mio-echo*` loops.
     flag: &'static str,
 }
 
 impl RawEcho {
-    /// `flag`: `--raw-echo` (blocking) or `--mio-echo` (bare event loop).
+    /// `flag`: `--raw-echo` (blocking), or `--mio-echo`, `--mio-echo-shown`
+    /// or `--mio-echo-rendered` (bare event loops; see `mio_echo_server`).
     fn start(flag: &'static str) -> RawEcho {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .arg(flag)

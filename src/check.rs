@@ -244,16 +244,14 @@ pub fn render_parts(data: &[u8]) {
             data,
         };
         let mut whole = Vec::new();
-        let (mut out, mut drain) = (Vec::new(), |_: &mut Vec<u8>| {});
         render::render_in_pieces(
             render::Format::Text,
             &line,
             render::Stamp::default(),
             &style,
-            &mut out,
-            &mut drain,
+            &mut whole,
+            &mut |_| {},
         );
-        whole.extend_from_slice(&out);
         for size in [1, step, 3 * step + 1] {
             let mut parts = Vec::new();
             let mut state = render::PartState::default();

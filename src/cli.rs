@@ -128,7 +128,7 @@ pub struct Target {
 #[derive(Debug, Default, Args)]
 pub struct Keyboard {
     /// How stdin is cut into messages
-    #[arg(long, value_enum, default_value_t = InputArg::Lines)]
+    #[arg(long, value_enum, default_value_t)]
     pub input: InputArg,
     /// Keep the terminal's own line mode instead of duet's line editor (for rlwrap)
     #[arg(long)]

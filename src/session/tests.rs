@@ -714,7 +714,6 @@ fn live_cfg(name: &str) -> Config {
         heartbeat: Some(Duration::from_secs(5)),
         dead_after: 3,
         write_timeout: Some(Duration::from_secs(30)),
-        stream: false,
         ..cfg(name)
     }
 }
