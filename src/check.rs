@@ -154,7 +154,7 @@ pub fn session_ops(data: &[u8]) {
                 let _ = s.handle_input(msg, now);
             }
             3 => {
-                let out = s.poll_transmit();
+                let out = s.poll_transmit().bytes;
                 let k = out.len().min(n * 97 + 1);
                 wire.extend_from_slice(&out[..k]);
                 s.handle_written(k, now);
@@ -181,7 +181,7 @@ pub fn session_ops(data: &[u8]) {
     }
     // Everything it ever transmitted is a sequence of valid frames.
     loop {
-        let out = s.poll_transmit();
+        let out = s.poll_transmit().bytes;
         if out.is_empty() {
             break;
         }

@@ -207,6 +207,20 @@ pub enum Event<'a> {
     Ended,
 }
 
+/// What [`Session::poll_transmit`] asks the caller to write, borrowed from
+/// the session until the next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit<'a> {
+    /// The bytes, in order; empty when there is nothing to write.
+    pub bytes: &'a [u8],
+    /// Writing all of them would hand a message's first byte to the
+    /// kernel. Its RTT starts at that write, so the caller reads the clock
+    /// just before it and passes that to [`Session::handle_written`]; for
+    /// any other write (acks, pongs, the rest of a message) an earlier
+    /// reading in the same turn will do.
+    pub starts_message: bool,
+}
+
 /// Why `handle_input` did not take a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputRefused {
@@ -596,8 +610,9 @@ impl Session {
 
     // ----- outputs ------------------------------------------------------
 
-    /// Bytes to write to the socket next; empty when there is nothing.
-    pub fn poll_transmit(&mut self) -> &[u8] {
+    /// What to write to the socket next; its bytes are empty when there is
+    /// nothing.
+    pub fn poll_transmit(&mut self) -> Transmit<'_> {
         let refill = self.queue.get();
         if self.out_pos >= refill {
             self.outbox.drain(..self.out_pos);
@@ -618,7 +633,12 @@ impl Session {
                 self.pending.pop_front();
             }
         }
-        &self.outbox[self.out_pos..]
+        Transmit {
+            bytes: &self.outbox[self.out_pos..],
+            // A message enters `in_flight` as its first chunk is encoded,
+            // so one not yet started has its first byte in these bytes.
+            starts_message: self.unsent < self.in_flight.len(),
+        }
     }
 
     /// The next thing to show, or `None` when all have been taken.

@@ -62,7 +62,7 @@ fn cfg() -> Config {
 /// Moves `from`'s outbox into `to` through a preallocated wire buffer.
 fn pump(from: &mut Session, wire: &mut Vec<u8>, to: &mut Session, now: Instant) {
     wire.clear();
-    let out = from.poll_transmit();
+    let out = from.poll_transmit().bytes;
     let n = out.len();
     wire.extend_from_slice(out);
     from.handle_written(n, now);
@@ -152,7 +152,7 @@ fn streamed_receive_does_not_allocate_once_warm() {
         }
         assert_eq!(b.handle_peer_bytes(wire, now), wire.len());
         assert_eq!(drain(&mut b), 4 * MAX_CHUNK);
-        let n = b.poll_transmit().len();
+        let n = b.poll_transmit().bytes.len();
         assert_eq!(n, 13, "one ACK");
         b.handle_written(n, now);
     };

@@ -59,7 +59,7 @@ fn events(s: &mut Session) -> Vec<Ev> {
 /// then lets `to` decode what it can.
 fn pump(from: &mut Session, wire: &mut Vec<u8>, to: &mut Session, now: Instant) {
     loop {
-        let out = from.poll_transmit();
+        let out = from.poll_transmit().bytes;
         if out.is_empty() {
             break;
         }
@@ -155,7 +155,7 @@ fn rtt_starts_when_the_first_byte_is_written_not_when_queued() {
     let mut p = Pair::new();
     send(&mut p.c, b"x");
     p.advance(10 * MS); // queued, not yet written
-    let n = p.c.poll_transmit().len();
+    let n = p.c.poll_transmit().bytes.len();
     p.c.handle_written(1, p.now); // first byte handed over now
     p.advance(MS);
     p.c.handle_written(n - 1, p.now);
@@ -180,12 +180,50 @@ fn rtt_starts_when_the_first_byte_is_written_not_when_queued() {
 }
 
 #[test]
+fn transmit_says_which_writes_start_a_message() {
+    let mut p = Pair::new();
+    let starts = |s: &mut Session| s.poll_transmit().starts_message;
+    assert_eq!(p.c.poll_transmit().bytes, b"");
+    assert!(!starts(&mut p.c));
+    send(&mut p.c, b"first");
+    send(&mut p.c, b"second");
+    let wire = p.c.poll_transmit().bytes.to_vec();
+    let both = wire.len();
+    assert!(starts(&mut p.c));
+    p.c.handle_written(1, p.now);
+    // The rest of "first" and all of "second": the second one starts here.
+    assert!(starts(&mut p.c));
+    p.c.handle_written(both / 2 - 1, p.now); // exactly "first"'s frame
+    assert!(starts(&mut p.c));
+    p.c.handle_written(1, p.now);
+    assert!(!starts(&mut p.c), "only the rest of a started message");
+    let rest = p.c.poll_transmit().bytes.len();
+    p.c.handle_written(rest, p.now);
+    assert!(!starts(&mut p.c));
+    // The receiver's acks start nothing.
+    assert_eq!(p.s.handle_peer_bytes(&wire, p.now), both);
+    assert!(!p.s.poll_transmit().bytes.is_empty());
+    assert!(!starts(&mut p.s));
+    // A message larger than a chunk: only its first chunk's write starts it.
+    let big = vec![b'b'; MAX_CHUNK + 10];
+    send(&mut p.s, &big);
+    assert!(
+        starts(&mut p.s),
+        "acks first, then the message's first byte"
+    );
+    let out = p.s.poll_transmit().bytes.len();
+    p.s.handle_written(out, p.now);
+    assert!(!p.s.poll_transmit().bytes.is_empty(), "the second chunk");
+    assert!(!starts(&mut p.s));
+}
+
+#[test]
 fn ack_is_queued_before_the_message_is_shown() {
     let mut p = Pair::new();
     send(&mut p.c, b"ping");
     p.c_to_s();
     // No display work done yet on the server, and the ack is already out.
-    let out = p.s.poll_transmit().to_vec();
+    let out = p.s.poll_transmit().bytes.to_vec();
     assert_eq!(decode(&out), Ok(Some((Frame::Ack { id: 1 }, out.len()))));
     assert_eq!(events(&mut p.s), [Ev::Message(1, b"ping".to_vec())]);
 }
@@ -229,7 +267,7 @@ fn large_message_is_chunked_and_acks_flow_between_chunks() {
     send(&mut p.c, &big);
     send(&mut p.s, b"small one");
     // One transmit holds at most a couple of chunks.
-    assert!(p.c.poll_transmit().len() <= queue_limit::MIN + protocol::MAX_BODY + 64);
+    assert!(p.c.poll_transmit().bytes.len() <= queue_limit::MIN + protocol::MAX_BODY + 64);
     // Deliver the server's small message to the client mid-transfer: the
     // client's ack must appear in its outbox ahead of most of the data.
     p.s_to_c();
@@ -332,7 +370,7 @@ fn hello(name: &[u8], max: u64) -> Vec<u8> {
 
 /// The reason of the BYE at the end of the outbox.
 fn last_bye(s: &mut Session) -> ByeReason {
-    let mut out = s.poll_transmit();
+    let mut out = s.poll_transmit().bytes;
     let mut reason = None;
     while let Some((f, n)) = decode(out).unwrap() {
         if let Frame::Bye { reason: r, .. } = f {
@@ -497,7 +535,7 @@ fn input_end_waits_for_acks_then_says_bye() {
 fn input_end_waits_for_a_message_half_received() {
     let mut p = Pair::new();
     send(&mut p.c, b"a");
-    let n = p.c.poll_transmit().len();
+    let n = p.c.poll_transmit().bytes.len();
     p.c.handle_written(n, p.now);
     p.c.handle_input_end(p.now);
     // The peer's message starts arriving, then our ack comes between its
@@ -508,7 +546,7 @@ fn input_end_waits_for_a_message_half_received() {
     assert!(!p.c.is_closed(), "left in the middle of the peer's message");
     p.c.handle_peer_bytes(&data(1, true, b" second half"), p.now);
     assert_eq!(p.c.end(), Some(&End::Local(ByeReason::Normal)));
-    let out = p.c.poll_transmit().to_vec();
+    let out = p.c.poll_transmit().bytes.to_vec();
     let (ack, n) = decode(&out).unwrap().unwrap();
     assert_eq!(ack, Frame::Ack { id: 1 });
     assert!(matches!(
@@ -580,12 +618,12 @@ fn a_fast_transfer_raises_the_queue_limit_and_small_messages_do_not() {
     // Stop-and-wait small messages, written at once.
     for _ in 0..1000 {
         send(&mut p.c, b"0123456789abcdef");
-        let n = p.c.poll_transmit().len();
+        let n = p.c.poll_transmit().bytes.len();
         t += Duration::from_micros(10);
         p.c.handle_written(n, t);
     }
     assert_eq!(p.c.kernel_unsent_limit(), queue_limit::KERNEL_MIN);
-    let small = p.c.poll_transmit().len();
+    let small = p.c.poll_transmit().bytes.len();
     // Three 1 MB messages that the kernel takes 64 KiB every 100 µs
     // (655 MB/s).
     for _ in 0..3 {
@@ -593,8 +631,8 @@ fn a_fast_transfer_raises_the_queue_limit_and_small_messages_do_not() {
     }
     let mut largest = small;
     let mut write = |p: &mut Pair, most: usize, every: Duration| {
-        let n = p.c.poll_transmit().len().min(most);
-        largest = largest.max(p.c.poll_transmit().len());
+        let n = p.c.poll_transmit().bytes.len().min(most);
+        largest = largest.max(p.c.poll_transmit().bytes.len());
         // Our own data never fills the outbox to the point where we stop
         // reading the peer: two peers sending to each other would both stop.
         assert!(p.c.wants_peer_bytes());
@@ -612,8 +650,8 @@ fn a_fast_transfer_raises_the_queue_limit_and_small_messages_do_not() {
         write(&mut p, 1024, Duration::from_millis(5));
     }
     assert_eq!(p.c.kernel_unsent_limit(), queue_limit::KERNEL_MIN);
-    assert!(p.c.poll_transmit().len() > 4 * queue_limit::MIN);
-    while !p.c.poll_transmit().is_empty() {
+    assert!(p.c.poll_transmit().bytes.len() > 4 * queue_limit::MIN);
+    while !p.c.poll_transmit().bytes.is_empty() {
         write(&mut p, 64 * 1024, Duration::from_micros(100));
     }
     assert!(largest >= queue_limit::MAX, "outbox refilled to {largest}");
@@ -625,7 +663,7 @@ fn ping_is_answered_with_pong() {
     let mut bytes = hello(b"p", 10);
     encode(&Frame::Ping(77), &mut bytes);
     let mut s = server_fed(&bytes);
-    let out = s.poll_transmit().to_vec();
+    let out = s.poll_transmit().bytes.to_vec();
     let (_, n) = decode(&out).unwrap().unwrap(); // our HELLO
     assert_eq!(decode(&out[n..]).unwrap().unwrap().0, Frame::Pong(77));
 }
@@ -649,9 +687,9 @@ fn ack_flood_is_not_read_while_acks_cannot_be_written() {
     let used = s.handle_peer_bytes(&bytes, now);
     assert!(used < bytes.len(), "stopped before the end");
     assert!(!s.wants_peer_bytes());
-    assert!(s.poll_transmit().len() <= OUT_CAP + 64);
+    assert!(s.poll_transmit().bytes.len() <= OUT_CAP + 64);
     // Once the acks drain, it reads again.
-    let n = s.poll_transmit().len();
+    let n = s.poll_transmit().bytes.len();
     s.handle_written(n, now);
     assert!(s.wants_peer_bytes());
 }
@@ -720,7 +758,7 @@ fn live_cfg(name: &str) -> Config {
 
 /// Frames in `s`'s outbox, written out so the next call sees new ones.
 fn take_frames(s: &mut Session, now: Instant) -> Vec<String> {
-    let out = s.poll_transmit().to_vec();
+    let out = s.poll_transmit().bytes.to_vec();
     s.handle_written(out.len(), now);
     let mut rest = &out[..];
     let mut names = Vec::new();
@@ -800,7 +838,7 @@ fn a_long_transfer_is_not_a_dead_peer() {
     for _ in 0..30 {
         now += Duration::from_secs(2);
         s.handle_timeout(now);
-        let n = s.poll_transmit().len().min(64 * 1024);
+        let n = s.poll_transmit().bytes.len().min(64 * 1024);
         s.handle_written(n, now);
     }
     assert!(!s.is_closed(), "{:?}", s.end());
@@ -888,7 +926,10 @@ fn streamed_message_arrives_in_pieces_and_is_acked_once_complete() {
     let mut s = streaming_server(1 << 20);
     s.handle_peer_bytes(&data(1, false, b"one "), now);
     assert_eq!(events(&mut s), [Ev::Part(1, b"one ".to_vec())]);
-    assert!(s.poll_transmit().is_empty(), "no ack before the last chunk");
+    assert!(
+        s.poll_transmit().bytes.is_empty(),
+        "no ack before the last chunk"
+    );
     s.handle_peer_bytes(&data(1, false, b"two "), now);
     s.handle_peer_bytes(&data(1, true, b"three"), now);
     assert_eq!(
@@ -900,7 +941,7 @@ fn streamed_message_arrives_in_pieces_and_is_acked_once_complete() {
     );
     let mut ack = Vec::new();
     encode(&Frame::Ack { id: 1 }, &mut ack);
-    assert_eq!(s.poll_transmit(), &ack[..]);
+    assert_eq!(s.poll_transmit().bytes, &ack[..]);
     // A one-chunk message is still one whole event.
     s.handle_peer_bytes(&data(2, true, b"single"), now);
     assert_eq!(events(&mut s), [Ev::Message(2, b"single".to_vec())]);
