@@ -23,6 +23,9 @@ use crate::terminal::Terminal;
 /// turn's output, to be written together.
 const SENT_HOLD: Duration = Duration::from_millis(10);
 
+/// How long a reading of the wall clock serves for stamping lines.
+const WALL_REREAD: Duration = Duration::from_secs(1);
+
 /// stdout, written once per turn with everything rendered in that turn.
 pub struct Display {
     pub(crate) format: Format,
@@ -42,6 +45,9 @@ pub struct Display {
     /// Since when `sent`-only output has been held back (see `end_turn`).
     pub(crate) held_since: Option<Instant>,
     pub(crate) mono_base: (Instant, u64),
+    /// A wall-clock reading (µs since the epoch) and the instant it was
+    /// taken: lines are stamped with it plus the time since (see `wall_at`).
+    pub(crate) wall_base: (Instant, u64),
     /// A message being shown as it arrives.
     pub(crate) part: Option<Streaming>,
 }
@@ -73,6 +79,7 @@ impl Display {
             broken: false,
             per_message: true,
             mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
+            wall_base: (base, wall_us()),
             style: Style::default(),
             timestamps: false,
             prompt: None,
@@ -90,13 +97,13 @@ impl Display {
         let stamp = match self.format {
             Format::Text => Stamp::default(),
             Format::Jsonl => Stamp {
-                wall_us: wall_us(),
+                wall_us: self.wall_at(now),
                 mono_ns: self.mono_base.1
                     + now.saturating_duration_since(self.mono_base.0).as_nanos() as u64,
             },
         };
         if self.timestamps {
-            self.style.time = Some(local_time(wall_us()));
+            self.style.time = Some(local_time(self.wall_at(now)));
         }
         if let Line::Connected { name, .. } = line {
             self.style.remember_name(name);
@@ -193,6 +200,20 @@ impl Display {
         );
         let message = format!("message #{id} was cut off after {shown} bytes (not acknowledged)");
         self.show(&Line::Error { message: &message }, now);
+    }
+
+    /// The wall clock at `now`, in µs since the epoch: the last reading of
+    /// it plus the monotonic time since. The wall clock is read again once
+    /// a second has passed (so a step in it shows within a second), not for
+    /// every line: a piped client stamps two lines per message, at about
+    /// 25 ns a reading.
+    fn wall_at(&mut self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.wall_base.0);
+        if since >= WALL_REREAD {
+            self.wall_base = (now, wall_us());
+            return self.wall_base.1;
+        }
+        self.wall_base.1 + since.as_micros() as u64
     }
 
     /// In interactive mode, the first output of a turn clears the prompt
@@ -435,4 +456,31 @@ fn wait_writable(fd: i32) {
     };
     // SAFETY: one pollfd we own.
     unsafe { libc::poll(&mut p, 1, -1) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_stamps_follow_the_monotonic_clock_and_reread_each_second() {
+        let mut d = Display::new(Format::Jsonl);
+        let t0 = Instant::now();
+        d.wall_base = (t0, 1_000_000);
+        assert_eq!(d.wall_at(t0), 1_000_000);
+        assert_eq!(d.wall_at(t0 + Duration::from_micros(250_500)), 1_250_500);
+        assert_eq!(d.wall_at(t0 + Duration::from_millis(999)), 1_999_000);
+        // An older instant than the reading does not go back before it.
+        d.wall_base = (t0 + Duration::from_millis(5), 1_000_000);
+        assert_eq!(d.wall_at(t0), 1_000_000);
+        // A second on, the wall clock is read again.
+        let later = t0 + WALL_REREAD + Duration::from_millis(5);
+        let stamp = d.wall_at(later);
+        let wall = wall_us();
+        assert!(
+            stamp <= wall && wall - stamp < 60_000_000,
+            "{stamp} vs {wall}"
+        );
+        assert_eq!(d.wall_base, (later, stamp));
+    }
 }
