@@ -12,6 +12,9 @@
 //!   shows messages must; "+render": the same with each message rendered by
 //!   duet's own renderer (escaped, tagged), as duet shows it;
 //! - bench: `duet server` (stdout to /dev/null) driven by `duet bench`;
+//! - duet server alone (16 B and 1 KiB): the same `duet server` driven by
+//!   the bare `mio` sender of the floor (after a HELLO), so that duet's
+//!   cost over "+render" splits into the receiver's share and the sender's;
 //! - client: `duet client --format jsonl` fed one message at a time through
 //!   a stdin pipe, the next written after the previous ack is read;
 //! - relay: the client path's limit, a blocking relay (this binary again)
@@ -228,9 +231,10 @@ struct Echoes {
 }
 
 /// One stop-and-wait table: raw, the bare-loop floor without and with a
-/// display write and with duet's renderer (small sizes), duet bench, duet client, the raw relay and
-/// the mio relay (small sizes) interleaved round by round, all under the
-/// same placement.
+/// display write and with duet's renderer (small sizes), duet bench, duet
+/// server driven by the bare sender (small sizes), duet client, the raw
+/// relay and the mio relay (small sizes) interleaved round by round, all
+/// under the same placement.
 fn stop_and_wait(
     echoes: &Echoes,
     place: Placement,
@@ -239,19 +243,28 @@ fn stop_and_wait(
 ) {
     place_all(echoes, place);
     // Per size: its name and each round's raw, floor, floor shown, bench,
-    // client, relay, mio relay and floor rendered figures.
-    type Row = (String, [Vec<Stats>; 8]);
+    // client, relay, mio relay, floor rendered and duet server alone figures.
+    type Row = (String, [Vec<Stats>; 9]);
     let mut table: Vec<Row> = Vec::new();
     for &(size, n, n_client) in sizes {
-        let mut v: [Vec<Stats>; 8] = Default::default();
+        let mut v: [Vec<Stats>; 9] = Default::default();
         for _ in 0..rounds {
             v[0].push(Stats::of(echoes.raw.ping_pong(size, n)));
             if size <= 1024 {
-                v[1].push(Stats::of(mio_ping_pong(echoes.floor.addr, size, n)));
-                v[2].push(Stats::of(mio_ping_pong(echoes.shown.addr, size, n)));
-                v[7].push(Stats::of(mio_ping_pong(echoes.rendered.addr, size, n)));
+                v[1].push(Stats::of(mio_ping_pong(echoes.floor.addr, size, n, false)));
+                v[2].push(Stats::of(mio_ping_pong(echoes.shown.addr, size, n, false)));
+                v[7].push(Stats::of(mio_ping_pong(
+                    echoes.rendered.addr,
+                    size,
+                    n,
+                    false,
+                )));
             }
             v[3].push(echoes.duet.bench_stop_and_wait(size, n));
+            if size <= 1024 {
+                let addr = echoes.duet.addr.parse().unwrap();
+                v[8].push(Stats::of(mio_ping_pong(addr, size, n, true)));
+            }
             v[4].push(Stats::of(echoes.duet.client_path(size, n_client)));
             v[5].push(Stats::of(echoes.raw.relay_path(size, n_client)));
             if size <= 1024 {
@@ -266,7 +279,7 @@ fn stop_and_wait(
         place.name()
     );
     println!(
-        "{:>8} | {:>20} | {:>14} {:>5} | {:>14} {:>5} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5} | {:>14} {:>5} {:>5}",
+        "{:>8} | {:>20} | {:>14} {:>5} | {:>14} {:>5} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>14} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5} | {:>14} {:>5} {:>5}",
         "size",
         "raw p50 / p99",
         "mio floor p50",
@@ -278,6 +291,8 @@ fn stop_and_wait(
         "duet bench p50 / p99",
         "p50×",
         "p99×",
+        "server alone",
+        "×",
         "duet client p50/p99",
         "p50×",
         "raw relay p50",
@@ -287,7 +302,7 @@ fn stop_and_wait(
         "×",
         "c/mrel"
     );
-    for (name, [r, f, d, b, c, y, m, e]) in &table {
+    for (name, [r, f, d, b, c, y, m, e, a]) in &table {
         let (rp50, rp99) = (median(r, |s| s.p50), median(r, |s| s.p99));
         let (bp50, bp99) = (median(b, |s| s.p50), median(b, |s| s.p99));
         let (cp50, cp99) = (median(c, |s| s.p50), median(c, |s| s.p99));
@@ -300,14 +315,15 @@ fn stop_and_wait(
                 format!("{fp50:>10.1} {:>3} {:>5.2}", spread(f), fp50 / rp50)
             }
         };
-        let (floor, shown, rendered, mio_relay) = (floor(f), floor(d), floor(e), floor(m));
+        let (floor, shown, rendered, mio_relay, alone) =
+            (floor(f), floor(d), floor(e), floor(m), floor(a));
         let c_over_m = if m.is_empty() {
             String::new()
         } else {
             format!("{:.2}", cp50 / median(m, |s| s.p50))
         };
         println!(
-            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {shown} | {rendered} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2} | {mio_relay} {c_over_m:>5}",
+            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {shown} | {rendered} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {alone} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2} | {mio_relay} {c_over_m:>5}",
             name,
             rp50,
             rp99,
@@ -327,7 +343,7 @@ fn stop_and_wait(
             cp50 / yp50
         );
     }
-    for (name, [r, f, d, b, c, y, m, e]) in &table {
+    for (name, [r, f, d, b, c, y, m, e, a]) in &table {
         let l = |v: &Vec<Stats>| {
             v.iter()
                 .map(|s| format!("{:.1}", s.p50))
@@ -335,12 +351,13 @@ fn stop_and_wait(
                 .join(" ")
         };
         println!(
-            "  {name}: p50 per round: raw [{}]  floor [{}]  +display [{}]  +render [{}]  bench [{}]  client [{}]  relay [{}]  mio relay [{}]",
+            "  {name}: p50 per round: raw [{}]  floor [{}]  +display [{}]  +render [{}]  bench [{}]  server alone [{}]  client [{}]  relay [{}]  mio relay [{}]",
             l(r),
             l(f),
             l(d),
             l(e),
             l(b),
+            l(a),
             l(c),
             l(y),
             l(m)
@@ -672,8 +689,13 @@ fn mio_echo_server(show: Show) {
 
 /// Stop-and-wait against the bare loop, driven by a bare loop: write the
 /// frames, `epoll_wait`, read the ack (small messages only: one `write`).
-fn mio_ping_pong(addr: SocketAddr, size: usize, n: usize) -> Vec<f64> {
-    let (mut s, mut poll, mut events) = mio_source(TcpStream::connect(addr).unwrap());
+fn mio_ping_pong(addr: SocketAddr, size: usize, n: usize, hello: bool) -> Vec<f64> {
+    let mut std = TcpStream::connect(addr).unwrap();
+    if hello {
+        handshake(&mut std);
+    }
+    let end = hello.then(|| std.try_clone().unwrap());
+    let (mut s, mut poll, mut events) = mio_source(std);
     let msg = vec![b'm'; size];
     let mut out = Vec::with_capacity(n);
     for id in 1..=n as u64 {
@@ -693,7 +715,38 @@ fn mio_ping_pong(addr: SocketAddr, size: usize, n: usize) -> Vec<f64> {
         }
         out.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    if let Some(mut end) = end {
+        goodbye(&mut end);
+    }
     out
+}
+
+/// duet's handshake, blocking, before the bare sender's loop: our HELLO
+/// (version 1, max_message 16 MiB, name "bench"), then the server's HELLO
+/// read and dropped. See `goodbye` for the end.
+fn handshake(s: &mut TcpStream) {
+    let mut hello = vec![0, 0, 0, 20, 0x01];
+    hello.extend_from_slice(b"DUET");
+    hello.extend_from_slice(&1u16.to_be_bytes());
+    hello.extend_from_slice(&(16u64 << 20).to_be_bytes());
+    hello.push(5);
+    hello.extend_from_slice(b"bench");
+    s.write_all(&hello).unwrap();
+    let mut header = [0u8; 5];
+    s.read_exact(&mut header).unwrap();
+    assert_eq!(header[4], 0x01, "duet server did not answer with HELLO");
+    let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+    s.read_exact(&mut vec![0u8; len]).unwrap();
+}
+
+/// Ends a chat begun by `handshake`: BYE (normal), then everything the
+/// server still sends is read until it closes, so the server has finished
+/// this chat before the next variant connects.
+fn goodbye(s: &mut TcpStream) {
+    s.set_nonblocking(false).unwrap();
+    s.write_all(&[0, 0, 0, 1, 0x04, 0]).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
 }
 
 // ----- the client path: a driver, a pipe each way, and a relay -------------
