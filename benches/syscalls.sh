@@ -4,7 +4,9 @@
 #
 # Usage: benches/syscalls.sh [N]        (default N=10000; needs strace,
 #                                        valgrind and python3)
-# - syscalls: `strace -f -c` over N messages, divided by N;
+# - syscalls: `strace -f -c` over N messages, divided by N; and, where perf
+#   has syscall tracepoints, counted at full speed (difference between N
+#   and 2N messages);
 # - instructions: `valgrind --tool=callgrind` total Ir at N and 2N messages
 #   (receiver, bench, piped client, and the receiver's floor: the bare mio
 #   echo with a display write from benches/e2e.rs); the difference divided
@@ -80,6 +82,53 @@ PY
 drive_client "$p" "$N" strace -f -c -o "$tmp/client.st"
 wait
 echo "sender (duet client fed by a pipe, jsonl):  $(per_msg "$tmp/client.st" "$N")"
+
+# strace stops the process at every syscall, which slows each message
+# several times over; anything that happens per unit of time (the display
+# hold's timer, at most once per 10 ms) then looks like more per message.
+# perf's syscall tracepoints count at full speed.
+if perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+  echo
+  echo "== the same at full speed (perf stat, syscall tracepoints, difference between $N and $((2 * N)) messages)"
+  ev=raw_syscalls:sys_enter
+  for c in epoll_wait read write sendto recvfrom timerfd_settime; do ev="$ev,syscalls:sys_enter_$c"; done
+  # Per message: the counts of a 2N run minus those of an N run, over N.
+  per_msg_perf() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import sys
+def counts(path):
+    c = {}
+    for line in open(path):
+        f = line.strip().split(",")
+        if len(f) > 2 and f[0].isdigit():
+            c[f[2].replace("raw_syscalls:sys_enter", "all").replace("syscalls:sys_enter_", "")] = int(f[0])
+    return c
+a, b, n = counts(sys.argv[1]), counts(sys.argv[2]), int(sys.argv[3])
+d = {k: (b.get(k, 0) - a.get(k, 0)) / n for k in b}
+total = d.pop("all")
+print("%.3f per message (%s)" % (total, ", ".join(
+    "%s %.3f" % (k, v) for k, v in sorted(d.items(), key=lambda kv: -kv[1]) if v > 0)))
+PY
+  }
+  for k in 1 2; do
+    p=$(free_port)
+    perf stat -x, -e "$ev" -o "$tmp/server.perf.$k" "$D" server --listen 127.0.0.1 --port "$p" --once \
+      </dev/null >/dev/null 2>&1 &
+    wait_port "$p"
+    sleep 0.2
+    perf stat -x, -e "$ev" -o "$tmp/bench.perf.$k" "$D" bench "127.0.0.1:$p" -n "$((k * N))" -s 16 >/dev/null
+    wait
+    p=$(free_port)
+    "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
+    wait_port "$p"
+    sleep 0.2
+    drive_client "$p" "$((k * N))" perf stat -x, -e "$ev" -o "$tmp/client.perf.$k"
+    wait
+  done
+  echo "receiver (duet server, text to /dev/null): $(per_msg_perf "$tmp/server.perf.1" "$tmp/server.perf.2" "$N")"
+  echo "sender (duet bench):                       $(per_msg_perf "$tmp/bench.perf.1" "$tmp/bench.perf.2" "$N")"
+  echo "sender (duet client fed by a pipe, jsonl):  $(per_msg_perf "$tmp/client.perf.1" "$tmp/client.perf.2" "$N")"
+fi
 
 if command -v valgrind >/dev/null; then
   echo
