@@ -246,8 +246,10 @@ struct Conn {
 /// reads the clock when something first needs the time, and again only
 /// where the time is itself the measurement: right after a socket read
 /// (where an RTT ends) and right before a write that starts a message
-/// (where one begins). Everything else in the turn shares the latest
-/// reading: a receiver reads the clock once per message, a sender twice.
+/// (where one begins), and before each further write of a transfer (where
+/// the send queue measures the drain rate). Everything else in the turn
+/// shares the latest reading: a receiver reads the clock once per small
+/// message, a sender twice.
 struct Clock(Option<Instant>);
 
 impl Clock {
@@ -1260,6 +1262,7 @@ fn read_conn(conn: &mut Conn, clock: &mut Clock) {
 
 /// Writes the session's outbox until it is empty or the socket is full.
 fn flush_conn(conn: &mut Conn, clock: &mut Clock) {
+    let mut first = true;
     while conn.writable {
         let out = conn.session.poll_transmit();
         if out.bytes.is_empty() {
@@ -1268,8 +1271,10 @@ fn flush_conn(conn: &mut Conn, clock: &mut Clock) {
         // The RTT starts when a message's first byte is handed to the
         // kernel: the clock is read just before such a write, not earlier
         // in the turn (the work of encoding a large message in this turn
-        // must not count). Other writes share the turn's reading.
-        let handed = if out.starts_message {
+        // must not count). So is it before each write after the first in
+        // a row (a transfer's chunks), where the session measures the rate
+        // that data drains at. A lone ack shares the turn's reading.
+        let handed = if out.starts_message || !std::mem::take(&mut first) {
             clock.read()
         } else {
             clock.now()
