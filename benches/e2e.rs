@@ -31,6 +31,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use duet::protocol::{self, ByeReason, Frame, Hello};
 use serde_json::Value;
 
 const DUET: &str = env!("CARGO_BIN_EXE_duet");
@@ -721,22 +722,29 @@ fn mio_ping_pong(addr: SocketAddr, size: usize, n: usize, hello: bool) -> Vec<f6
     out
 }
 
-/// duet's handshake, blocking, before the bare sender's loop: our HELLO
-/// (version 1, max_message 16 MiB, name "bench"), then the server's HELLO
-/// read and dropped. See `goodbye` for the end.
+/// duet's handshake, blocking, before the bare sender's loop: our HELLO,
+/// then the server's HELLO read and dropped. See `goodbye` for the end.
 fn handshake(s: &mut TcpStream) {
-    let mut hello = vec![0, 0, 0, 20, 0x01];
-    hello.extend_from_slice(b"DUET");
-    hello.extend_from_slice(&1u16.to_be_bytes());
-    hello.extend_from_slice(&(16u64 << 20).to_be_bytes());
-    hello.push(5);
-    hello.extend_from_slice(b"bench");
-    s.write_all(&hello).unwrap();
-    let mut header = [0u8; 5];
-    s.read_exact(&mut header).unwrap();
-    assert_eq!(header[4], 0x01, "duet server did not answer with HELLO");
-    let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
-    s.read_exact(&mut vec![0u8; len]).unwrap();
+    let hello = Frame::Hello(Hello {
+        version: protocol::VERSION,
+        max_message: 16 << 20,
+        name: b"bench",
+    });
+    let mut out = Vec::new();
+    protocol::encode(&hello, &mut out);
+    s.write_all(&out).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match protocol::decode(&got) {
+            Ok(Some((Frame::Hello(_), _))) => return,
+            Ok(None) => {}
+            other => panic!("duet server did not answer with HELLO: {other:?}"),
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "duet server closed before its HELLO");
+        got.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// Ends a chat begun by `handshake`: BYE (normal), then everything the
@@ -744,7 +752,13 @@ fn handshake(s: &mut TcpStream) {
 /// this chat before the next variant connects.
 fn goodbye(s: &mut TcpStream) {
     s.set_nonblocking(false).unwrap();
-    s.write_all(&[0, 0, 0, 1, 0x04, 0]).unwrap();
+    let mut bye = Vec::new();
+    let frame = Frame::Bye {
+        reason: ByeReason::Normal,
+        detail: b"",
+    };
+    protocol::encode(&frame, &mut bye);
+    s.write_all(&bye).unwrap();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
 }

@@ -1262,7 +1262,7 @@ fn read_conn(conn: &mut Conn, clock: &mut Clock) {
 
 /// Writes the session's outbox until it is empty or the socket is full.
 fn flush_conn(conn: &mut Conn, clock: &mut Clock) {
-    let mut first = true;
+    let mut writes = 0;
     while conn.writable {
         let out = conn.session.poll_transmit();
         if out.bytes.is_empty() {
@@ -1274,11 +1274,12 @@ fn flush_conn(conn: &mut Conn, clock: &mut Clock) {
         // must not count). So is it before each write after the first in
         // a row (a transfer's chunks), where the session measures the rate
         // that data drains at. A lone ack shares the turn's reading.
-        let handed = if out.starts_message || !std::mem::take(&mut first) {
+        let handed = if out.starts_message || writes > 0 {
             clock.read()
         } else {
             clock.now()
         };
+        writes += 1;
         match conn.stream.write(out.bytes) {
             Ok(n) => {
                 conn.session.handle_written(n, handed);
