@@ -1260,12 +1260,42 @@ fn read_conn(conn: &mut Conn, clock: &mut Clock) {
     }
 }
 
-/// Writes the session's outbox until it is empty or the socket is full.
+/// Writes the session's outbox until it is empty or the socket is full,
+/// keeping the socket's `TCP_NOTSENT_LOWAT` at what the session asks for.
 fn flush_conn(conn: &mut Conn, clock: &mut Clock) {
+    let Conn {
+        stream,
+        session,
+        writable,
+        kernel_unsent,
+        ..
+    } = conn;
+    let mut socket: &TcpStream = stream;
+    flush_to(session, &mut socket, writable, clock, |session| {
+        let want = session.kernel_unsent_limit();
+        if want != *kernel_unsent {
+            // Not fatal: the old mark only keeps the queue smaller.
+            match set_notsent_lowat(stream, want) {
+                Ok(()) => *kernel_unsent = want,
+                Err(e) => log::debug!("TCP_NOTSENT_LOWAT: {}", io_msg(&e)),
+            }
+        }
+    });
+}
+
+/// `flush_conn`'s write loop, over any writer (the tests use one that
+/// takes its time); `written` runs after each write that took bytes.
+fn flush_to(
+    session: &mut Session,
+    out: &mut impl Write,
+    writable: &mut bool,
+    clock: &mut Clock,
+    mut written: impl FnMut(&Session),
+) {
     let mut writes = 0;
-    while conn.writable {
-        let out = conn.session.poll_transmit();
-        if out.bytes.is_empty() {
+    while *writable {
+        let tx = session.poll_transmit();
+        if tx.bytes.is_empty() {
             break;
         }
         // The RTT starts when a message's first byte is handed to the
@@ -1274,30 +1304,22 @@ fn flush_conn(conn: &mut Conn, clock: &mut Clock) {
         // must not count). So is it before each write after the first in
         // a row (a transfer's chunks), where the session measures the rate
         // that data drains at. A lone ack shares the turn's reading.
-        let handed = if out.starts_message || writes > 0 {
+        let handed = if tx.starts_message || writes > 0 {
             clock.read()
         } else {
             clock.now()
         };
         writes += 1;
-        match conn.stream.write(out.bytes) {
+        match out.write(tx.bytes) {
             Ok(n) => {
-                conn.session.handle_written(n, handed);
-                let want = conn.session.kernel_unsent_limit();
-                if want != conn.kernel_unsent {
-                    // Not fatal: the old mark only keeps the queue smaller.
-                    match set_notsent_lowat(&conn.stream, want) {
-                        Ok(()) => conn.kernel_unsent = want,
-                        Err(e) => log::debug!("TCP_NOTSENT_LOWAT: {}", io_msg(&e)),
-                    }
-                }
+                session.handle_written(n, handed);
+                written(session);
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => conn.writable = false,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => *writable = false,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
-                conn.writable = false;
-                conn.session
-                    .handle_lost(format!("connection lost: {}", io_msg(&e)));
+                *writable = false;
+                session.handle_lost(format!("connection lost: {}", io_msg(&e)));
             }
         }
     }
@@ -1395,5 +1417,110 @@ fn bind(listen: Option<IpAddr>, port: u16) -> Result<TcpListener, Error> {
             }
             other => other,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Frame, Hello};
+
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A socket that takes up to `chunk` bytes per write and returns
+    /// `spin` after each write starts; full after `writes` writes.
+    struct SlowSocket {
+        chunk: usize,
+        spin: Duration,
+        writes: usize,
+    }
+
+    impl Write for SlowSocket {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.writes == 0 {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            self.writes -= 1;
+            // The time the bytes take to leave: a wait on the clock that
+            // the code under test reads, not on another thread.
+            let until = Instant::now() + self.spin;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            Ok(buf.len().min(self.chunk))
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A session past the handshake, with the stall timeout on.
+    fn open_session(now: Instant) -> Session {
+        let mut session = Session::new(
+            Config {
+                name: b"me".to_vec(),
+                max_message: 1 << 20,
+                linger: Duration::from_secs(1),
+                handshake_timeout: Duration::from_secs(5),
+                heartbeat: None,
+                dead_after: 3,
+                write_timeout: Some(WRITE_TIMEOUT),
+                stream: false,
+            },
+            now,
+        );
+        let mut hello = Vec::new();
+        protocol::encode(
+            &Frame::Hello(Hello {
+                version: protocol::VERSION,
+                max_message: 1 << 20,
+                name: b"peer",
+            }),
+            &mut hello,
+        );
+        assert_eq!(session.handle_peer_bytes(&hello, now), hello.len());
+        assert!(session.is_open());
+        session
+    }
+
+    /// The writes of one flush after the first are stamped with fresh
+    /// readings: the session times the drain rate and its write progress
+    /// from them. Sharing the first write's reading would make a transfer
+    /// that just spent its whole turn writing look stalled since the
+    /// turn's start, and its rate unmeasurable.
+    #[test]
+    fn each_later_write_of_a_flush_reads_the_clock() {
+        let spin = Duration::from_millis(1);
+        let mut session = open_session(Instant::now());
+        session
+            .handle_input(Cow::Owned(vec![b'x'; 200_000]), Instant::now())
+            .expect("queued");
+        let mut socket = SlowSocket {
+            chunk: 16 * 1024,
+            spin,
+            writes: 4,
+        };
+        let mut writable = true;
+        let mut writes_seen = 0;
+        let start = Instant::now();
+        flush_to(
+            &mut session,
+            &mut socket,
+            &mut writable,
+            &mut Clock::unread(),
+            |_| writes_seen += 1,
+        );
+        assert_eq!(writes_seen, 4);
+        assert!(!writable, "the socket filled up");
+        // The last write started after three spins; the stall deadline
+        // counts from it.
+        let deadline = session.poll_timeout().expect("data is waiting");
+        assert!(
+            deadline >= start + 3 * spin + WRITE_TIMEOUT,
+            "stall deadline {:?} after the flush began, expected at least {:?}",
+            deadline - start,
+            3 * spin + WRITE_TIMEOUT
+        );
     }
 }
