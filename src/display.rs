@@ -143,14 +143,21 @@ impl Display {
 
     /// Shows the next piece of a message as it arrives (text output, no
     /// prompt); `last` when it completes the message.
-    pub(crate) fn show_part(&mut self, from: &[u8], id: u64, data: &[u8], last: bool) {
+    pub(crate) fn show_part(
+        &mut self,
+        from: &[u8],
+        id: u64,
+        data: &[u8],
+        last: bool,
+        now: Instant,
+    ) {
         if self.broken {
             return;
         }
         self.urgent = true;
         let first = self.part.as_ref().is_none_or(|p| p.id != id);
         if first && self.timestamps {
-            self.style.time = Some(local_time(wall_us()));
+            self.style.time = Some(local_time(self.wall_at(now)));
         }
         let part = match &mut self.part {
             Some(p) if !first => p,

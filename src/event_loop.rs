@@ -1083,10 +1083,10 @@ impl Loop {
                         d.show(&Line::Message { id, from, data }, now);
                     }
                     Event::Message { id, data, .. } => {
-                        d.show_part(&conn.peer_name, id, data, true);
+                        d.show_part(&conn.peer_name, id, data, true, now);
                     }
                     Event::MessagePart { id, data } => {
-                        d.show_part(&conn.peer_name, id, data, false);
+                        d.show_part(&conn.peer_name, id, data, false, now);
                     }
                     Event::Refused { len, limit } => {
                         let message = format!(
