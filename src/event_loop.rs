@@ -247,7 +247,8 @@ struct Conn {
 /// where the time is itself the measurement: right after a socket read
 /// (where an RTT ends) and right before a write that starts a message
 /// (where one begins), and before each further write of a transfer (where
-/// the send queue measures the drain rate). Everything else in the turn
+/// the session times the drain rate and the write progress that the stall
+/// deadline counts from). Everything else in the turn
 /// shares the latest reading: a receiver reads the clock once per small
 /// message, a sender twice.
 struct Clock(Option<Instant>);
@@ -1305,8 +1306,9 @@ fn flush_to(
         // kernel: the clock is read just before such a write, not earlier
         // in the turn (the work of encoding a large message in this turn
         // must not count). So is it before each write after the first in
-        // a row (a transfer's chunks), where the session measures the rate
-        // that data drains at. A lone ack shares the turn's reading.
+        // a row (a transfer's chunks), where the session times the drain
+        // rate and the write progress that the stall deadline counts from.
+        // A lone ack shares the turn's reading.
         let handed = if tx.starts_message || writes > 0 {
             clock.read()
         } else {
