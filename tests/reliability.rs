@@ -526,16 +526,17 @@ fn frames_before_a_reset_are_still_shown_and_acknowledged() {
     assert_serves(&mut s, addr);
 }
 
-/// Wake-ups per heartbeat interval, over `intervals` of them, of a server
-/// that pings every `every` and of its silent client (which never pings
-/// itself), connected directly or through a relay adding `delay` each way.
-/// A wake-up is a voluntary context switch: the process slept until
+/// Wake-ups per heartbeat interval of a server and of its client. A
+/// wake-up is a voluntary context switch: the process slept until
 /// something happened.
 struct Wakes {
     server: f64,
     client: f64,
 }
 
+/// The wake-ups, over `intervals` of them, of a server that pings every
+/// `every` and of its silent client (which never pings itself), connected
+/// directly or through a relay adding `delay` each way.
 fn wakes_per_heartbeat(every: Duration, delay: Option<Duration>, intervals: u32) -> Wakes {
     let heartbeat = format!("{}ms", every.as_millis());
     let (mut s, addr) = Duet::server(&["--heartbeat", &heartbeat]);
