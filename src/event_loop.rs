@@ -1054,9 +1054,12 @@ impl Loop {
     /// Renders every queued session event.
     fn show_events(&mut self, now: Instant) {
         for (_, conn) in self.conns.iter_mut() {
+            // A busy server's HELLO arrives with its BYE: no chat began.
+            let turned_away = conn.session.end().is_some_and(turned_away);
             while let Some(ev) = conn.session.poll_event() {
                 let d = &mut self.display;
                 match ev {
+                    Event::Connected { .. } if turned_away => {}
                     Event::Connected { name, .. } => {
                         conn.peer_name = name.to_vec();
                         d.show(
@@ -1116,7 +1119,9 @@ impl Loop {
         let (reason, code, error) = describe_end(end, &conn.peer_name, stats.undelivered());
         self.display.show(&Line::Closed { reason: &reason }, now);
         let peer = conn.peer_name.clone();
-        if let Some(b) = &self.bench {
+        if turned_away(end) {
+            // No chat, so no summary: the closing line says why.
+        } else if let Some(b) = &self.bench {
             let elapsed = conn.session.acked_span();
             let line = Line::Bench {
                 peer: &peer,
@@ -1328,6 +1333,17 @@ fn flush_to(
             }
         }
     }
+}
+
+/// Whether the peer was a server that refused us: busy with another chat.
+fn turned_away(end: &End) -> bool {
+    matches!(
+        end,
+        End::Peer {
+            reason: ByeReason::Busy,
+            ..
+        }
+    )
 }
 
 /// How a chat's end is shown, the exit code it implies, and the error line

@@ -193,6 +193,16 @@ fn second_client_is_busy_and_the_first_chat_goes_on() {
     let mut c2 = Duet::client(addr, &["--name", "second"]);
     assert_eq!(c2.code(), 4);
     assert!(c2.stderr().contains("busy"), "{}", c2.stderr());
+    // Turned away, it had no chat: not "connected", no summary, one
+    // "closed" saying why.
+    let lines = c2.rest();
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(events.len(), 1, "{lines:?}");
+    assert_eq!(events[0]["event"], "closed");
+    assert_eq!(events[0]["reason"], "server is busy with another chat");
     // The first chat is undisturbed.
     c1.send(b"still here\n");
     assert_eq!(s.expect_event("message")["text"], "still here");
