@@ -728,9 +728,10 @@ impl Loop {
     /// How long the next wait may block: not at all when there is work
     /// left; else until an event, with the timer set for the nearest
     /// deadline (if that fails, the deadline becomes the wait's timeout).
-    /// The display's 10 ms hold is the exception: it starts afresh with
-    /// nearly every message a piped client sends, so it is the wait's own
-    /// timeout rather than a timer that would keep firing early.
+    /// The display's 10 ms hold is the wait's own timeout unless holds
+    /// come quickly (see `Display::hold_on_timer`): it starts afresh with
+    /// nearly every message a piped client sends, and a slow sender's
+    /// holds would each cost a timer that fires early.
     fn wait_timeout(&mut self) -> Option<Duration> {
         let busy_now = (self.stdin_ready && !self.stdin_eof && self.wants_stdin())
             || (self.accept_ready && self.accept_retry.is_none())
@@ -745,8 +746,12 @@ impl Loop {
             .conns
             .iter()
             .flat_map(|(_, c)| [c.session.poll_timeout(), c.closing].into_iter().flatten());
-        let mut wait_until = self.display.deadline();
-        if let Some(next) = deadlines.chain(self.accept_retry).min()
+        let (next, mut wait_until) = split_deadlines(
+            deadlines.chain(self.accept_retry).min(),
+            self.display.deadline(),
+            self.display.hold_on_timer(),
+        );
+        if let Some(next) = next
             && let Err(e) = self.timer.ensure(next)
         {
             log::debug!("timer: {}", io_msg(&e));
@@ -1178,6 +1183,20 @@ impl Loop {
     }
 }
 
+/// The deadline for the loop's timer and the wait's own timeout, from the
+/// nearest deadline of the sessions and the loop, and the display's hold
+/// (on the timer only when holds come quickly).
+fn split_deadlines(
+    next: Option<Instant>,
+    hold: Option<Instant>,
+    hold_on_timer: bool,
+) -> (Option<Instant>, Option<Instant>) {
+    match hold {
+        Some(hold) if hold_on_timer => (Some(next.map_or(hold, |t| t.min(hold))), None),
+        _ => (next, hold),
+    }
+}
+
 enum ConnectError {
     Io(io::Error),
     Stopped(i32),
@@ -1503,6 +1522,21 @@ mod tests {
         assert_eq!(session.handle_peer_bytes(&hello, now), hello.len());
         assert!(session.is_open());
         session
+    }
+
+    #[test]
+    fn the_display_hold_goes_on_the_timer_only_when_told() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let (heartbeat, hold) = (Some(t + ms(5_000)), Some(t + ms(10)));
+        assert_eq!(split_deadlines(heartbeat, hold, false), (heartbeat, hold));
+        assert_eq!(split_deadlines(heartbeat, hold, true), (hold, None));
+        assert_eq!(split_deadlines(None, hold, true), (hold, None));
+        // A session deadline before the hold stays the timer's.
+        let soon = Some(t + ms(1));
+        assert_eq!(split_deadlines(soon, hold, true), (soon, None));
+        assert_eq!(split_deadlines(heartbeat, None, true), (heartbeat, None));
+        assert_eq!(split_deadlines(None, None, false), (None, None));
     }
 
     /// The writes of one flush after the first are stamped with fresh
