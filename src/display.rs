@@ -58,7 +58,7 @@ pub struct Display {
     /// output is written. So a stop-and-wait sender renders its `sent`
     /// line after the ack has been read, with the `ack` line, and not
     /// while the message's round trip runs: on one CPU the peer cannot
-    /// answer until we sleep, and the rendering took about 0.2 µs of it.
+    /// answer until we sleep, and the rendering took 0.1–0.2 µs of it.
     pub(crate) sent: Vec<(u64, u64, Instant)>,
     pub(crate) mono_base: (Instant, u64),
     /// A wall-clock reading (µs since the epoch) and the instant it was
@@ -129,6 +129,8 @@ impl Display {
         if self.sent.is_empty() {
             return;
         }
+        // Taken out while rendering borrows the display; put back, so its
+        // capacity is kept and a warm display does not allocate.
         let mut sent = std::mem::take(&mut self.sent);
         for &(id, len, at) in &sent {
             self.render(&Line::Sent { id, len }, at);
@@ -388,8 +390,9 @@ impl Display {
     /// arm and cancel a timer for that wait: about 0.3 µs of a one-CPU
     /// round trip, for every message of a stop-and-wait sender. The loop's
     /// timer is left armed and serves every hold until it fires, but that
-    /// costs three syscalls (the wake-up, reading it, setting it again),
-    /// and it fires 10 ms after a run of holds has ended. So it is worth it
+    /// costs three or four syscalls (the wake-up, reading it, setting it
+    /// again, once or twice), and it fires 10 ms after a run of holds has
+    /// ended. So it is worth it
     /// only when holds follow each other quickly, each within
     /// [`QUICK_HOLD`] of the one before: at full speed, once per 10 ms for
     /// hundreds of messages; a slow sender keeps the timeout and makes no
