@@ -1288,6 +1288,10 @@ fn read_conn(conn: &mut Conn, clock: &mut Clock) {
 /// Writes the session's outbox until it is empty or the socket is full,
 /// keeping the socket's `TCP_NOTSENT_LOWAT` at what the session asks for.
 fn flush_conn(conn: &mut Conn, clock: &mut Clock) {
+    if !conn.writable || !conn.session.has_transmit() {
+        // Most calls: the ack left right after the read.
+        return;
+    }
     let Conn {
         stream,
         session,

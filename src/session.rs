@@ -641,6 +641,13 @@ impl Session {
         }
     }
 
+    /// Whether [`poll_transmit`](Self::poll_transmit) may have bytes: a
+    /// check the loop makes before a flush, which most turns do not need.
+    #[inline]
+    pub fn has_transmit(&self) -> bool {
+        self.unsent_out() > 0 || (!self.pending.is_empty() && self.state != State::Closed)
+    }
+
     /// The next thing to show, or `None` when all have been taken.
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let Some(rec) = self.events.pop_front() else {

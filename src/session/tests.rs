@@ -218,6 +218,46 @@ fn transmit_says_which_writes_start_a_message() {
     assert!(!starts(&mut p.s));
 }
 
+/// The loop skips a flush when `has_transmit` says there is nothing: it
+/// must say yes whenever `poll_transmit` has bytes, through messages both
+/// ways, one of many chunks, partial writes and the goodbye.
+#[test]
+fn has_transmit_never_hides_bytes() {
+    fn pump_checked(from: &mut Session, wire: &mut Vec<u8>, to: &mut Session, now: Instant) {
+        loop {
+            let said = from.has_transmit();
+            let out = from.poll_transmit().bytes;
+            assert!(said || out.is_empty(), "{} bytes hidden", out.len());
+            if out.is_empty() {
+                break;
+            }
+            // Partial writes, as a full socket makes them.
+            let n = out.len().min(1000);
+            wire.extend_from_slice(&out[..n]);
+            from.handle_written(n, now);
+        }
+        let used = to.handle_peer_bytes(wire, now);
+        wire.drain(..used);
+    }
+    let mut p = Pair::new();
+    assert!(!p.c.has_transmit() && !p.s.has_transmit());
+    // Queued whole, not encoded yet: the outbox is still empty.
+    send(&mut p.c, &vec![b'b'; 5 * MAX_CHUNK + 7]);
+    send(&mut p.c, b"small");
+    send(&mut p.s, b"the other way");
+    for _ in 0..1_000 {
+        pump_checked(&mut p.c, &mut p.c2s, &mut p.s, p.now);
+        pump_checked(&mut p.s, &mut p.s2c, &mut p.c, p.now);
+    }
+    assert_eq!(p.c.stats().acked, 2);
+    assert_eq!(p.s.stats().acked, 1);
+    assert!(!p.c.has_transmit() && !p.s.has_transmit(), "all written");
+    p.c.close(ByeReason::Normal);
+    assert!(p.c.has_transmit(), "the BYE");
+    pump_checked(&mut p.c, &mut p.c2s, &mut p.s, p.now);
+    assert!(!p.c.has_transmit());
+}
+
 #[test]
 fn ack_is_queued_before_the_message_is_shown() {
     let mut p = Pair::new();
