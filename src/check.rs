@@ -98,8 +98,9 @@ pub fn roundtrip(data: &[u8]) {
 
 /// Drives a session with arbitrary operations: peer bytes, input, partial
 /// writes, time passing, end of input, EOF. Checks that it never panics,
-/// that what it transmits is always well-formed frames, and that its
-/// counters stay consistent.
+/// that what it transmits is always well-formed frames, that
+/// `has_transmit` never says no while there are bytes to send, and that
+/// its counters stay consistent.
 pub fn session_ops(data: &[u8]) {
     let t0 = Instant::now();
     let mut now = t0;
@@ -154,7 +155,10 @@ pub fn session_ops(data: &[u8]) {
                 let _ = s.handle_input(msg, now);
             }
             3 => {
+                // The loop skips a flush when this says no.
+                let said = s.has_transmit();
                 let out = s.poll_transmit().bytes;
+                assert!(said || out.is_empty(), "has_transmit hid bytes");
                 let k = out.len().min(n * 97 + 1);
                 wire.extend_from_slice(&out[..k]);
                 s.handle_written(k, now);
@@ -181,7 +185,9 @@ pub fn session_ops(data: &[u8]) {
     }
     // Everything it ever transmitted is a sequence of valid frames.
     loop {
+        let said = s.has_transmit();
         let out = s.poll_transmit().bytes;
+        assert!(said || out.is_empty(), "has_transmit hid bytes");
         if out.is_empty() {
             break;
         }
