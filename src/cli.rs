@@ -59,8 +59,13 @@ pub enum Command {
     /// a chat is going on is told the server is busy.
     #[command(after_help = EXIT_CODES)]
     Server {
-        /// Address to listen on [default: [::] (dual-stack), else 0.0.0.0]
-        #[arg(long, value_name = "ADDR")]
+        // The help text is an attribute, not a doc comment: rustdoc would
+        // read its "[::]" as a link.
+        #[arg(
+            long,
+            value_name = "ADDR",
+            help = "Address to listen on [default: [::] (dual-stack), else 0.0.0.0]"
+        )]
         listen: Option<String>,
         /// Port to listen on; 0 picks a free one
         #[arg(long, short, env = "DUET_PORT", default_value_t = DEFAULT_PORT)]

@@ -7,7 +7,7 @@
 //! Small queues keep that wait short on a slow link. On a fast one they
 //! make the sender hand the kernel one 64 KiB chunk per `write`, and on the
 //! project's test VM that halves a large message's throughput in some runs
-//! (docs/PERFORMANCE.md). So the limit is what drains in [`TARGET`] at the
+//! (docs/PERFORMANCE.md). So the limit is what drains in `TARGET` at the
 //! rate measured while the sender was busy, rounded up to a power of two
 //! between [`MIN`] and [`MAX`]: 64 KiB up to 65 MB/s (64 KiB per
 //! millisecond), 512 KiB above 262 MB/s (256 KiB per millisecond). The
