@@ -1060,11 +1060,11 @@ impl Loop {
     fn show_events(&mut self, now: Instant) {
         for (_, conn) in self.conns.iter_mut() {
             // A busy server's HELLO arrives with its BYE: no chat began.
-            let turned_away = conn.session.end().is_some_and(turned_away);
+            let refused = conn.session.end().is_some_and(turned_away);
             while let Some(ev) = conn.session.poll_event() {
                 let d = &mut self.display;
                 match ev {
-                    Event::Connected { .. } if turned_away => {}
+                    Event::Connected { .. } if refused => {}
                     Event::Connected { name, .. } => {
                         conn.peer_name = name.to_vec();
                         d.show(
@@ -1289,7 +1289,8 @@ fn read_conn(conn: &mut Conn, clock: &mut Clock) {
 /// keeping the socket's `TCP_NOTSENT_LOWAT` at what the session asks for.
 fn flush_conn(conn: &mut Conn, clock: &mut Clock) {
     if !conn.writable || !conn.session.has_transmit() {
-        // Most calls: the ack left right after the read.
+        // Two of the three calls per message: what the read or the input
+        // queued has already left.
         return;
     }
     let Conn {
