@@ -10,7 +10,10 @@
 //!   loops, no session; "+display": the same, the echo side also writing
 //!   each turn's messages to /dev/null in one `write`, as a receiver that
 //!   shows messages must; "+render": the same with each message rendered by
-//!   duet's own renderer (escaped, tagged), as duet shows it;
+//!   duet's own renderer (escaped, tagged), as duet shows it; "+session"
+//!   (16 B and 1 KiB): the same loop with duet's sans-IO `Session` doing
+//!   the protocol (handshake, framing, acks, bookkeeping) before the
+//!   renderer, that is `duet server` without its event loop and display;
 //! - bench: `duet server` (stdout to /dev/null) driven by `duet bench`;
 //! - duet server alone (16 B and 1 KiB): the same `duet server` driven by
 //!   the bare `mio` sender of the floor (after a HELLO), so that duet's
@@ -55,6 +58,10 @@ fn main() {
         mio_echo_server(Show::Rendered);
         return;
     }
+    if args.iter().any(|a| a == "--mio-echo-session") {
+        mio_session_echo_server();
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--raw-relay") {
         raw_relay(&args[i + 1]);
         return;
@@ -72,6 +79,7 @@ fn main() {
         floor: RawEcho::start("--mio-echo"),
         shown: RawEcho::start("--mio-echo-shown"),
         rendered: RawEcho::start("--mio-echo-rendered"),
+        session: RawEcho::start("--mio-echo-session"),
         duet: DuetServer::start(),
     };
     let (raw, duet) = (&echoes.raw, &echoes.duet);
@@ -219,6 +227,7 @@ fn place_all(echoes: &Echoes, place: Placement) {
     pin(echoes.floor.child.id(), receiver);
     pin(echoes.shown.child.id(), receiver);
     pin(echoes.rendered.child.id(), receiver);
+    pin(echoes.session.child.id(), receiver);
     pin(echoes.duet.child.id(), receiver);
 }
 
@@ -228,6 +237,7 @@ struct Echoes {
     floor: RawEcho,
     shown: RawEcho,
     rendered: RawEcho,
+    session: RawEcho,
     duet: DuetServer,
 }
 
@@ -244,11 +254,12 @@ fn stop_and_wait(
 ) {
     place_all(echoes, place);
     // Per size: its name and each round's raw, floor, floor shown, bench,
-    // client, relay, mio relay, floor rendered and duet server alone figures.
-    type Row = (String, [Vec<Stats>; 9]);
+    // client, relay, mio relay, floor rendered, duet server alone and floor
+    // with duet's session figures.
+    type Row = (String, [Vec<Stats>; 10]);
     let mut table: Vec<Row> = Vec::new();
     for &(size, n, n_client) in sizes {
-        let mut v: [Vec<Stats>; 9] = Default::default();
+        let mut v: [Vec<Stats>; 10] = Default::default();
         for _ in 0..rounds {
             v[0].push(Stats::of(echoes.raw.ping_pong(size, n)));
             if size <= 1024 {
@@ -260,6 +271,7 @@ fn stop_and_wait(
                     n,
                     false,
                 )));
+                v[9].push(Stats::of(mio_ping_pong(echoes.session.addr, size, n, true)));
             }
             v[3].push(echoes.duet.bench_stop_and_wait(size, n));
             if size <= 1024 {
@@ -280,7 +292,7 @@ fn stop_and_wait(
         place.name()
     );
     println!(
-        "{:>8} | {:>20} | {:>14} {:>5} | {:>14} {:>5} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>14} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5} | {:>14} {:>5} {:>5}",
+        "{:>8} | {:>20} | {:>14} {:>5} | {:>14} {:>5} | {:>14} {:>5} | {:>14} {:>5} | {:>20} {:>5} {:>5} | {:>14} {:>5} | {:>20} {:>5} | {:>14} {:>5} {:>5} | {:>14} {:>5} {:>5}",
         "size",
         "raw p50 / p99",
         "mio floor p50",
@@ -288,6 +300,8 @@ fn stop_and_wait(
         "+display p50",
         "×",
         "+render p50",
+        "×",
+        "+session p50",
         "×",
         "duet bench p50 / p99",
         "p50×",
@@ -303,7 +317,7 @@ fn stop_and_wait(
         "×",
         "c/mrel"
     );
-    for (name, [r, f, d, b, c, y, m, e, a]) in &table {
+    for (name, [r, f, d, b, c, y, m, e, a, z]) in &table {
         let (rp50, rp99) = (median(r, |s| s.p50), median(r, |s| s.p99));
         let (bp50, bp99) = (median(b, |s| s.p50), median(b, |s| s.p99));
         let (cp50, cp99) = (median(c, |s| s.p50), median(c, |s| s.p99));
@@ -316,15 +330,15 @@ fn stop_and_wait(
                 format!("{fp50:>10.1} {:>3} {:>5.2}", spread(f), fp50 / rp50)
             }
         };
-        let (floor, shown, rendered, mio_relay, alone) =
-            (floor(f), floor(d), floor(e), floor(m), floor(a));
+        let (floor, shown, rendered, session, mio_relay, alone) =
+            (floor(f), floor(d), floor(e), floor(z), floor(m), floor(a));
         let c_over_m = if m.is_empty() {
             String::new()
         } else {
             format!("{:.2}", cp50 / median(m, |s| s.p50))
         };
         println!(
-            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {shown} | {rendered} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {alone} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2} | {mio_relay} {c_over_m:>5}",
+            "{:>8} | {:>6.1} / {:>6.1} {:>4} | {floor} | {shown} | {rendered} | {session} | {:>6.1} / {:>6.1} {:>4} {:>5.2} {:>5.2} | {alone} | {:>6.1} / {:>6.1} {:>4} {:>5.2} | {:>10.1} {:>3} {:>5.2} {:>5.2} | {mio_relay} {c_over_m:>5}",
             name,
             rp50,
             rp99,
@@ -344,7 +358,7 @@ fn stop_and_wait(
             cp50 / yp50
         );
     }
-    for (name, [r, f, d, b, c, y, m, e, a]) in &table {
+    for (name, [r, f, d, b, c, y, m, e, a, z]) in &table {
         let l = |v: &Vec<Stats>| {
             v.iter()
                 .map(|s| format!("{:.1}", s.p50))
@@ -352,11 +366,12 @@ fn stop_and_wait(
                 .join(" ")
         };
         println!(
-            "  {name}: p50 per round: raw [{}]  floor [{}]  +display [{}]  +render [{}]  bench [{}]  server alone [{}]  client [{}]  relay [{}]  mio relay [{}]",
+            "  {name}: p50 per round: raw [{}]  floor [{}]  +display [{}]  +render [{}]  +session [{}]  bench [{}]  server alone [{}]  client [{}]  relay [{}]  mio relay [{}]",
             l(r),
             l(f),
             l(d),
             l(e),
+            l(z),
             l(b),
             l(a),
             l(c),
@@ -683,6 +698,101 @@ fn mio_echo_server(show: Show) {
             if !shown.is_empty() {
                 display.write_all(&shown).unwrap();
                 shown.clear();
+            }
+        }
+    }
+}
+
+/// "+session": the bare loop of `mio_echo_server` with duet's own sans-IO
+/// `Session` doing the protocol, as `duet server` configures it (HELLO,
+/// framing, the ack, RTT and liveness bookkeeping, the message handed over
+/// as an event), each message rendered as in "+render" and each turn's
+/// lines written to /dev/null in one `write`. That is `duet server`
+/// without its event loop and display: against "+render" it measures the
+/// session, against "server alone" the loop. Deadlines are not served
+/// (the run is shorter than the first heartbeat), and the sender is the
+/// same bare loop, after a HELLO.
+fn mio_session_echo_server() {
+    use duet::session::{Config, Event, Session};
+    let mut style = duet::render::Style::default();
+    style.remember_name(b"peer");
+    let mut display = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let mut shown = Vec::with_capacity(4 * CHUNK);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    // Writes what the session has to send (nonblocking; small here).
+    let flush = |s: &mut mio::net::TcpStream, session: &mut Session| loop {
+        let out = session.poll_transmit().bytes;
+        if out.is_empty() {
+            return;
+        }
+        match s.write(out) {
+            Ok(n) => session.handle_written(n, Instant::now()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => panic!("session echo: {e}"),
+        }
+    };
+    for stream in listener.incoming() {
+        let (mut s, mut poll, mut events) = mio_source(stream.unwrap());
+        let mut session = Session::new(
+            Config {
+                name: b"server".to_vec(),
+                max_message: 16 << 20,
+                linger: Duration::from_secs(5),
+                handshake_timeout: Duration::from_secs(10),
+                heartbeat: Some(Duration::from_secs(5)),
+                dead_after: 3,
+                write_timeout: Some(Duration::from_secs(30)),
+                stream: true,
+            },
+            Instant::now(),
+        );
+        let mut buf = duet::buf::ReadBuf::with_capacity(2 * CHUNK);
+        flush(&mut s, &mut session); // our HELLO
+        'conn: loop {
+            poll.poll(&mut events, None).unwrap();
+            loop {
+                match buf.fill_from(&mut s) {
+                    Ok(0) => break 'conn,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => break 'conn,
+                }
+                let used = session.handle_peer_bytes(buf.data(), Instant::now());
+                buf.consume(used);
+                flush(&mut s, &mut session); // the ack
+                if buf.was_short() {
+                    break; // drained: the next edge comes with new data
+                }
+            }
+            while let Some(ev) = session.poll_event() {
+                if let Event::Message { id, data, .. } = ev {
+                    let line = duet::render::Line::Message {
+                        id,
+                        from: b"peer",
+                        data,
+                    };
+                    duet::render::render_in_pieces(
+                        duet::render::Format::Text,
+                        &line,
+                        duet::render::Stamp::default(),
+                        &style,
+                        &mut shown,
+                        &mut |_| {},
+                    );
+                }
+            }
+            if !shown.is_empty() {
+                display.write_all(&shown).unwrap();
+                shown.clear();
+            }
+            if session.is_closed() {
+                flush(&mut s, &mut session);
+                break;
             }
         }
     }
