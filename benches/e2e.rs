@@ -617,6 +617,53 @@ fn mio_source(s: TcpStream) -> (mio::net::TcpStream, mio::Poll, mio::Events) {
     (s, poll, mio::Events::with_capacity(8))
 }
 
+/// What a bare echo side shows with and where: duet's text style with the
+/// peer named, /dev/null, the turn's lines, and its listener (whose address
+/// is printed for the parent).
+struct EchoSide {
+    style: duet::render::Style,
+    display: std::fs::File,
+    shown: Vec<u8>,
+    listener: TcpListener,
+}
+
+impl EchoSide {
+    fn open() -> EchoSide {
+        let mut style = duet::render::Style::default();
+        style.remember_name(b"peer");
+        let display = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        std::io::stdout().flush().unwrap();
+        EchoSide {
+            style,
+            display,
+            shown: Vec::with_capacity(4 * CHUNK),
+            listener,
+        }
+    }
+}
+
+/// A message rendered as `duet server` shows it (escaped, tagged).
+fn render_message(style: &duet::render::Style, id: u64, data: &[u8], shown: &mut Vec<u8>) {
+    let line = duet::render::Line::Message {
+        id,
+        from: b"peer",
+        data,
+    };
+    duet::render::render_in_pieces(
+        duet::render::Format::Text,
+        &line,
+        duet::render::Stamp::default(),
+        style,
+        shown,
+        &mut |_| {},
+    );
+}
+
 /// The echo side as a bare event loop, in its own process: edge-triggered
 /// `epoll_wait`, reads until a short read, and acks each complete message
 /// at once. No session: what any single-threaded `mio` design costs before
@@ -626,17 +673,8 @@ fn mio_source(s: TcpStream) -> (mio::net::TcpStream, mio::Poll, mio::Events) {
 /// add), or rendered by duet's own text renderer (`Rendered`: escaped and
 /// tagged, the display work duet itself does, without its session or loop).
 fn mio_echo_server(show: Show) {
-    let mut style = duet::render::Style::default();
-    style.remember_name(b"peer");
-    let mut display = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
-    let mut shown = Vec::with_capacity(4 * CHUNK);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    println!("{}", listener.local_addr().unwrap());
-    std::io::stdout().flush().unwrap();
-    for stream in listener.incoming() {
+    let mut side = EchoSide::open();
+    for stream in side.listener.incoming() {
         let (mut s, mut poll, mut events) = mio_source(stream.unwrap());
         let mut buf = vec![0u8; 4 * CHUNK];
         let mut have = 0;
@@ -667,25 +705,11 @@ fn mio_echo_server(show: Show) {
                     match show {
                         Show::Nothing => {}
                         Show::Raw => {
-                            shown.extend_from_slice(b"peer> ");
-                            shown.extend_from_slice(data);
-                            shown.push(b'\n');
+                            side.shown.extend_from_slice(b"peer> ");
+                            side.shown.extend_from_slice(data);
+                            side.shown.push(b'\n');
                         }
-                        Show::Rendered => {
-                            let line = duet::render::Line::Message {
-                                id: 1,
-                                from: b"peer",
-                                data,
-                            };
-                            duet::render::render_in_pieces(
-                                duet::render::Format::Text,
-                                &line,
-                                duet::render::Stamp::default(),
-                                &style,
-                                &mut shown,
-                                &mut |_| {},
-                            );
-                        }
+                        Show::Rendered => render_message(&side.style, 1, data, &mut side.shown),
                     }
                     at += 5 + len;
                 }
@@ -695,9 +719,9 @@ fn mio_echo_server(show: Show) {
                     break; // drained: the next edge comes with new data
                 }
             }
-            if !shown.is_empty() {
-                display.write_all(&shown).unwrap();
-                shown.clear();
+            if !side.shown.is_empty() {
+                side.display.write_all(&side.shown).unwrap();
+                side.shown.clear();
             }
         }
     }
@@ -714,16 +738,7 @@ fn mio_echo_server(show: Show) {
 /// same bare loop, after a HELLO.
 fn mio_session_echo_server() {
     use duet::session::{Config, Event, Session};
-    let mut style = duet::render::Style::default();
-    style.remember_name(b"peer");
-    let mut display = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
-    let mut shown = Vec::with_capacity(4 * CHUNK);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    println!("{}", listener.local_addr().unwrap());
-    std::io::stdout().flush().unwrap();
+    let mut side = EchoSide::open();
     // Writes what the session has to send (nonblocking; small here).
     let flush = |s: &mut mio::net::TcpStream, session: &mut Session| loop {
         let out = session.poll_transmit().bytes;
@@ -736,7 +751,7 @@ fn mio_session_echo_server() {
             Err(e) => panic!("session echo: {e}"),
         }
     };
-    for stream in listener.incoming() {
+    for stream in side.listener.incoming() {
         let (mut s, mut poll, mut events) = mio_source(stream.unwrap());
         let mut session = Session::new(
             Config {
@@ -771,24 +786,12 @@ fn mio_session_echo_server() {
             }
             while let Some(ev) = session.poll_event() {
                 if let Event::Message { id, data, .. } = ev {
-                    let line = duet::render::Line::Message {
-                        id,
-                        from: b"peer",
-                        data,
-                    };
-                    duet::render::render_in_pieces(
-                        duet::render::Format::Text,
-                        &line,
-                        duet::render::Stamp::default(),
-                        &style,
-                        &mut shown,
-                        &mut |_| {},
-                    );
+                    render_message(&side.style, id, data, &mut side.shown);
                 }
             }
-            if !shown.is_empty() {
-                display.write_all(&shown).unwrap();
-                shown.clear();
+            if !side.shown.is_empty() {
+                side.display.write_all(&side.shown).unwrap();
+                side.shown.clear();
             }
             if session.is_closed() {
                 flush(&mut s, &mut session);
