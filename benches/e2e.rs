@@ -739,14 +739,15 @@ fn mio_echo_server(show: Show) {
 fn mio_session_echo_server() {
     use duet::session::{Config, Event, Session};
     let mut side = EchoSide::open();
-    // Writes what the session has to send (nonblocking; small here).
-    let flush = |s: &mut mio::net::TcpStream, session: &mut Session| loop {
+    // Writes what the session has to send (nonblocking; small here), with
+    // the turn's clock reading, as duet shares one per turn.
+    let flush = |s: &mut mio::net::TcpStream, session: &mut Session, now: Instant| loop {
         let out = session.poll_transmit().bytes;
         if out.is_empty() {
             return;
         }
         match s.write(out) {
-            Ok(n) => session.handle_written(n, Instant::now()),
+            Ok(n) => session.handle_written(n, now),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) => panic!("session echo: {e}"),
         }
@@ -767,7 +768,7 @@ fn mio_session_echo_server() {
             Instant::now(),
         );
         let mut buf = duet::buf::ReadBuf::with_capacity(2 * CHUNK);
-        flush(&mut s, &mut session); // our HELLO
+        flush(&mut s, &mut session, Instant::now()); // our HELLO
         'conn: loop {
             poll.poll(&mut events, None).unwrap();
             loop {
@@ -777,9 +778,10 @@ fn mio_session_echo_server() {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(_) => break 'conn,
                 }
-                let used = session.handle_peer_bytes(buf.data(), Instant::now());
+                let now = Instant::now();
+                let used = session.handle_peer_bytes(buf.data(), now);
                 buf.consume(used);
-                flush(&mut s, &mut session); // the ack
+                flush(&mut s, &mut session, now); // the ack
                 if buf.was_short() {
                     break; // drained: the next edge comes with new data
                 }
@@ -794,7 +796,7 @@ fn mio_session_echo_server() {
                 side.shown.clear();
             }
             if session.is_closed() {
-                flush(&mut s, &mut session);
+                flush(&mut s, &mut session, Instant::now());
                 break;
             }
         }
