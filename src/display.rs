@@ -45,8 +45,6 @@ pub struct Display {
     pub(crate) timestamps: bool,
     /// Interactive mode: the line editor's prompt, redrawn after output.
     pub(crate) prompt: Option<Prompt>,
-    /// This turn rendered something other than `sent` events.
-    pub(crate) urgent: bool,
     /// Since when `sent`-only output has been held back (see `end_turn`).
     pub(crate) held_since: Option<Instant>,
     /// When the last hold began, and whether it began quickly after the
@@ -99,7 +97,6 @@ impl Display {
             style: Style::default(),
             timestamps: false,
             prompt: None,
-            urgent: false,
             held_since: None,
             last_hold: None,
             quick_hold: false,
@@ -119,7 +116,6 @@ impl Display {
             return;
         }
         self.render_sent();
-        self.urgent = true;
         self.render(line, now);
     }
 
@@ -201,7 +197,6 @@ impl Display {
             return;
         }
         self.render_sent();
-        self.urgent = true;
         let first = self.part.as_ref().is_none_or(|p| p.id != id);
         if first && self.timestamps {
             self.style.time = Some(local_time(self.wall_at(now)));
@@ -313,7 +308,6 @@ impl Display {
     /// flow control holds the peer back.
     pub(crate) fn flush(&mut self) {
         self.render_sent();
-        self.urgent = false;
         self.held_since = None;
         if let Some(p) = &mut self.prompt {
             let held = logging::take_held();
@@ -357,14 +351,12 @@ impl Display {
         if self.out.is_empty() && self.sent.is_empty() && self.prompt.is_none() {
             // Nothing to write: what `flush` would do, without its call
             // (every turn of `duet bench`: 50 instructions per message).
-            self.urgent = false;
             self.held_since = None;
             return;
         }
-        // Only `sent` lines are held, as records: anything rendered is
-        // written.
-        let hold = !self.urgent
-            && self.prompt.is_none()
+        // Only `sent` lines are held, as records (anything rendered is
+        // rendered after them, and written): here they are all there is.
+        let hold = self.prompt.is_none()
             && self.out.is_empty()
             && self.held_since.is_none_or(|t| now < t + SENT_HOLD);
         if hold {
