@@ -6,12 +6,12 @@
 //! `UsageError` (exit code 2).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::addr::{IpLiteral, LiteralError};
 use crate::event_loop::{BenchSpec, Mode, Options};
 use crate::input::InputMode;
 use crate::protocol::MAX_NAME;
@@ -64,7 +64,7 @@ pub enum Command {
         #[arg(
             long,
             value_name = "ADDR",
-            help = "Address to listen on [default: [::] (dual-stack), else 0.0.0.0]"
+            help = "Address to listen on, e.g. 127.0.0.1, ::1, fe80::1%eth0 [default: [::] (dual-stack), else 0.0.0.0]"
         )]
         listen: Option<String>,
         /// Port to listen on; 0 picks a free one
@@ -117,7 +117,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct Target {
     /// Server to connect to: a hostname, an IPv4 or IPv6 address, with an
-    /// optional port (host:7777, [::1]:7777)
+    /// optional port (host:7777, [::1]:7777, [fe80::1%eth0]:7777)
     #[arg(value_name = "HOST[:PORT]")]
     host: String,
     /// Port, when HOST does not give one
@@ -370,40 +370,47 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Splits `host`, `host:port`, `v4:port`, `[v6]:port`, `[v6]` or a bare
-/// IPv6 literal into the host and the port if one is given.
+/// IPv6 literal into the host and the port if one is given. An IPv6
+/// literal may carry a zone (`fe80::1%eth0`), bare or in brackets, and a
+/// link-local one must.
 pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), UsageError> {
-    let bad = |why: &str| UsageError(format!("bad server address '{s}': {why}"));
+    let bad = |why: &dyn fmt::Display| UsageError(format!("bad server address '{s}': {why}"));
     if s.is_empty() {
-        return Err(bad("empty"));
+        return Err(bad(&"empty"));
     }
     if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
-        host.parse::<Ipv6Addr>()
-            .map_err(|_| bad("not an IPv6 address between [ ]"))?;
+        let (host, after) = rest.split_once(']').ok_or_else(|| bad(&"missing ']'"))?;
+        match host.parse::<IpLiteral>() {
+            Ok(lit) if lit.ip.is_ipv6() => {}
+            Ok(_) | Err(LiteralError::NotIp) => {
+                return Err(bad(&"not an IPv6 address between [ ]"));
+            }
+            Err(why) => return Err(bad(&why)),
+        }
         let port = match after {
             "" => None,
             p => Some(
-                parse_port(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?)
+                parse_port(p.strip_prefix(':').ok_or_else(|| bad(&"junk after ']'"))?)
                     .map_err(|e| bad(&e))?,
             ),
         };
         return Ok((host.to_string(), port));
     }
-    if s.parse::<Ipv6Addr>().is_ok() {
-        return Ok((s.to_string(), None));
+    // Two colons or a '%' can only be a bare IPv6 literal.
+    if s.matches(':').nth(1).is_some() || s.contains('%') {
+        return match s.parse::<IpLiteral>() {
+            Ok(_) => Ok((s.to_string(), None)),
+            Err(LiteralError::NotIp) => Err(bad(
+                &"an IPv6 address with a port must be written [addr]:port",
+            )),
+            Err(why) => Err(bad(&why)),
+        };
     }
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => {
-            if host.is_empty() {
-                return Err(bad("no host before ':'"));
-            }
-            Ok((
-                host.to_string(),
-                Some(parse_port(port).map_err(|e| bad(&e))?),
-            ))
-        }
-        Some(_) => Err(bad(
-            "an IPv6 address with a port must be written [addr]:port",
+    match s.split_once(':') {
+        Some(("", _)) => Err(bad(&"no host before ':'")),
+        Some((host, port)) => Ok((
+            host.to_string(),
+            Some(parse_port(port).map_err(|e| bad(&e))?),
         )),
         None => Ok((s.to_string(), None)),
     }
@@ -442,16 +449,19 @@ fn parse_port(p: &str) -> Result<u16, String> {
         .map_err(|_| format!("'{p}' is not a port number (0-65535)"))
 }
 
-/// Parses `--listen`: an IP address, optionally in brackets.
-fn parse_listen(s: &str) -> Result<IpAddr, UsageError> {
+/// Parses `--listen`: an IP address, optionally in brackets, an IPv6 one
+/// with a zone if it is link-local.
+fn parse_listen(s: &str) -> Result<IpLiteral, UsageError> {
     let t = s
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
         .unwrap_or(s);
-    t.parse().map_err(|_| {
-        UsageError(format!(
-            "bad --listen address '{s}': give an IP address such as 127.0.0.1 or ::1"
-        ))
+    t.parse().map_err(|why| {
+        let hint = match why {
+            LiteralError::NotIp => "give an IP address such as 127.0.0.1 or ::1".to_string(),
+            why => why.to_string(),
+        };
+        UsageError(format!("bad --listen address '{s}': {hint}"))
     })
 }
 
@@ -496,7 +506,9 @@ mod tests {
         assert_eq!(ok("[::1]:9"), ("::1".into(), Some(9)));
         assert_eq!(ok("[::1]"), ("::1".into(), None));
         assert_eq!(ok("::1"), ("::1".into(), None));
-        assert_eq!(ok("fe80::1"), ("fe80::1".into(), None));
+        assert_eq!(ok("fec0::1"), ("fec0::1".into(), None));
+        assert_eq!(ok("fe80::1%eth0"), ("fe80::1%eth0".into(), None));
+        assert_eq!(ok("[fe80::1%2]:9"), ("fe80::1%2".into(), Some(9)));
         for bad in [
             "",
             "host:",
@@ -506,8 +518,32 @@ mod tests {
             "[::1]x",
             "[nope]:1",
             "1:2:x:80",
+            "[fe80::1%]:9",
+            "[192.0.2.7]:9",
+            "192.0.2.7%eth0:9",
+            "fe80::1%",
+            "host%eth0",
+            "fe80::1",
+            "[fe80::1]:9",
         ] {
             assert!(split_host_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let ok = |s: &str| parse_listen(s).unwrap().to_string();
+        for (given, meant) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "::1"),
+            ("[::1]", "::1"),
+            ("fe80::1%eth0", "fe80::1%eth0"),
+            ("[fe80::1%2]", "fe80::1%2"),
+        ] {
+            assert_eq!(ok(given), meant);
+        }
+        for bad in ["", "localhost", "[::1]:7777", "127.0.0.1%lo", "fe80::1%"] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
         }
     }
 

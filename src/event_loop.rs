@@ -35,6 +35,7 @@ use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGTERM, SIGTSTP, SIGWINCH};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::addr::IpLiteral;
 use crate::buf::ReadBuf;
 use crate::display::{Display, Prompt};
 use crate::editor::Action;
@@ -85,7 +86,7 @@ pub mod exit {
 #[derive(Debug, Clone)]
 pub enum Mode {
     Server {
-        listen: Option<IpAddr>,
+        listen: Option<IpLiteral>,
         port: u16,
         once: bool,
     },
@@ -383,7 +384,12 @@ impl Loop {
 
     // ----- server -------------------------------------------------------
 
-    fn run_server(&mut self, listen: Option<IpAddr>, port: u16, once: bool) -> Result<u8, Error> {
+    fn run_server(
+        &mut self,
+        listen: Option<IpLiteral>,
+        port: u16,
+        once: bool,
+    ) -> Result<u8, Error> {
         let listener = bind(listen, port)?;
         let addr = listener.local_addr().map_err(|err| Error::Io {
             what: "cannot read the listening address",
@@ -483,13 +489,14 @@ impl Loop {
         } else {
             format!("{host}:{port}")
         };
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|err| Error::Resolve {
-                host: host.to_string(),
-                err,
-            })?
-            .collect();
+        let resolved = match host.parse::<IpLiteral>() {
+            Ok(lit) => lit.socket_addr(port).map(|addr| vec![addr]),
+            Err(_) => (host, port).to_socket_addrs().map(Iterator::collect),
+        };
+        let addrs = resolved.map_err(|err| Error::Resolve {
+            host: host.to_string(),
+            err,
+        })?;
         let mut last_err = io::Error::new(ErrorKind::NotFound, "no addresses");
         let mut connected = None;
         for addr in addrs {
@@ -1451,21 +1458,22 @@ fn unmap(addr: SocketAddr) -> SocketAddr {
 
 /// Binds the listener: the given address, else `[::]` (dual-stack), else
 /// `0.0.0.0` when IPv6 is unavailable.
-fn bind(listen: Option<IpAddr>, port: u16) -> Result<TcpListener, Error> {
-    let bind_one = |ip: IpAddr| {
-        let addr = SocketAddr::new(ip, port);
-        TcpListener::bind(addr).map_err(|err| Error::Bind { addr, err })
-    };
+fn bind(listen: Option<IpLiteral>, port: u16) -> Result<TcpListener, Error> {
+    let bind_one =
+        |addr: SocketAddr| TcpListener::bind(addr).map_err(|err| Error::Bind { addr, err });
     match listen {
-        Some(ip) => bind_one(ip),
-        None => match bind_one(IpAddr::V6(Ipv6Addr::UNSPECIFIED)) {
+        Some(lit) => bind_one(lit.socket_addr(port).map_err(|err| Error::Resolve {
+            host: lit.to_string(),
+            err,
+        })?),
+        None => match bind_one((Ipv6Addr::UNSPECIFIED, port).into()) {
             Err(Error::Bind { err, .. })
                 if matches!(
                     err.raw_os_error(),
                     Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
                 ) =>
             {
-                bind_one(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+                bind_one((Ipv4Addr::UNSPECIFIED, port).into())
             }
             other => other,
         },

@@ -8,6 +8,7 @@
 //! `terminal` own the descriptors' settings, and `main` only maps results
 //! to exit codes. See `docs/ARCHITECTURE.md`.
 
+pub mod addr;
 pub mod buf;
 #[doc(hidden)]
 pub mod check;

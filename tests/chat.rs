@@ -282,6 +282,29 @@ fn ipv6_loopback() {
     assert_eq!(c.expect_event("ack")["id"], 1);
 }
 
+/// A zone (`%lo`, or an index) is what a link-local address needs; on `::1`
+/// the kernel ignores it, so loopback checks the parsing and resolution.
+/// `tests/netns.sh` chats over a real link-local address.
+#[test]
+fn ipv6_with_a_zone() {
+    let mut s = Duet::spawn(&[
+        "server", "--listen", "::1%lo", "--port", "0", "--format", "jsonl",
+    ]);
+    let port = s.listening_addr().port();
+    let target = format!("[::1%lo]:{port}");
+    let mut c = Duet::spawn(&["client", &target, "--format", "jsonl"]);
+    c.send(b"zoned\n");
+    assert_eq!(s.expect_event("message")["text"], "zoned");
+    assert_eq!(c.expect_event("ack")["id"], 1);
+
+    let mut c = Duet::spawn(&["client", "[fe80::1%no-such-if0]:1"]);
+    assert_eq!(c.code(), 1);
+    assert_eq!(
+        c.stderr(),
+        "duet: cannot resolve fe80::1%no-such-if0: no network interface named 'no-such-if0'\n"
+    );
+}
+
 #[test]
 fn default_listener_is_dual_stack() {
     let mut s = Duet::spawn(&["server", "--port", "0", "--format", "jsonl"]);
@@ -346,8 +369,12 @@ fn bad_arguments_are_exit_2() {
         &["client", "h", "--max-message", "lots"],
         &["client", "h:1", "--port", "2"],
         &["client", "[::1"],
+        &["client", "fe80::1%"],
+        &["client", "[fe80::1]:7777"],
         &["server", "--port", "70000"],
         &["server", "--listen", "not-an-ip"],
+        &["server", "--listen", "127.0.0.1%lo"],
+        &["server", "--listen", "fe80::1"],
         &["server", "--format", "xml"],
         &["server", "--linger", "soon"],
     ];

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Network faults that need root: a peer whose packets are silently dropped,
-# random packet loss, a blackholed address (connect timeout), and a name
-# that does not resolve. Everything runs inside a network namespace this
-# script creates, with only its own loopback; nothing leaves the machine.
+# random packet loss, a blackholed address (connect timeout), a name that
+# does not resolve, and a chat over IPv6 link-local addresses. Everything
+# runs inside network namespaces this script creates, with their own
+# loopback and a veth pair between two of them; nothing leaves the machine.
 #
 # Usage: tests/netns.sh        (from .ci/run; skips, saying why, when it
 #                              cannot create a namespace)
@@ -14,11 +15,14 @@ skip() { echo "netns: SKIP: $*"; exit 0; }
 command -v ip >/dev/null || skip "iproute2 (ip) is not installed"
 
 NS="duet-test-$$"
+PEER_NS="duet-peer-$$"
 ip netns add "$NS" 2>/dev/null || skip "cannot create a network namespace"
 tmp=$(mktemp -d)
 cleanup() {
-  ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null
-  ip netns del "$NS" 2>/dev/null
+  for ns in "$NS" "$PEER_NS"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+  done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -118,6 +122,34 @@ if [ "$code" = 1 ] && grep -q "^duet: cannot resolve no-such-host.invalid" "$tmp
 else
   fail "unresolvable name: exit $code: $(cat "$tmp/c.err")"
 fi
+
+# 5. IPv6 link-local: the address needs its zone (the interface) to mean
+# anything. A veth pair joins this namespace (fe80::a on duet-a) to a second
+# one (fe80::b on duet-b); DAD is skipped so the addresses work at once.
+ip netns add "$PEER_NS"
+in_peer() { ip netns exec "$PEER_NS" "$@"; }
+ip link add duet-a netns "$NS" type veth peer name duet-b netns "$PEER_NS"
+in_ns ip link set duet-a up
+in_peer ip link set duet-b up
+in_ns ip addr add fe80::a/64 dev duet-a nodad
+in_peer ip addr add fe80::b/64 dev duet-b nodad
+for listen in "" "--listen fe80::b%duet-b"; do
+  # shellcheck disable=SC2086 # $listen is two words or none
+  in_peer "$DUET" server --port 7005 --once --format jsonl $listen \
+    < /dev/null > "$tmp/s.jl" 2> "$tmp/s.err" &
+  SPID=$!
+  for _ in $(seq 100); do grep -q listening "$tmp/s.jl" 2>/dev/null && break; sleep 0.05; done
+  printf 'over link-local\n' \
+    | in_ns "$DUET" client '[fe80::b%duet-a]:7005' --format jsonl > "$tmp/c.jl" 2> "$tmp/c.err"
+  code=$?
+  wait "$SPID"
+  if [ "$code" = 0 ] && grep -q '"acked":1' "$tmp/c.jl" \
+    && grep -q '"text":"over link-local"' "$tmp/s.jl"; then
+    pass "link-local chat to [fe80::b%duet-a] (server ${listen:-on [::]})"
+  else
+    fail "link-local (server ${listen:-on [::]}): exit $code: $(cat "$tmp/c.err" "$tmp/s.err")"
+  fi
+done
 
 [ "$failures" = 0 ] || { echo "netns: $failures failure(s)"; exit 1; }
 echo "netns: all passed"
