@@ -856,15 +856,20 @@ impl Loop {
                 }
                 return;
             }
-            Some(rest) if rest.starts_with(b"send ") => {
-                let path = String::from_utf8_lossy(&rest[5..]).trim().to_string();
-                match std::fs::read(&path) {
+            Some(rest) if rest == b"send" || rest.starts_with(b"send ") => {
+                let path = String::from_utf8_lossy(&rest[4..]).trim().to_string();
+                match read_file_message(&path, self.opts.session.max_message) {
                     Ok(data) => {
                         let what = format!("/send {path} ({} bytes)", data.len());
                         (data, Some(what))
                     }
-                    Err(e) => {
-                        let message = format!("cannot read {path}: {}", io_msg(&e));
+                    Err(refused) => {
+                        if let FileRefused::TooLarge(_) = refused
+                            && let Some(c) = self.active.and_then(|k| self.conns.get_mut(k))
+                        {
+                            c.session.handle_input_skipped();
+                        }
+                        let message = refused.to_string();
                         self.display.show(&Line::Error { message: &message }, now);
                         return;
                     }
@@ -1443,6 +1448,83 @@ fn set_notsent_lowat(stream: &TcpStream, bytes: usize) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Why `/send PATH` sends nothing.
+#[derive(Debug)]
+enum FileRefused {
+    NoPath,
+    Unreadable {
+        path: String,
+        err: io::Error,
+    },
+    /// A FIFO, device or directory: reading it could block the loop or
+    /// never end.
+    NotAFile {
+        path: String,
+    },
+    /// Over `--max-message`, like an input record that is skipped.
+    TooLarge(u64),
+}
+
+impl fmt::Display for FileRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileRefused::NoPath => f.write_str("usage: /send PATH"),
+            FileRefused::Unreadable { path, err } => {
+                write!(f, "cannot read {path}: {}", io_msg(err))
+            }
+            FileRefused::NotAFile { path } => {
+                write!(f, "cannot send {path}: not a regular file")
+            }
+            FileRefused::TooLarge(max) => {
+                write!(
+                    f,
+                    "not sent: the file is longer than --max-message ({max} bytes)"
+                )
+            }
+        }
+    }
+}
+
+/// Reads a regular file of at most `max` bytes for `/send`. The open does
+/// not wait for a FIFO's writer, and a file that grows past `max` while it
+/// is read is refused, so the loop never blocks for long or reads without
+/// end.
+fn read_file_message(path: &str, max: u64) -> Result<Vec<u8>, FileRefused> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.is_empty() {
+        return Err(FileRefused::NoPath);
+    }
+    let unreadable = |err| FileRefused::Unreadable {
+        path: path.to_string(),
+        err,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(FileRefused::NotAFile {
+            path: path.to_string(),
+        });
+    }
+    if meta.len() > max {
+        return Err(FileRefused::TooLarge(max));
+    }
+    // O_NONBLOCK has no effect on a regular file: this is a plain read
+    // from disk, bounded by `max`.
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(unreadable)?;
+    if data.len() as u64 > max {
+        return Err(FileRefused::TooLarge(max));
+    }
+    Ok(data)
 }
 
 /// Shows an IPv4 peer of a dual-stack listener as IPv4, not `::ffff:a.b.c.d`.

@@ -268,6 +268,50 @@ fn editing_keys_and_commands() {
     stty_same(&t);
 }
 
+/// `/send` reads only a regular file within `--max-message`: a FIFO or a
+/// device would block the loop or never end, and an oversized file is
+/// refused before it is read, like an oversized input record.
+#[test]
+fn send_refuses_what_it_cannot_send_whole() {
+    let (mut s, addr) = Duet::server(&[]);
+    let Some(t) = client_in_tmux(addr, "--max-message 1KiB") else {
+        return;
+    };
+    s.expect_event("connected");
+    let fifo = t.file("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let big = t.file("big.bin");
+    std::fs::File::create(&big).unwrap().set_len(1025).unwrap();
+    for (cmd, expect) in [
+        ("/send".to_string(), "usage: /send PATH".to_string()),
+        (
+            format!("/send {fifo}"),
+            format!("cannot send {fifo}: not a regular file"),
+        ),
+        (
+            "/send /dev/zero".to_string(),
+            "cannot send /dev/zero: not a regular file".to_string(),
+        ),
+        (
+            format!("/send {big}"),
+            "not sent: the file is longer than --max-message (1024 bytes)".to_string(),
+        ),
+    ] {
+        t.type_text(&cmd);
+        t.key("Enter");
+        t.wait_for(&expect);
+    }
+    // The loop was never blocked: a message still goes through.
+    t.type_text("still here");
+    t.key("Enter");
+    assert_eq!(s.expect_event("message")["text"], "still here");
+    t.type_text("/quit");
+    t.key("Enter");
+    t.wait_for("1 refused");
+    t.wait_for("EXIT=3");
+}
+
 #[test]
 fn no_editor_keeps_the_kernel_line_mode() {
     let (mut s, addr) = Duet::server(&[]);
