@@ -142,7 +142,8 @@ pub struct Keyboard {
 
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Name shown to the peer [default: $USER, else "server" or "client"]
+    /// Name shown to the peer; empty counts as not given [default: $USER,
+    /// else "server" or "client"]
     #[arg(long, env = "DUET_NAME")]
     pub name: Option<String>,
     /// Output on stdout: a text transcript or one JSON object per line
@@ -268,7 +269,8 @@ impl Cli {
                 (mode, Keyboard::default(), common, "bench")
             }
         };
-        let name = match common.name {
+        // An empty --name or DUET_NAME counts as none given.
+        let name = match common.name.filter(|n| !n.is_empty()) {
             Some(n) => n,
             None => std::env::var("USER")
                 .ok()
@@ -545,6 +547,13 @@ mod tests {
         for bad in ["", "localhost", "[::1]:7777", "127.0.0.1%lo", "fe80::1%"] {
             assert!(parse_listen(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_empty_name_counts_as_none() {
+        let cli = Cli::try_parse_from(["duet", "client", "h", "--name", ""]).unwrap();
+        let name = cli.into_options().unwrap().session.name;
+        assert!(!name.is_empty());
     }
 
     #[test]

@@ -1078,11 +1078,16 @@ impl Loop {
                 match ev {
                     Event::Connected { .. } if refused => {}
                     Event::Connected { name, .. } => {
-                        conn.peer_name = name.to_vec();
+                        // The wire allows an empty name; shown as such it
+                        // would make "> hi" look like our own prompt.
+                        conn.peer_name = match name {
+                            [] => b"peer".to_vec(),
+                            name => name.to_vec(),
+                        };
                         d.show(
                             &Line::Connected {
                                 peer: conn.peer,
-                                name,
+                                name: &conn.peer_name,
                             },
                             now,
                         );

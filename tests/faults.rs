@@ -214,6 +214,30 @@ fn peer_closing_without_bye_is_reported_and_server_goes_on() {
     assert_serves(&mut s, addr);
 }
 
+/// The wire allows an empty name. Shown bare it would read "> hi", like
+/// the prompt or one's own line, so the peer is called "peer".
+#[test]
+fn a_peer_with_an_empty_name_is_called_peer() {
+    let mut s = Duet::spawn(&["server", "--listen", "127.0.0.1", "--port", "0"]);
+    let first = s.next_line();
+    let addr: SocketAddr = first
+        .strip_prefix("* listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| s.fail(&format!("not the listening line: {first}")));
+    let mut raw = Raw::connect(addr);
+    raw.read_frame();
+    let mut bytes = hello(b"", 1 << 20);
+    bytes.extend(data(1, true, b"hi"));
+    raw.write(&bytes);
+    assert_eq!(raw.read_frame(), (0x03, 1u64.to_be_bytes().to_vec()));
+    let connected = s.expect_line("* connected to");
+    assert!(
+        connected.starts_with("* connected to peer (127.0.0.1:"),
+        "{connected}"
+    );
+    assert_eq!(s.next_line(), "peer> hi");
+}
+
 /// A fake server: accepts one client and completes the handshake.
 fn fake_server() -> (std::net::TcpListener, SocketAddr) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
