@@ -407,6 +407,8 @@ impl Loop {
                 })?;
         }
         self.display.show(&Line::Listening { addr }, Instant::now());
+        // The prompt is drawn with this first line, before any event.
+        self.refresh_label();
         self.display.flush();
         log::info!("listening on {addr}");
         let mut chats = 0u64;
@@ -716,10 +718,7 @@ impl Loop {
         }
         let now = clock.now();
         self.show_events(now);
-        if self.display.prompt.is_some() {
-            let label = self.prompt_label();
-            self.display.set_label(label);
-        }
+        self.refresh_label();
         self.display.end_turn(now);
         if self.display.broken {
             // Nobody reads our output any more: leave politely.
@@ -909,6 +908,14 @@ impl Loop {
 
     fn resume(&mut self) {
         self.display.resume_terminal();
+    }
+
+    /// Gives the prompt, if there is one, its current label.
+    fn refresh_label(&mut self) {
+        if self.display.prompt.is_some() {
+            let label = self.prompt_label();
+            self.display.set_label(label);
+        }
     }
 
     /// The prompt's label: who we are talking to and what is pending.
