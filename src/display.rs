@@ -323,11 +323,15 @@ impl Display {
                 if p.visible {
                     self.out.extend_from_slice(b"\r\x1b[K");
                 }
-                let width = editor::str_width(&p.label);
+                let mut label = p.label.as_str();
+                let mut width = editor::str_width(label);
+                if !Editor::label_fits(width, p.columns) {
+                    (label, width) = ("> ", 2);
+                }
                 let label = if self.style.color {
-                    format!("\x1b[1m{}\x1b[0m", p.label)
+                    format!("\x1b[1m{label}\x1b[0m")
                 } else {
-                    p.label.clone()
+                    label.to_string()
                 };
                 p.editor.render(&label, width, p.columns, &mut self.out);
                 p.visible = true;

@@ -302,6 +302,14 @@ impl Editor {
         self.cursor = self.draft.len();
     }
 
+    /// Whether a prompt label `label_width` columns wide leaves the draft
+    /// enough room on a terminal `columns` wide. When it does not, the
+    /// caller shows the bare `> ` instead, so that the line never wraps:
+    /// a wrapped prompt cannot be cleared and redrawn in place.
+    pub fn label_fits(label_width: usize, columns: usize) -> bool {
+        label_width + 1 + MIN_DRAFT_COLUMNS <= columns
+    }
+
     /// Appends the prompt line to `out`: carriage return, `prompt`, the
     /// visible window of the draft, clear to end of line, and the cursor
     /// moved to its column. `prompt` is plain text of `prompt_width`
@@ -349,6 +357,10 @@ impl Editor {
         }
     }
 }
+
+/// The fewest columns of draft a prompt label may leave (see
+/// [`Editor::label_fits`]).
+const MIN_DRAFT_COLUMNS: usize = 10;
 
 /// `write!` into a byte vector.
 struct StrBuf<'a>(&'a mut Vec<u8>);
@@ -548,6 +560,16 @@ mod tests {
         assert_eq!(typed(b"x\x03\x03").1, [Action::Quit]);
         assert_eq!(typed(b"\x0c").1, [Action::ClearScreen]);
         assert_eq!(typed(b"\x1a").1, [Action::Suspend]);
+    }
+
+    #[test]
+    fn long_labels_give_way_on_narrow_terminals() {
+        let label = "(nobody connected) > ";
+        assert!(Editor::label_fits(str_width(label), 80));
+        assert!(Editor::label_fits(str_width(label), 32));
+        assert!(!Editor::label_fits(str_width(label), 31));
+        assert!(!Editor::label_fits(str_width(label), 12));
+        assert!(Editor::label_fits(2, 13));
     }
 
     #[test]

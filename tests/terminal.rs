@@ -76,6 +76,15 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    fn resize(&self, columns: u16, rows: u16) {
+        let (x, y) = (columns.to_string(), rows.to_string());
+        let status = self
+            .cmd(&["resize-window", "-t", "main", "-x", &x, "-y", &y])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     fn type_text(&self, text: &str) {
         self.cmd(&["send-keys", "-t", "main", "-l", text])
             .status()
@@ -310,6 +319,26 @@ fn send_refuses_what_it_cannot_send_whole() {
     t.key("Enter");
     t.wait_for("1 refused");
     t.wait_for("EXIT=3");
+}
+
+/// A label too long for the terminal gives way to "> ": a prompt line that
+/// wraps could not be redrawn in place, and the draft would not show.
+#[test]
+fn a_narrow_terminal_keeps_the_draft_on_one_line() {
+    let Some(t) = Tmux::new() else {
+        return;
+    };
+    t.run(&format!(
+        "{BIN} server --listen 127.0.0.1 --port 0; sleep 600"
+    ));
+    t.wait_for("(nobody connected) >");
+    t.resize(20, 6);
+    t.type_text("hello there");
+    eventually("the bare prompt with the draft", || {
+        t.last_line() == "> hello there"
+    });
+    t.resize(60, 6);
+    t.wait_for("(nobody connected) > hello there");
 }
 
 #[test]
