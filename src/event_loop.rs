@@ -307,6 +307,8 @@ struct Loop {
     bench: Option<Bench>,
     /// The signal source reported readiness this turn.
     signal_ready: bool,
+    /// The address a client is connecting to, for the prompt's label.
+    connecting: Option<SocketAddr>,
     /// stdin reported a hang-up (its writer closed): read to end of file.
     stdin_hangup: bool,
     /// The person asked to leave (Ctrl-D, Ctrl-C, /quit).
@@ -377,6 +379,7 @@ impl Loop {
             last_error: None,
             bench: None,
             signal_ready: false,
+            connecting: None,
             stdin_hangup: false,
             quit: false,
         })
@@ -553,6 +556,11 @@ impl Loop {
             .registry()
             .register(&mut stream, token, Interest::WRITABLE)?;
         let deadline = Instant::now() + timeout;
+        self.connecting = Some(addr);
+        if self.display.prompt.is_some() {
+            self.refresh_label();
+            self.display.flush();
+        }
         let result = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -566,17 +574,27 @@ impl Loop {
             let mut writable = false;
             for ev in self.events.iter() {
                 match ev.token() {
-                    SIGNALS => {
-                        if let Some(sig) = self.signals.pending().next() {
-                            self.stop = Some(sig);
-                        }
-                    }
+                    SIGNALS => self.signal_ready = true,
                     STDIN => {
                         self.stdin_ready = true;
                         self.stdin_hangup |= ev.is_read_closed() || ev.is_error();
                     }
                     t if t == token => writable = true,
                     _ => {}
+                }
+            }
+            let now = Instant::now();
+            if self.signal_ready {
+                // A resize or Ctrl-Z is handled, not taken for a stop.
+                self.handle_signals(now);
+            }
+            if self.display.prompt.is_some() {
+                // Keys work while we wait: the draft can be typed, and
+                // Ctrl-C or Ctrl-D gives up at once.
+                self.read_stdin(&mut Clock::at(now));
+                self.display.end_turn(now);
+                if self.quit {
+                    self.stop.get_or_insert(SIGINT);
                 }
             }
             if let Some(sig) = self.stop {
@@ -594,6 +612,7 @@ impl Loop {
                 Err(e) => break Err(e.into()),
             }
         };
+        self.connecting = None;
         let _ = self.poll.registry().deregister(&mut stream);
         result.map(|()| stream)
     }
@@ -891,7 +910,11 @@ impl Loop {
             Some(Ok(id)) => self.display.echo_sent(id, &echo),
             Some(Err(InputRefused::TooLarge { .. })) => {} // the session reports it
             None | Some(Err(InputRefused::NotOpen)) => {
-                let message = "not sent: nobody is connected";
+                let message = if self.connecting.is_some() {
+                    "not sent: not connected yet"
+                } else {
+                    "not sent: nobody is connected"
+                };
                 self.display.show(&Line::Error { message }, now);
             }
         }
@@ -927,6 +950,7 @@ impl Loop {
                 n => format!("({n} unacked) > "),
             },
             Some(_) => "(connecting) > ".to_string(),
+            None if let Some(addr) = self.connecting => format!("(connecting to {addr}) > "),
             None if self.listener.is_some() => "(nobody connected) > ".to_string(),
             None => "(chat ended) > ".to_string(),
         }

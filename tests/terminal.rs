@@ -341,6 +341,47 @@ fn a_narrow_terminal_keeps_the_draft_on_one_line() {
     t.wait_for("(nobody connected) > hello there");
 }
 
+/// A listener whose accept queue is full: a connect to it gets no answer,
+/// so a client stays in its connecting phase. The streams returned hold the
+/// queue full.
+fn unanswering_listener() -> (std::net::TcpListener, Vec<std::net::TcpStream>) {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen(2) again on our own socket only shortens its backlog.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    let addr = l.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300)) {
+            Ok(s) => held.push(s),
+            Err(_) => return (l, held),
+        }
+    }
+    panic!("the accept queue never filled");
+}
+
+/// While the client connects, its keys work: the prompt says where it is
+/// connecting, a line typed early is refused with a reason, a resize is
+/// not taken for a signal to stop, and Ctrl-C gives up at once.
+#[test]
+fn keys_and_resizes_work_while_connecting() {
+    let (l, _held) = unanswering_listener();
+    let addr = l.local_addr().unwrap();
+    let Some(t) = Tmux::new() else {
+        return;
+    };
+    t.run(&format!(
+        "{BIN} client {addr} --connect-timeout 60s; echo EXIT=$?; sleep 600"
+    ));
+    t.wait_for(&format!("(connecting to {addr}) >"));
+    t.resize(70, 20);
+    t.type_text("early");
+    t.key("Enter");
+    t.wait_for("not sent: not connected yet");
+    t.key("C-c");
+    t.wait_for("EXIT=130");
+}
+
 #[test]
 fn no_editor_keeps_the_kernel_line_mode() {
     let (mut s, addr) = Duet::server(&[]);
