@@ -371,6 +371,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is too long"))
 }
 
+/// A clap error as one line, without the `error: ` prefix, the usage
+/// block and the pointer to `--help`, to be printed as `duet: …` like
+/// every other error. Context lines (the missing argument, the possible
+/// values, a tip) are kept on the same line.
+pub fn usage_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let mut line = String::new();
+    let mut in_usage = false;
+    for part in text.lines().map(str::trim) {
+        if part.starts_with("Usage:") {
+            in_usage = true;
+            continue;
+        }
+        if part.is_empty() {
+            in_usage = false;
+            continue;
+        }
+        if in_usage || part.starts_with("For more information") {
+            continue;
+        }
+        let part = part.strip_prefix("error: ").unwrap_or(part);
+        if !line.is_empty() {
+            let joined = line.ends_with(':') || part.starts_with('[');
+            line.push_str(if joined { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    line
+}
+
 /// Splits `host`, `host:port`, `v4:port`, `[v6]:port`, `[v6]` or a bare
 /// IPv6 literal into the host and the port if one is given. An IPv6
 /// literal may carry a zone (`fe80::1%eth0`), bare or in brackets, and a
@@ -547,6 +577,31 @@ mod tests {
         for bad in ["", "localhost", "[::1]:7777", "127.0.0.1%lo", "fe80::1%"] {
             assert!(parse_listen(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let line = |args: &[&str]| {
+            let err = Cli::try_parse_from([&["duet"], args].concat()).unwrap_err();
+            usage_line(&err)
+        };
+        assert_eq!(
+            line(&["client"]),
+            "the following required arguments were not provided: <HOST[:PORT]>"
+        );
+        assert_eq!(line(&["dance"]), "unrecognized subcommand 'dance'");
+        assert_eq!(
+            line(&["server", "--format", "xml"]),
+            "invalid value 'xml' for '--format <FORMAT>' [possible values: text, jsonl]"
+        );
+        assert_eq!(
+            line(&["client", "h", "-1"]),
+            "unexpected argument '-1' found; tip: to pass '-1' as a value, use '-- -1'"
+        );
+        assert_eq!(
+            line(&["client", "h", "--max-message", "lots"]),
+            "invalid value 'lots' for '--max-message <SIZE>': 'lots' is not a size (try 65536, 64KiB, 16MiB)"
+        );
     }
 
     #[test]

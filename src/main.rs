@@ -10,7 +10,24 @@ use duet::event_loop::{self, exit};
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            // Help and the version go to stdout as clap prints them, and
+            // so does the help shown for a bare `duet` (on stderr, exit 2).
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            say(&duet::cli::usage_line(&e));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     if let Err(msg) = init_logging(cli.common()) {
         say(&msg);
         return ExitCode::from(exit::USAGE);
@@ -56,7 +73,10 @@ fn init_logging(common: &duet::cli::Common) -> Result<(), String> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+                .map_err(|e| {
+                    let why = event_loop::io_msg(&e);
+                    format!("cannot open log file {}: {why}", path.display())
+                })?;
             WriteLogger::init(level, config, file).map_err(|e| e.to_string())
         }
         None => duet::logging::init_stderr(level).map_err(|e| e.to_string()),

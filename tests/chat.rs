@@ -361,10 +361,19 @@ fn port_in_use_is_exit_1() {
 }
 
 #[test]
-fn bad_arguments_are_exit_2() {
+fn bad_arguments_are_exit_2_with_one_line() {
+    // A bare `duet` shows the help instead (on stderr).
+    let mut d = Duet::spawn_with(&[], Stdin::Null, &[]);
+    assert_eq!(d.code(), 2);
+    assert!(
+        d.stderr().contains("Usage: duet <COMMAND>"),
+        "{}",
+        d.stderr()
+    );
     let cases: &[&[&str]] = &[
-        &[],
         &["dance"],
+        &["server", "--bogus"],
+        &["client", "h", "-1"],
         &["client"],
         &["client", "h", "--max-message", "lots"],
         &["client", "h:1", "--port", "2"],
@@ -381,6 +390,11 @@ fn bad_arguments_are_exit_2() {
     for args in cases {
         let mut d = Duet::spawn_with(args, Stdin::Null, &[]);
         assert_eq!(d.code(), 2, "duet {args:?}: {}", d.stderr());
+        let err = d.stderr();
+        assert!(
+            err.starts_with("duet: ") && err.lines().count() == 1,
+            "duet {args:?}: {err}"
+        );
     }
 }
 
