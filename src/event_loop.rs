@@ -1000,8 +1000,10 @@ impl Loop {
         }
         match self.active.and_then(|k| self.conns.get(k)) {
             Some(c) => c.session.wants_input(),
-            // A server with nobody connected reads and drops (with a notice).
-            None => self.listener.is_some(),
+            // A server with nobody connected: a line typed on a terminal
+            // is read and dropped, with a notice; piped input waits in its
+            // pipe (or file) for the next client.
+            None => self.listener.is_some() && self.stdin.is_terminal(),
         }
     }
 

@@ -217,24 +217,27 @@ fn second_client_is_busy_and_the_first_chat_goes_on() {
     assert!(!s.seen.iter().any(|l| l.contains("\"second\"")));
 }
 
+/// Piped input is not read while nobody is connected: it stays in the pipe
+/// and goes to the next client, instead of being dropped line by line.
+/// (A line typed on a terminal is refused: `tests/terminal.rs`.)
 #[test]
-fn server_message_while_nobody_is_connected_is_not_sent_or_queued() {
+fn server_holds_piped_input_for_the_next_client() {
     let (mut s, addr) = Duet::server(&[]);
-    s.send(b"into the void\n");
-    let e = s.expect_event("error");
-    assert!(
-        e["message"]
-            .as_str()
-            .unwrap()
-            .contains("nobody is connected"),
-        "{e}"
-    );
+    s.send(b"for whoever comes\n");
     let mut c = Duet::client(addr, &[]);
-    c.expect_event("connected");
-    s.expect_event("connected");
-    s.send(b"for you\n");
-    // The first message the client gets is the one sent while it was there.
-    assert_eq!(c.expect_event("message")["text"], "for you");
+    assert_eq!(c.expect_event("message")["text"], "for whoever comes");
+    c.close_stdin();
+    assert_eq!(c.code(), 0);
+    s.expect_event("closed");
+    // Between chats too.
+    s.send(b"for the next one\n");
+    let mut c = Duet::client(addr, &[]);
+    assert_eq!(c.expect_event("message")["text"], "for the next one");
+    assert!(
+        !s.seen.iter().any(|l| l.contains("nobody is connected")),
+        "{:?}",
+        s.seen
+    );
 }
 
 #[test]
@@ -248,9 +251,14 @@ fn server_with_stdin_from_dev_null_and_from_a_file() {
         Stdin::File(std::fs::File::open(&file).unwrap()),
     ];
     for stdin in stdins {
+        let from_file = matches!(stdin, Stdin::File(_));
         let mut s = Duet::spawn_with(SERVER_ARGS, stdin, &[]);
         let addr = s.listening_addr();
         let mut c = Duet::client(addr, &[]);
+        if from_file {
+            // Read once a client is there, not dropped before.
+            assert_eq!(c.expect_event("message")["text"], "from a file");
+        }
         c.send(b"ping\n");
         assert_eq!(s.expect_event("message")["text"], "ping");
         assert_eq!(c.expect_event("ack")["id"], 1);
@@ -470,13 +478,9 @@ fn nonblocking(fd: i32) -> bool {
 
 #[test]
 fn stdin_pipe_flags_are_restored_on_exit() {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsRawFd;
     let (_s, addr) = Duet::server(&[]);
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 fills two descriptors we then own.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = pipe();
     // Our copy shares the open file description with duet's stdin.
     let ours = read_end.try_clone().unwrap();
     assert!(!nonblocking(ours.as_raw_fd()));

@@ -106,12 +106,18 @@ fn idle_chat_with_heartbeats_stays_up() {
 
 #[test]
 fn non_reading_peer_is_cut_off_by_the_write_timeout_with_bounded_memory() {
-    let (mut s, addr) = Duet::server(&["--write-timeout", "1s", "--heartbeat", "0"]);
+    // stdin is our own pipe: what duet leaves unread when the chat ends
+    // would wait there for the next client, so the test drains it.
+    let (read_end, write_end) = pipe();
+    let leftover = read_end.try_clone().unwrap();
+    let args = [SERVER_ARGS, &["--write-timeout", "1s", "--heartbeat", "0"]].concat();
+    let mut s = Duet::spawn_with(&args, Stdin::Fd(read_end), &[]);
+    let addr = s.listening_addr();
     let _raw = raw_hello(addr); // never reads
     s.expect_event("connected");
     // Push 80 MiB of 1 MiB lines from a thread: the write blocks whenever
     // duet stops reading stdin, which is the backpressure under test.
-    let mut stdin = s.take_stdin();
+    let mut stdin = std::fs::File::from(write_end);
     let writer = std::thread::spawn(move || {
         let line = [b"x".repeat(1 << 20), b"\n".to_vec()].concat();
         for _ in 0..80 {
@@ -119,16 +125,15 @@ fn non_reading_peer_is_cut_off_by_the_write_timeout_with_bounded_memory() {
                 break;
             }
         }
-        stdin
     });
     let closed = s.expect_event("closed");
     let reason = closed["reason"].as_str().unwrap();
     assert!(reason.contains("stopped reading"), "{reason}");
-    let stdin = writer.join().unwrap();
     let peak = peak_rss_mib(s.pid());
     eprintln!("peak RSS with a non-reading peer: {peak:.1} MiB");
     assert!(peak < 48.0, "peak RSS {peak:.1} MiB");
-    drop(stdin);
+    drain(leftover);
+    writer.join().unwrap();
     assert_serves(&mut s, addr);
 }
 

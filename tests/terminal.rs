@@ -339,6 +339,9 @@ fn a_narrow_terminal_keeps_the_draft_on_one_line() {
     });
     t.resize(60, 6);
     t.wait_for("(nobody connected) > hello there");
+    // A line typed with nobody connected is refused, not kept.
+    t.key("Enter");
+    t.wait_for("not sent: nobody is connected");
 }
 
 /// A listener whose accept queue is full: a connect to it gets no answer,

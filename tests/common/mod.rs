@@ -433,6 +433,41 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 /// Connections a fault left queued in the listen backlog are served first,
 /// so a client arriving meanwhile may be told "busy" (exit 4): it asks
 /// again.
+/// A pipe, close-on-exec so that no other test's child inherits an end:
+/// (read end, write end).
+pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// Reads and discards from `fd` until end of file, waiting at most
+/// `DEADLINE` for each read; `fd` may be nonblocking (duet sets its stdin
+/// so, and a copy of the descriptor shares that).
+pub fn drain(fd: std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let mut file = std::fs::File::from(fd);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd that lives across the call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, DEADLINE.as_millis() as i32) };
+        assert!(ready > 0, "nothing to read for {DEADLINE:?}");
+        match file.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("drain: {e}"),
+        }
+    }
+}
+
 pub fn assert_serves(s: &mut Duet, addr: SocketAddr) {
     for _ in 0..100 {
         let mut c = Duet::client(addr, &[]);
