@@ -201,6 +201,13 @@ pub fn io_msg(err: &io::Error) -> String {
 
 /// Runs server or client until done; returns the exit code.
 pub fn run(opts: Options) -> Result<u8, Error> {
+    // The name is resolved before the loop exists: a lookup can block for
+    // seconds, and until the loop installs its handlers and takes the
+    // terminal, Ctrl-C (SIGINT) simply ends it.
+    let addrs = match &opts.mode {
+        Mode::Client { host, port, .. } => resolve(host, *port)?,
+        Mode::Server { .. } => Vec::new(),
+    };
     let mut lp = Loop::new(opts)?;
     let code = match lp.opts.mode.clone() {
         Mode::Server { listen, port, once } => lp.run_server(listen, port, once),
@@ -213,12 +220,25 @@ pub fn run(opts: Options) -> Result<u8, Error> {
             if let Some(spec) = bench {
                 lp.start_bench(spec);
             }
-            lp.run_client(&host, port, connect_timeout)
+            lp.run_client(&host, port, addrs, connect_timeout)
         }
     };
     lp.display.flush();
     lp.display.leave_terminal();
     code
+}
+
+/// The addresses `host` stands for: an IP literal's one (its zone turned
+/// into an interface index), else what the system's resolver says.
+fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    let resolved = match host.parse::<IpLiteral>() {
+        Ok(lit) => lit.socket_addr(port).map(|addr| vec![addr]),
+        Err(_) => (host, port).to_socket_addrs().map(Iterator::collect),
+    };
+    resolved.map_err(|err| Error::Resolve {
+        host: host.to_string(),
+        err,
+    })
 }
 
 /// One TCP connection and its chat.
@@ -488,20 +508,18 @@ impl Loop {
 
     // ----- client -------------------------------------------------------
 
-    fn run_client(&mut self, host: &str, port: u16, timeout: Duration) -> Result<u8, Error> {
+    fn run_client(
+        &mut self,
+        host: &str,
+        port: u16,
+        addrs: Vec<SocketAddr>,
+        timeout: Duration,
+    ) -> Result<u8, Error> {
         let target = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
-        let resolved = match host.parse::<IpLiteral>() {
-            Ok(lit) => lit.socket_addr(port).map(|addr| vec![addr]),
-            Err(_) => (host, port).to_socket_addrs().map(Iterator::collect),
-        };
-        let addrs = resolved.map_err(|err| Error::Resolve {
-            host: host.to_string(),
-            err,
-        })?;
         let mut last_err = io::Error::new(ErrorKind::NotFound, "no addresses");
         let mut connected = None;
         for addr in addrs {

@@ -23,7 +23,7 @@ cleanup() {
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$ns" 2>/dev/null
   done
-  rm -rf "$tmp"
+  rm -rf "$tmp" "/etc/netns/$NS"
 }
 trap cleanup EXIT
 in_ns() { ip netns exec "$NS" "$@"; }
@@ -150,6 +150,34 @@ for listen in "" "--listen fe80::b%duet-b"; do
     fail "link-local (server ${listen:-on [::]}): exit $code: $(cat "$tmp/c.err" "$tmp/s.err")"
   fi
 done
+
+# 6. A name whose lookup hangs: the resolver's packets are dropped. A
+# signal ends the client at once, not when the lookup gives up (10 s here).
+# (`ip netns exec` puts /etc/netns/NAME/resolv.conf in place of the host's.)
+mkdir -p "/etc/netns/$NS"
+printf 'nameserver 127.0.0.53\noptions timeout:5 attempts:2\n' > "/etc/netns/$NS/resolv.conf"
+in_ns nft add rule inet duet in udp dport 53 counter drop
+in_ns nft add rule inet duet in tcp dport 53 drop
+# Not through in_ns: a function run in the background is a subshell, and
+# the signal must reach duet itself (ip netns exec execs it, same pid).
+ip netns exec "$NS" "$DUET" client slow.example < /dev/null > /dev/null 2> "$tmp/c.err" &
+CPID=$!
+# The lookup is under way once its first query has been dropped.
+for _ in $(seq 100); do
+  in_ns nft list chain inet duet in | grep -q 'udp dport 53 counter packets [1-9]' && break
+  sleep 0.05
+done
+t0=$(ms_now)
+kill -TERM "$CPID"
+wait "$CPID"; code=$?
+took=$(( $(ms_now) - t0 ))
+if [ "$code" = 143 ] && [ "$took" -lt 2000 ]; then
+  pass "SIGTERM during a hanging name lookup ends the client in ${took} ms"
+else
+  fail "hanging lookup: exit $code after ${took} ms: $(cat "$tmp/c.err")"
+fi
+in_ns nft flush chain inet duet in
+rm -rf "/etc/netns/$NS"
 
 [ "$failures" = 0 ] || { echo "netns: $failures failure(s)"; exit 1; }
 echo "netns: all passed"
