@@ -610,7 +610,9 @@ impl Loop {
                 // Keys work while we wait: the draft can be typed, and
                 // Ctrl-C or Ctrl-D gives up at once.
                 self.read_stdin(&mut Clock::at(now));
-                self.display.end_turn(now);
+                // With a prompt, `end_turn` would flush too; calling it here
+                // as well would cost the turn its inlined copy.
+                self.display.flush();
                 if self.quit {
                     self.stop.get_or_insert(SIGINT);
                 }
@@ -951,7 +953,9 @@ impl Loop {
         self.display.resume_terminal();
     }
 
-    /// Gives the prompt, if there is one, its current label.
+    /// Gives the prompt, if there is one, its current label. Inlined: with
+    /// no prompt it is one check per turn, not a call.
+    #[inline(always)]
     fn refresh_label(&mut self) {
         if self.display.prompt.is_some() {
             let label = self.prompt_label();
@@ -1025,7 +1029,17 @@ impl Loop {
         }
     }
 
+    /// Reads stdin if it is ready and wanted. The check is inlined into
+    /// its callers (the turn and the connect wait): most turns have
+    /// nothing to read, and a call would cost more than the check.
+    #[inline(always)]
     fn read_stdin(&mut self, clock: &mut Clock) {
+        if self.stdin_ready && !self.stdin_eof && self.wants_stdin() {
+            self.read_stdin_now(clock);
+        }
+    }
+
+    fn read_stdin_now(&mut self, clock: &mut Clock) {
         // A bounded number of reads per turn, so a fast writer on stdin
         // (whole mode has no session pushback while a message assembles)
         // cannot starve the sockets; `stdin_ready` stays set meanwhile.
