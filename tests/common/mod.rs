@@ -429,10 +429,6 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A real client can still chat with the server `s` (after a fault).
-/// Connections a fault left queued in the listen backlog are served first,
-/// so a client arriving meanwhile may be told "busy" (exit 4): it asks
-/// again.
 /// A pipe, close-on-exec so that no other test's child inherits an end:
 /// (read end, write end).
 pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
@@ -468,6 +464,10 @@ pub fn drain(fd: std::os::fd::OwnedFd) {
     }
 }
 
+/// A real client can still chat with the server `s` (after a fault).
+/// Connections a fault left queued in the listen backlog are served first,
+/// so a client arriving meanwhile may be told "busy" (exit 4): it asks
+/// again.
 pub fn assert_serves(s: &mut Duet, addr: SocketAddr) {
     for _ in 0..100 {
         let mut c = Duet::client(addr, &[]);
