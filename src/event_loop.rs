@@ -670,7 +670,8 @@ impl Loop {
         entry.insert(Conn {
             stream,
             peer,
-            peer_name: Vec::new(),
+            // Until the peer says its name in HELLO.
+            peer_name: b"peer".to_vec(),
             rbuf,
             session,
             readable: false,
@@ -851,9 +852,10 @@ impl Loop {
                     if again {
                         // Asked twice: stop waiting for acks.
                         conn.session.close(ByeReason::Normal);
-                    } else if is_client {
+                    } else if is_client && conn.session.handshake_done() {
                         conn.session.handle_input_end(now);
                     } else {
+                        // Before the handshake there is nothing to wait for.
                         conn.session
                             .handle_stop(now, STOP_GRACE.min(self.opts.session.linger));
                     }
@@ -925,12 +927,17 @@ impl Loop {
             .active
             .and_then(|k| self.conns.get_mut(k))
             .map(|c| &mut c.session);
+        // Still connecting, or connected and waiting for the peer's HELLO.
+        let connecting = self.connecting.is_some()
+            || session
+                .as_ref()
+                .is_some_and(|s| !s.handshake_done() && !s.is_closed());
         let echo = what.as_ref().map_or(&msg[..], |w| w.as_bytes()).to_vec();
         match session.map(|s| s.handle_input(Cow::Owned(msg), now)) {
             Some(Ok(id)) => self.display.echo_sent(id, &echo),
             Some(Err(InputRefused::TooLarge { .. })) => {} // the session reports it
             None | Some(Err(InputRefused::NotOpen)) => {
-                let message = if self.connecting.is_some() {
+                let message = if connecting {
                     "not sent: not connected yet"
                 } else {
                     "not sent: nobody is connected"
@@ -1462,11 +1469,7 @@ fn turned_away(end: &End) -> bool {
 /// How a chat's end is shown, the exit code it implies, and the error line
 /// a client prints for it.
 fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> (String, u8, Option<String>) {
-    let who = if peer.is_empty() {
-        "peer".to_string()
-    } else {
-        render::escape_to_string(peer)
-    };
+    let who = render::escape_to_string(peer);
     let delivered_code = if undelivered == 0 {
         exit::OK
     } else {

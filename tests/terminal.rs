@@ -385,6 +385,30 @@ fn keys_and_resizes_work_while_connecting() {
     t.wait_for("EXIT=130");
 }
 
+/// Connected, but the peer has not said HELLO: a line is refused as early,
+/// not as sent to nobody.
+#[test]
+fn a_line_before_the_handshake_is_refused_as_early() {
+    // The kernel completes the TCP handshake; nobody ever answers on it.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let Some(t) = Tmux::new() else {
+        return;
+    };
+    t.run(&format!(
+        "{BIN} client {addr} --handshake-timeout 60s; echo EXIT=$?; sleep 600"
+    ));
+    t.wait_for("(connecting) >");
+    t.type_text("early");
+    t.key("Enter");
+    t.wait_for("not sent: not connected yet");
+    // Ctrl-C leaves at once: before the handshake there are no acks to
+    // wait for. The peer, never named, is "peer".
+    t.key("C-c");
+    t.wait_for("--- chat with peer ---");
+    t.wait_for("EXIT=0");
+}
+
 #[test]
 fn no_editor_keeps_the_kernel_line_mode() {
     let (mut s, addr) = Duet::server(&[]);
