@@ -56,7 +56,9 @@ pub enum Command {
     ///
     /// The first line printed names the address listened on. When a client
     /// leaves, the server waits for the next; a client that connects while
-    /// a chat is going on is told the server is busy.
+    /// a chat is going on is told the server is busy. Input piped to the
+    /// server while nobody is connected waits for the next client; a line
+    /// typed on a terminal meanwhile is refused.
     #[command(after_help = EXIT_CODES)]
     Server {
         // The help text is an attribute, not a doc comment: rustdoc would
