@@ -1,7 +1,9 @@
 //! The interactive terminal, tested as a person uses it: `duet client` runs
 //! in a tmux pane (its own tmux server, one per test), keys are typed with
 //! `send-keys`, and the screen is read with `capture-pane`. The server is a
-//! piped child speaking JSON. Skipped, saying why, when tmux is missing.
+//! piped child speaking JSON, or a listener that never answers (to test the
+//! connecting client), or itself in the pane (to test its prompt). Skipped,
+//! saying why, when tmux is missing.
 
 mod common;
 
