@@ -39,7 +39,7 @@ use crate::addr::IpLiteral;
 use crate::buf::ReadBuf;
 use crate::display::{Display, Prompt};
 use crate::editor::Action;
-use crate::input::{InputMode, Splitter};
+use crate::input::{InputError, InputMode, Splitter};
 use crate::logging;
 use crate::protocol::{self, ByeReason};
 use crate::render::{self, Format, Line};
@@ -904,13 +904,17 @@ impl Loop {
                         (data, Some(what))
                     }
                     Err(refused) => {
-                        if let FileRefused::TooLarge(_) = refused
-                            && let Some(c) = self.active.and_then(|k| self.conns.get_mut(k))
-                        {
-                            c.session.handle_input_skipped();
+                        // Too large, it counts as refused, and an open
+                        // session reports it among its events.
+                        let reported = matches!(refused, FileRefused::TooLarge(_))
+                            && self
+                                .active
+                                .and_then(|k| self.conns.get_mut(k))
+                                .is_some_and(|c| c.session.handle_input_skipped());
+                        if !reported {
+                            let message = refused.to_string();
+                            self.display.show(&Line::Error { message: &message }, now);
                         }
-                        let message = refused.to_string();
-                        self.display.show(&Line::Error { message: &message }, now);
                         return;
                     }
                 }
@@ -1101,11 +1105,11 @@ impl Loop {
                 let msg = match rec {
                     Ok(m) => m,
                     Err(e) => {
-                        if let Some(s) = session.as_mut() {
-                            s.handle_input_skipped();
+                        // An open session reports it among its events.
+                        if !session.as_mut().is_some_and(|s| s.handle_input_skipped()) {
+                            let message = format!("not sent: {e}");
+                            display.show(&Line::Error { message: &message }, now);
                         }
-                        let message = format!("not sent: {e}");
-                        display.show(&Line::Error { message: &message }, now);
                         return;
                     }
                 };
@@ -1191,6 +1195,11 @@ impl Loop {
                             "not sent: the message is {len} bytes and {} accepts at most {limit}",
                             render::escape_to_string(&conn.peer_name)
                         );
+                        d.show(&Line::Error { message: &message }, now);
+                    }
+                    Event::Skipped { limit } => {
+                        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                        let message = format!("not sent: {}", InputError::TooLarge { limit });
                         d.show(&Line::Error { message: &message }, now);
                     }
                     Event::Ended => d.cut_off(&conn.peer_name, now),

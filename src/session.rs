@@ -203,6 +203,11 @@ pub enum Event<'a> {
     MessagePart { id: u64, data: &'a [u8] },
     /// A message was not sent: it is larger than the peer accepts.
     Refused { len: u64, limit: u64 },
+    /// An input record was not sent: it is longer than our own limit
+    /// ([`Config::max_message`]), and was skipped before it became a
+    /// message. Queued in order with the other events, so that it is shown
+    /// after the `Connected` of the turn that opened the chat.
+    Skipped { limit: u64 },
     /// The chat is over; see [`Session::end`].
     Ended,
 }
@@ -293,6 +298,9 @@ enum Record {
     },
     Refused {
         len: u64,
+        limit: u64,
+    },
+    Skipped {
         limit: u64,
     },
     Ended,
@@ -496,11 +504,17 @@ impl Session {
 
     /// An input record was skipped before it became a message (longer than
     /// our own limit): it counts as refused, so the summary and the exit
-    /// status say that something did not get through.
-    pub fn handle_input_skipped(&mut self) {
-        if self.is_open() {
-            self.stats.refused += 1;
+    /// status say that something did not get through, and it is reported
+    /// as [`Event::Skipped`]. Before the chat is open (or after) there is
+    /// no one to count it for: returns false, and the caller says so.
+    pub fn handle_input_skipped(&mut self) -> bool {
+        if !self.is_open() {
+            return false;
         }
+        self.stats.refused += 1;
+        let limit = self.cfg.max_message;
+        self.events.push_back(Record::Skipped { limit });
+        true
     }
 
     /// Offers one message for sending. Messages up to one chunk go straight
@@ -687,6 +701,7 @@ impl Session {
                 data: &self.arena[start..end],
             },
             Record::Refused { len, limit } => Event::Refused { len, limit },
+            Record::Skipped { limit } => Event::Skipped { limit },
             Record::Ended => Event::Ended,
         })
     }

@@ -268,6 +268,26 @@ fn server_with_stdin_from_dev_null_and_from_a_file() {
     }
 }
 
+/// A record over --max-message that is already waiting when the chat opens
+/// is reported after `connected`, not before it, and the next goes out.
+#[test]
+fn a_skipped_first_record_is_reported_after_connected() {
+    let (mut s, addr) = Duet::server(&[]);
+    let a = addr.to_string();
+    let mut c = Duet::spawn(&["client", &a, "--format", "jsonl", "--max-message", "8"]);
+    c.send(b"0123456789\nfits\n");
+    assert_eq!(c.next_event()["event"], "connected");
+    let e = c.next_event();
+    assert_eq!(e["event"], "error", "{e}");
+    assert_eq!(
+        e["message"],
+        "not sent: input record longer than --max-message (8 bytes) was skipped"
+    );
+    assert_eq!(s.expect_event("message")["text"], "fits");
+    c.close_stdin();
+    assert_eq!(c.code(), 3, "a skipped record counts as undelivered");
+}
+
 #[test]
 fn client_stdin_from_dev_null_exits_cleanly() {
     let (_s, addr) = Duet::server(&[]);

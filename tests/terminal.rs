@@ -306,7 +306,7 @@ fn send_refuses_what_it_cannot_send_whole() {
         ),
         (
             format!("/send {big}"),
-            "not sent: the file is longer than --max-message (1024 bytes)".to_string(),
+            "not sent: input record longer than --max-message (1024 bytes) was skipped".to_string(),
         ),
     ] {
         t.type_text(&cmd);

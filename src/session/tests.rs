@@ -31,6 +31,7 @@ enum Ev {
     Part(u64, Vec<u8>),
     Last(u64, Vec<u8>),
     Refused(u64, u64),
+    Skipped(u64),
     Ended,
 }
 
@@ -49,6 +50,7 @@ fn events(s: &mut Session) -> Vec<Ev> {
             Event::Message { id, data, .. } => Ev::Last(id, data.to_vec()),
             Event::MessagePart { id, data } => Ev::Part(id, data.to_vec()),
             Event::Refused { len, limit } => Ev::Refused(len, limit),
+            Event::Skipped { limit } => Ev::Skipped(limit),
             Event::Ended => Ev::Ended,
         });
     }
@@ -359,14 +361,22 @@ fn message_over_peer_limit_is_refused_locally() {
 fn skipped_input_counts_as_refused_once_open() {
     let now = Instant::now();
     let mut c = Session::new(cfg("c"), now);
-    c.handle_input_skipped(); // before the handshake: nobody to count for
+    // Before the handshake: nobody to count for; the caller reports it.
+    assert!(!c.handle_input_skipped());
     assert_eq!(c.stats().refused, 0);
     let mut s = Session::new(cfg("s"), now);
     let (mut a, mut b) = (Vec::new(), Vec::new());
     pump(&mut c, &mut a, &mut s, now);
     pump(&mut s, &mut b, &mut c, now);
-    c.handle_input_skipped();
+    assert!(c.handle_input_skipped());
     assert_eq!((c.stats().refused, c.stats().undelivered()), (1, 1));
+    // Reported after the Connected event of the same turn, in order.
+    let evs = events(&mut c);
+    let limit = cfg("c").max_message;
+    assert!(
+        matches!(evs[..], [Ev::Connected(..), Ev::Skipped(l)] if l == limit),
+        "{evs:?}"
+    );
 }
 
 #[test]
