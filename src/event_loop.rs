@@ -1198,8 +1198,7 @@ impl Loop {
                         d.show(&Line::Error { message: &message }, now);
                     }
                     Event::Skipped { limit } => {
-                        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-                        let message = format!("not sent: {}", InputError::TooLarge { limit });
+                        let message = format!("not sent: {}", InputError::too_large(limit));
                         d.show(&Line::Error { message: &message }, now);
                     }
                     Event::Ended => d.cut_off(&conn.peer_name, now),
@@ -1545,8 +1544,8 @@ enum FileRefused {
     NotAFile {
         path: String,
     },
-    /// Over `--max-message`, like an input record that is skipped.
-    TooLarge(u64),
+    /// Over `--max-message`: an input record that is skipped.
+    TooLarge(InputError),
 }
 
 impl fmt::Display for FileRefused {
@@ -1559,12 +1558,7 @@ impl fmt::Display for FileRefused {
             FileRefused::NotAFile { path } => {
                 write!(f, "cannot send {path}: not a regular file")
             }
-            FileRefused::TooLarge(max) => {
-                write!(
-                    f,
-                    "not sent: the file is longer than --max-message ({max} bytes)"
-                )
-            }
+            FileRefused::TooLarge(e) => write!(f, "not sent: {e}"),
         }
     }
 }
@@ -1594,8 +1588,9 @@ fn read_file_message(path: &str, max: u64) -> Result<Vec<u8>, FileRefused> {
             path: path.to_string(),
         });
     }
+    let too_large = || FileRefused::TooLarge(InputError::too_large(max));
     if meta.len() > max {
-        return Err(FileRefused::TooLarge(max));
+        return Err(too_large());
     }
     // O_NONBLOCK has no effect on a regular file: this is a plain read
     // from disk, bounded by `max`.
@@ -1604,7 +1599,7 @@ fn read_file_message(path: &str, max: u64) -> Result<Vec<u8>, FileRefused> {
         .read_to_end(&mut data)
         .map_err(unreadable)?;
     if data.len() as u64 > max {
-        return Err(FileRefused::TooLarge(max));
+        return Err(too_large());
     }
     Ok(data)
 }

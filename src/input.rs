@@ -42,6 +42,14 @@ pub enum InputError {
     TooLarge { limit: usize },
 }
 
+impl InputError {
+    /// A record over a limit given, as `--max-message` is, in a `u64`.
+    pub fn too_large(limit: u64) -> InputError {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        InputError::TooLarge { limit }
+    }
+}
+
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

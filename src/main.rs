@@ -14,8 +14,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            // Help and the version go to stdout as clap prints them, and
-            // so does the help shown for a bare `duet` (on stderr, exit 2).
+            // Help and the version are clap's to print (to stdout, exit
+            // 0); so is the help for a bare `duet` (to stderr, exit 2).
             if matches!(
                 e.kind(),
                 ErrorKind::DisplayHelp
