@@ -34,7 +34,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use duet::protocol::{self, ByeReason, Frame, Hello};
+use duet::core::protocol::{self, ByeReason, Frame, Hello};
 use serde_json::Value;
 
 const DUET: &str = env!("CARGO_BIN_EXE_duet");
@@ -621,7 +621,7 @@ fn mio_source(s: TcpStream) -> (mio::net::TcpStream, mio::Poll, mio::Events) {
 /// peer named, /dev/null, the turn's lines, and its listener (whose address
 /// is printed for the parent).
 struct EchoSide {
-    style: duet::render::Style,
+    style: duet::core::render::Style,
     display: std::fs::File,
     shown: Vec<u8>,
     listener: TcpListener,
@@ -629,7 +629,7 @@ struct EchoSide {
 
 impl EchoSide {
     fn open() -> EchoSide {
-        let mut style = duet::render::Style::default();
+        let mut style = duet::core::render::Style::default();
         style.remember_name(b"peer");
         let display = std::fs::OpenOptions::new()
             .write(true)
@@ -648,16 +648,16 @@ impl EchoSide {
 }
 
 /// A message rendered as `duet server` shows it (escaped, tagged).
-fn render_message(style: &duet::render::Style, id: u64, data: &[u8], shown: &mut Vec<u8>) {
-    let line = duet::render::Line::Message {
+fn render_message(style: &duet::core::render::Style, id: u64, data: &[u8], shown: &mut Vec<u8>) {
+    let line = duet::core::render::Line::Message {
         id,
         from: b"peer",
         data,
     };
-    duet::render::render_in_pieces(
-        duet::render::Format::Text,
+    duet::core::render::render_in_pieces(
+        duet::core::render::Format::Text,
         &line,
-        duet::render::Stamp::default(),
+        duet::core::render::Stamp::default(),
         style,
         shown,
         &mut |_| {},
@@ -737,7 +737,7 @@ fn mio_echo_server(show: Show) {
 /// (the run is shorter than the first heartbeat), and the sender is the
 /// same bare loop, after a HELLO.
 fn mio_session_echo_server() {
-    use duet::session::{Config, Event, Session};
+    use duet::core::session::{Config, Event, Session};
     let mut side = EchoSide::open();
     // Writes what the session has to send (nonblocking; small here), with
     // the turn's clock reading, as duet shares one per turn.
@@ -767,7 +767,7 @@ fn mio_session_echo_server() {
             },
             Instant::now(),
         );
-        let mut buf = duet::buf::ReadBuf::with_capacity(2 * CHUNK);
+        let mut buf = duet::os::buf::ReadBuf::with_capacity(2 * CHUNK);
         flush(&mut s, &mut session, Instant::now()); // our HELLO
         'conn: loop {
             poll.poll(&mut events, None).unwrap();

@@ -8,9 +8,10 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{self, ByeReason, Frame, Hello};
-use crate::render;
-use crate::session::{Config, Event, Session};
+use crate::core::escape;
+use crate::core::protocol::{self, ByeReason, Frame, Hello};
+use crate::core::render;
+use crate::core::session::{Config, Event, Session};
 
 /// Decoding in arbitrary chunks gives the same frames, the same error and
 /// the same leftover as decoding all at once. The first byte picks the
@@ -212,11 +213,11 @@ pub fn session_ops(data: &[u8]) {
 pub fn escape(data: &[u8]) {
     for newline_ok in [false, true] {
         let (mut fast, mut slow) = (Vec::new(), Vec::new());
-        render::escape_into(data, newline_ok, &mut fast);
-        render::escape_reference(data, newline_ok, &mut slow);
+        escape::escape_into(data, newline_ok, &mut fast);
+        escape::escape_reference(data, newline_ok, &mut slow);
         assert_eq!(fast, slow, "fast escaper disagrees with the reference");
     }
-    let s = render::escape_to_string(data);
+    let s = escape::escape_to_string(data);
     for c in s.chars() {
         assert!(!c.is_control(), "control {c:?} in {s:?}");
         assert!(
@@ -225,7 +226,7 @@ pub fn escape(data: &[u8]) {
         );
     }
     let mut tagged = Vec::new();
-    render::escape_into(data, true, &mut tagged);
+    escape::escape_into(data, true, &mut tagged);
     assert!(
         tagged.iter().all(|&b| b == b'\n' || b >= 0x20 && b != 0x7f),
         "raw control byte"

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use duet::cli::Cli;
-use duet::event_loop::{self, exit};
+use duet::os::event_loop::{self, exit};
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 fn main() -> ExitCode {
@@ -79,6 +79,6 @@ fn init_logging(common: &duet::cli::Common) -> Result<(), String> {
                 })?;
             WriteLogger::init(level, config, file).map_err(|e| e.to_string())
         }
-        None => duet::logging::init_stderr(level).map_err(|e| e.to_string()),
+        None => duet::os::logging::init_stderr(level).map_err(|e| e.to_string()),
     }
 }

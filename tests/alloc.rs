@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use duet::session::{Config, Event, Session};
+use duet::core::session::{Config, Event, Session};
 
 struct Counting;
 
@@ -123,7 +123,7 @@ fn receive_and_ack_path_does_not_allocate_once_warm() {
 
 #[test]
 fn streamed_receive_does_not_allocate_once_warm() {
-    use duet::protocol::{Frame, MAX_CHUNK, encode};
+    use duet::core::protocol::{Frame, MAX_CHUNK, encode};
     let now = Instant::now();
     let mut a = Session::new(cfg(), now);
     let mut b = Session::new(

@@ -55,7 +55,7 @@ fn seeded_random_inputs_hold_every_property() {
 
 #[test]
 fn mutated_valid_streams_hold_every_property() {
-    use duet::protocol::{Frame, Hello, encode};
+    use duet::core::protocol::{Frame, Hello, encode};
     let mut rng = Rng(0xfeed_beef);
     let mut valid = vec![0u8]; // leading byte: chunking seed / op selector
     encode(

@@ -13,11 +13,12 @@ use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::editor::{self, Editor};
-use crate::event_loop::io_msg;
-use crate::logging;
-use crate::render::{self, Format, Line, Stamp, Style};
-use crate::terminal::Terminal;
+use crate::core::editor::{self, Editor};
+use crate::core::escape;
+use crate::core::render::{self, Format, Line, Stamp, Style};
+use crate::os::event_loop::io_msg;
+use crate::os::logging;
+use crate::os::terminal::Terminal;
 
 /// How long output made only of `sent` events may wait for the next
 /// turn's output, to be written together.
@@ -292,12 +293,12 @@ impl Display {
             }
             lines.extend_from_slice(time.as_bytes());
             lines.extend_from_slice(tag.as_bytes());
-            render::escape_marked(part, false, marks, &mut lines);
+            escape::escape_marked(part, false, marks, &mut lines);
         }
         self.out.extend_from_slice(&lines);
         self.out.push(b'\n');
         if let Some(p) = &mut self.prompt {
-            let width = time.len() + 5 + editor::str_width(&render::escape_to_string(data));
+            let width = time.len() + 5 + editor::str_width(&escape::escape_to_string(data));
             p.last_sent = (!data.contains(&b'\n')).then_some((id, lines, width));
         }
     }

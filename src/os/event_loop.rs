@@ -35,18 +35,19 @@ use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGTERM, SIGTSTP, SIGWINCH};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::addr::IpLiteral;
-use crate::buf::ReadBuf;
-use crate::display::{Display, Prompt};
-use crate::editor::Action;
-use crate::input::{InputError, InputMode, Splitter};
-use crate::logging;
-use crate::protocol::{self, ByeReason};
-use crate::render::{self, Format, Line};
-use crate::session::{Config, End, Event, InputRefused, Session, SessionError};
-use crate::stdin::{Stdin, StdinKind};
-use crate::terminal::{self, Terminal};
-use crate::timer::Timer;
+use crate::core::editor::Action;
+use crate::core::escape;
+use crate::core::input::{InputError, InputMode, Splitter};
+use crate::core::protocol::{self, ByeReason};
+use crate::core::render::{Format, Line};
+use crate::core::session::{Config, End, Event, InputRefused, Session, SessionError};
+use crate::os::addr::IpLiteral;
+use crate::os::buf::ReadBuf;
+use crate::os::display::{Display, Prompt};
+use crate::os::logging;
+use crate::os::stdin::{Stdin, StdinKind};
+use crate::os::terminal::{self, Terminal};
+use crate::os::timer::Timer;
 
 const LISTENER: Token = Token(0);
 const STDIN: Token = Token(1);
@@ -1193,7 +1194,7 @@ impl Loop {
                     Event::Refused { len, limit } => {
                         let message = format!(
                             "not sent: the message is {len} bytes and {} accepts at most {limit}",
-                            render::escape_to_string(&conn.peer_name)
+                            escape::escape_to_string(&conn.peer_name)
                         );
                         d.show(&Line::Error { message: &message }, now);
                     }
@@ -1477,7 +1478,7 @@ fn turned_away(end: &End) -> bool {
 /// How a chat's end is shown, the exit code it implies, and the error line
 /// a client prints for it.
 fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> (String, u8, Option<String>) {
-    let who = render::escape_to_string(peer);
+    let who = escape::escape_to_string(peer);
     let delivered_code = if undelivered == 0 {
         exit::OK
     } else {
@@ -1501,7 +1502,7 @@ fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> (String, u8, Option
             let mut msg = format!("{who} ended the chat: {reason}");
             if !detail.is_empty() {
                 msg.push_str(": ");
-                msg.push_str(&render::escape_to_string(detail));
+                msg.push_str(&escape::escape_to_string(detail));
             }
             (msg.clone(), exit::FAILURE, Some(msg))
         }
@@ -1642,7 +1643,7 @@ fn bind(listen: Option<IpLiteral>, port: u16) -> Result<TcpListener, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Frame, Hello};
+    use crate::core::protocol::{Frame, Hello};
 
     const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -2,8 +2,8 @@
 //! simulated clock, plus hand-made frames for the error paths.
 
 use super::*;
-use crate::protocol::{decode, encode};
-use crate::queue_limit;
+use crate::core::protocol::{decode, encode};
+use crate::core::queue_limit;
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -25,9 +25,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{self, ByeReason, DecodeError, Frame, Hello, MAX_CHUNK};
-use crate::queue_limit::{self, QueueLimit};
-use crate::rtt::{RttStats, RttSummary};
+use crate::core::protocol::{self, ByeReason, DecodeError, Frame, Hello, MAX_CHUNK};
+use crate::core::queue_limit::{self, QueueLimit};
+use crate::core::rtt::{RttStats, RttSummary};
 
 /// Unsent outbox bytes above which we stop reading the peer (its acks and
 /// pongs could not be written anyway) and stop taking input. Message data
@@ -112,7 +112,7 @@ impl fmt::Display for SessionError {
             SessionError::NotDuet { first } => write!(
                 f,
                 "peer does not speak duet (it sent \"{}\")",
-                crate::render::escape_to_string(first)
+                crate::core::escape::escape_to_string(first)
             ),
             SessionError::Version { peer } => write!(
                 f,

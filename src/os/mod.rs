@@ -1,0 +1,12 @@
+//! The shell around the core: the only code that touches descriptors,
+//! signals, the terminal and the clock. It moves bytes between the OS and
+//! the core and holds no chat rules.
+
+pub mod addr;
+pub mod buf;
+pub mod display;
+pub mod event_loop;
+pub mod logging;
+pub mod stdin;
+pub mod terminal;
+pub mod timer;
