@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::core::chat::BenchSpec;
 use crate::core::input::InputMode;
 use crate::core::protocol::MAX_NAME;
 use crate::core::render::Format;
 use crate::core::session::Config;
 use crate::os::addr::{IpLiteral, LiteralError};
-use crate::os::event_loop::{BenchSpec, Mode, Options};
+use crate::os::options::{Mode, Options};
 
 /// The default TCP port.
 pub const DEFAULT_PORT: u16 = 7777;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use duet::cli::Cli;
-use duet::os::event_loop::{self, exit};
+use duet::core::exit;
+use duet::os::event_loop;
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 fn main() -> ExitCode {
@@ -74,7 +75,7 @@ fn init_logging(common: &duet::cli::Common) -> Result<(), String> {
                 .append(true)
                 .open(path)
                 .map_err(|e| {
-                    let why = event_loop::io_msg(&e);
+                    let why = duet::os::error::io_msg(&e);
                     format!("cannot open log file {}: {why}", path.display())
                 })?;
             WriteLogger::init(level, config, file).map_err(|e| e.to_string())

@@ -336,3 +336,38 @@ fn client_reports_connection_reset() {
         "{err}"
     );
 }
+
+/// Frames that arrive right behind the end of a message large enough to
+/// fill the receiver's display queue are handled once the queue drains,
+/// without waiting for more bytes: here a PING behind the last chunk of a
+/// 2 MiB message, in the same write, is answered.
+#[test]
+fn a_frame_behind_a_large_message_is_handled_without_more_bytes() {
+    let (l, addr) = fake_server();
+    let mut c = Duet::client(addr, &[]);
+    let mut raw = accept(&l);
+    raw.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let chunks = 32; // 2 MiB, twice the display queue's cap
+    for _ in 0..chunks - 1 {
+        raw.write(&data(1, false, &chunk));
+    }
+    let mut tail = data(1, true, &chunk);
+    tail.extend_from_slice(&frame(0x05, &7u64.to_be_bytes()));
+    raw.write(&tail);
+    let msg = c.expect_event("message");
+    assert_eq!(msg["len"], 2 << 20);
+    let mut seen = Vec::new();
+    loop {
+        let (kind, body) = raw.read_frame();
+        seen.push(kind);
+        if kind == 0x06 {
+            assert_eq!(body, 7u64.to_be_bytes(), "PONG echoes the PING");
+            break;
+        }
+        assert!(seen.len() < 10, "no PONG among {seen:?}");
+    }
+    assert_eq!(seen, vec![0x03, 0x06], "the ACK, then the PONG");
+}

@@ -2,8 +2,10 @@
 //! here takes bytes and `now: Instant` and returns bytes to send, events to
 //! show and the next deadline, so it is tested without sockets and fuzzed.
 
+pub mod chat;
 pub mod editor;
 pub mod escape;
+pub mod exit;
 pub mod input;
 pub mod protocol;
 pub mod queue_limit;

@@ -51,6 +51,14 @@ pub struct Style {
 }
 
 impl Style {
+    /// The default style, coloured or not.
+    pub fn with_color(color: bool) -> Style {
+        Style {
+            color,
+            ..Style::default()
+        }
+    }
+
     /// Escapes `name` for the tags of the chat that starts now.
     pub fn remember_name(&mut self, name: &[u8]) {
         let mut escaped = Vec::with_capacity(name.len());

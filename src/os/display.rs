@@ -13,10 +13,11 @@ use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::core::chat::Screen;
 use crate::core::editor::{self, Editor};
 use crate::core::escape;
 use crate::core::render::{self, Format, Line, Stamp, Style};
-use crate::os::event_loop::io_msg;
+use crate::os::error::io_msg;
 use crate::os::logging;
 use crate::os::terminal::Terminal;
 
@@ -34,41 +35,39 @@ const WALL_REREAD: Duration = Duration::from_secs(1);
 
 /// stdout, written once per turn with everything rendered in that turn.
 pub struct Display {
-    pub(crate) format: Format,
-    pub(crate) out: Vec<u8>,
-    pub(crate) stdout: ManuallyDrop<File>,
+    format: Format,
+    out: Vec<u8>,
+    stdout: ManuallyDrop<File>,
     /// stdout was closed by its reader: stop writing, end quietly.
-    pub(crate) broken: bool,
-    /// Show `sent` and per-message ack lines (off for `duet bench`).
-    pub(crate) per_message: bool,
-    pub(crate) style: Style,
+    broken: bool,
+    style: Style,
     /// Prefix text lines with the local time.
-    pub(crate) timestamps: bool,
+    timestamps: bool,
     /// Interactive mode: the line editor's prompt, redrawn after output.
-    pub(crate) prompt: Option<Prompt>,
+    prompt: Option<Prompt>,
     /// Since when `sent`-only output has been held back (see `end_turn`).
-    pub(crate) held_since: Option<Instant>,
+    held_since: Option<Instant>,
     /// When the last hold began, and whether it began quickly after the
     /// one before it.
-    pub(crate) last_hold: Option<Instant>,
-    pub(crate) quick_hold: bool,
+    last_hold: Option<Instant>,
+    quick_hold: bool,
     /// `sent` lines (JSON only) not rendered yet: id, length, when sent.
     /// They are rendered just before the next other line, or when held
     /// output is written. So a stop-and-wait sender renders its `sent`
     /// line after the ack has been read, with the `ack` line, and not
     /// while the message's round trip runs: on one CPU the peer cannot
     /// answer until we sleep, and the rendering took 0.1–0.2 µs of it.
-    pub(crate) sent: Vec<(u64, u64, Instant)>,
-    pub(crate) mono_base: (Instant, u64),
+    sent: Vec<(u64, u64, Instant)>,
+    mono_base: (Instant, u64),
     /// A wall-clock reading (µs since the epoch) and the instant it was
     /// taken: lines are stamped with it plus the time since (see `wall_at`).
-    pub(crate) wall_base: (Instant, u64),
+    wall_base: (Instant, u64),
     /// A message being shown as it arrives.
-    pub(crate) part: Option<Streaming>,
+    part: Option<Streaming>,
 }
 
 /// A message being shown as it arrives (`Display::show_part`).
-pub(crate) struct Streaming {
+struct Streaming {
     id: u64,
     /// Its bytes shown so far.
     shown: u64,
@@ -77,7 +76,9 @@ pub(crate) struct Streaming {
 }
 
 impl Display {
-    pub(crate) fn new(format: Format) -> Display {
+    /// A display for `format`, coloured or not, with or without local-time
+    /// stamps on text lines.
+    pub fn new(format: Format, color: bool, timestamps: bool) -> Display {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -92,11 +93,10 @@ impl Display {
             // ManuallyDrop keeps us from closing it.
             stdout: ManuallyDrop::new(unsafe { File::from_raw_fd(1) }),
             broken: false,
-            per_message: true,
             mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
             wall_base: (base, wall_us()),
-            style: Style::default(),
-            timestamps: false,
+            style: Style::with_color(color),
+            timestamps,
             prompt: None,
             held_since: None,
             last_hold: None,
@@ -106,7 +106,24 @@ impl Display {
         }
     }
 
-    pub(crate) fn show(&mut self, line: &Line<'_>, now: Instant) {
+    /// Interactive mode: a prompt with the line editor, on a terminal.
+    pub fn set_prompt(&mut self, prompt: Prompt) {
+        self.prompt = Some(prompt);
+    }
+
+    /// Whether the line editor's prompt is on screen (a person types).
+    #[inline]
+    pub fn interactive(&self) -> bool {
+        self.prompt.is_some()
+    }
+
+    /// Whether stdout was closed by its reader.
+    #[inline]
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    pub fn show(&mut self, line: &Line<'_>, now: Instant) {
         if self.broken {
             return;
         }
@@ -186,14 +203,7 @@ impl Display {
 
     /// Shows the next piece of a message as it arrives (text output, no
     /// prompt); `last` when it completes the message.
-    pub(crate) fn show_part(
-        &mut self,
-        from: &[u8],
-        id: u64,
-        data: &[u8],
-        last: bool,
-        now: Instant,
-    ) {
+    pub fn show_part(&mut self, from: &[u8], id: u64, data: &[u8], last: bool, now: Instant) {
         if self.broken {
             return;
         }
@@ -230,7 +240,7 @@ impl Display {
 
     /// The chat ended while a message was being shown as it arrived: end
     /// its line and say that it was cut off (it was never acknowledged).
-    pub(crate) fn cut_off(&mut self, from: &[u8], now: Instant) {
+    pub fn cut_off(&mut self, from: &[u8], now: Instant) {
         let Some(Streaming {
             id,
             shown,
@@ -268,7 +278,7 @@ impl Display {
 
     /// In interactive mode, the first output of a turn clears the prompt
     /// line it will be printed over.
-    pub(crate) fn begin_output(&mut self) {
+    pub fn begin_output(&mut self) {
         if let Some(p) = self.prompt.as_mut().filter(|p| p.visible) {
             self.out.extend_from_slice(b"\r\x1b[K");
             p.visible = false;
@@ -277,7 +287,7 @@ impl Display {
 
     /// Echoes a message we sent, above the prompt, and remembers it for the
     /// inline delivery mark. Every line carries the tag.
-    pub(crate) fn echo_sent(&mut self, id: u64, data: &[u8]) {
+    pub fn echo_sent(&mut self, id: u64, data: &[u8]) {
         self.begin_output();
         let tag = if self.style.color {
             "\x1b[1;32myou>\x1b[0m "
@@ -307,7 +317,7 @@ impl Display {
     /// allows, with the prompt redrawn after it in the same write. stdout
     /// is left blocking: if its reader pauses, the loop waits here and TCP
     /// flow control holds the peer back.
-    pub(crate) fn flush(&mut self) {
+    pub fn flush(&mut self) {
         self.render_sent();
         self.held_since = None;
         if let Some(p) = &mut self.prompt {
@@ -352,7 +362,7 @@ impl Display {
     /// made only of `sent` events is held for up to [`SENT_HOLD`], so that
     /// a stop-and-wait sender writes its `sent` and `ack` lines in one
     /// `write` when the ack comes back within that time.
-    pub(crate) fn end_turn(&mut self, now: Instant) {
+    pub fn end_turn(&mut self, now: Instant) {
         if self.out.is_empty() && self.sent.is_empty() && self.prompt.is_none() {
             // Nothing to write: what `flush` would do, without its call
             // (every turn of `duet bench`: 50 instructions per message).
@@ -378,7 +388,7 @@ impl Display {
     }
 
     /// When held output must be written at the latest.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
+    pub fn deadline(&self) -> Option<Instant> {
         self.held_since.map(|t| t + SENT_HOLD)
     }
 
@@ -394,12 +404,12 @@ impl Display {
     /// [`QUICK_HOLD`] of the one before: at full speed, once per 10 ms for
     /// hundreds of messages; a slow sender keeps the timeout and makes no
     /// syscall for its holds.
-    pub(crate) fn hold_on_timer(&self) -> bool {
+    pub fn hold_on_timer(&self) -> bool {
         self.held_since.is_some() && self.quick_hold
     }
 
     /// Keys typed in interactive mode: the editor's actions.
-    pub(crate) fn handle_keys(&mut self, bytes: &[u8]) -> Vec<editor::Action> {
+    pub fn handle_keys(&mut self, bytes: &[u8]) -> Vec<editor::Action> {
         match &mut self.prompt {
             Some(p) => {
                 p.dirty = true;
@@ -410,7 +420,7 @@ impl Display {
     }
 
     /// Ctrl-L.
-    pub(crate) fn clear_screen(&mut self) {
+    pub fn clear_screen(&mut self) {
         self.out.extend_from_slice(b"\x1b[H\x1b[2J");
         if let Some(p) = &mut self.prompt {
             p.visible = false;
@@ -419,7 +429,7 @@ impl Display {
     }
 
     /// SIGWINCH: measure the terminal again and redraw.
-    pub(crate) fn resized(&mut self) {
+    pub fn resized(&mut self) {
         if let Some(p) = &mut self.prompt {
             p.columns = Terminal::columns();
             p.dirty = true;
@@ -427,7 +437,7 @@ impl Display {
     }
 
     /// Before stopping: the terminal as it was, the prompt left on screen.
-    pub(crate) fn suspend_terminal(&mut self) {
+    pub fn suspend_terminal(&mut self) {
         if let Some(p) = &mut self.prompt {
             p.terminal.suspend();
             self.out.extend_from_slice(b"\r\n");
@@ -437,7 +447,7 @@ impl Display {
     }
 
     /// After continuing: cbreak mode again, and a redraw.
-    pub(crate) fn resume_terminal(&mut self) {
+    pub fn resume_terminal(&mut self) {
         if let Some(p) = &mut self.prompt {
             if let Err(e) = p.terminal.resume() {
                 log::warn!("cannot set up the terminal again: {}", io_msg(&e));
@@ -449,7 +459,7 @@ impl Display {
 
     /// At exit: leave the prompt and any unsent draft on screen with a new
     /// line below it for the shell, and give the terminal back.
-    pub(crate) fn leave_terminal(&mut self) {
+    pub fn leave_terminal(&mut self) {
         if let Some(mut p) = self.prompt.take() {
             self.out.extend_from_slice(b"\r\n");
             self.flush();
@@ -459,7 +469,7 @@ impl Display {
     }
 
     /// Sets the prompt's label (redrawn at the next flush if it changed).
-    pub(crate) fn set_label(&mut self, label: String) {
+    pub fn set_label(&mut self, label: String) {
         if let Some(p) = self.prompt.as_mut().filter(|p| p.label != label) {
             p.label = label;
             p.dirty = true;
@@ -467,19 +477,37 @@ impl Display {
     }
 }
 
+impl Screen for Display {
+    fn show(&mut self, line: &Line<'_>, now: Instant) {
+        Display::show(self, line, now);
+    }
+
+    fn show_part(&mut self, from: &[u8], id: u64, data: &[u8], last: bool, now: Instant) {
+        Display::show_part(self, from, id, data, last, now);
+    }
+
+    fn cut_off(&mut self, from: &[u8], now: Instant) {
+        Display::cut_off(self, from, now);
+    }
+
+    fn echo_sent(&mut self, id: u64, data: &[u8]) {
+        Display::echo_sent(self, id, data);
+    }
+}
+
 /// The interactive prompt at the bottom of the screen.
 pub struct Prompt {
-    pub(crate) editor: Editor,
-    pub(crate) terminal: Terminal,
-    pub(crate) label: String,
-    pub(crate) columns: usize,
+    editor: Editor,
+    terminal: Terminal,
+    label: String,
+    columns: usize,
     /// The prompt is on screen (the cursor is on its line).
-    pub(crate) visible: bool,
+    visible: bool,
     /// Redraw at the next flush even without new output.
-    pub(crate) dirty: bool,
+    dirty: bool,
     /// The line just above the prompt is our message: its id, the bytes
     /// printed, and their width (for the inline delivery mark).
-    pub(crate) last_sent: Option<(u64, Vec<u8>, usize)>,
+    last_sent: Option<(u64, Vec<u8>, usize)>,
 }
 
 impl Prompt {
@@ -550,7 +578,7 @@ mod tests {
 
     #[test]
     fn wall_stamps_follow_the_monotonic_clock_and_reread_each_second() {
-        let mut d = Display::new(Format::Jsonl);
+        let mut d = Display::new(Format::Jsonl, false, false);
         let t0 = Instant::now();
         d.wall_base = (t0, 1_000_000);
         assert_eq!(d.wall_at(t0), 1_000_000);
@@ -573,7 +601,7 @@ mod tests {
     /// A JSON display whose stdout is a pipe; returns the pipe's other end
     /// (nonblocking), to read what was written.
     fn piped(t0: Instant) -> (Display, File) {
-        let mut d = Display::new(Format::Jsonl);
+        let mut d = Display::new(Format::Jsonl, false, false);
         d.mono_base = (t0, 1_000);
         d.wall_base = (t0, 1_000);
         let mut fds = [0; 2];
@@ -649,7 +677,7 @@ mod tests {
 
     #[test]
     fn text_output_records_no_sent_lines() {
-        let mut d = Display::new(Format::Text);
+        let mut d = Display::new(Format::Text, false, false);
         let t0 = Instant::now();
         d.show(&Line::Sent { id: 1, len: 16 }, t0);
         d.end_turn(t0);

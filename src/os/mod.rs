@@ -4,9 +4,13 @@
 
 pub mod addr;
 pub mod buf;
+pub mod conn;
 pub mod display;
+pub mod error;
 pub mod event_loop;
 pub mod logging;
+pub mod options;
+pub mod sendfile;
 pub mod stdin;
 pub mod terminal;
 pub mod timer;

@@ -15,7 +15,7 @@
 //! `std::io::Stdin`, whose internal buffer would hide bytes from epoll.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
@@ -46,8 +46,7 @@ pub struct Stdin {
 impl Stdin {
     /// Prepares stdin and registers it with `registry` when epoll allows.
     pub fn setup(registry: &Registry, token: Token) -> io::Result<Stdin> {
-        // SAFETY: isatty only inspects the descriptor.
-        let is_terminal = unsafe { libc::isatty(0) } == 1;
+        let is_terminal = std::io::stdin().is_terminal();
         let tty = if is_terminal { open_same_tty() } else { None };
         let fd = tty.as_ref().map_or(0, |t| t.as_raw_fd());
         let mut me = Stdin {

@@ -10,6 +10,7 @@
 //! signals (which the event loop turns into a normal exit).
 
 use std::io;
+use std::io::IsTerminal as _;
 use std::os::fd::RawFd;
 
 /// Bracketed paste on / off (xterm): pastes arrive between markers.
@@ -102,11 +103,21 @@ fn write_all_fd(fd: RawFd, mut bytes: &[u8]) {
 
 /// Whether colour should be used on stdout for `--color auto`.
 pub fn color_auto() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    let tty = unsafe { libc::isatty(1) } == 1;
-    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && !term_is_dumb()
+    stdout_is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && !term_is_dumb()
 }
 
 pub fn term_is_dumb() -> bool {
     std::env::var("TERM").is_ok_and(|t| t == "dumb")
+}
+
+/// Whether stdout is a terminal.
+pub fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+/// Whether stderr is a terminal.
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
 }

@@ -1,0 +1,594 @@
+//! Controller tests: a client and a server session wired back to back in
+//! memory on a simulated clock, each with its own controller, and a screen
+//! that records what would be shown.
+
+use super::*;
+use crate::core::render::{self, Format, Stamp};
+use crate::core::session::{Config, SessionError};
+
+const MS: Duration = Duration::from_millis(1);
+const ADDR: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+    7777,
+);
+
+/// Records each shown line as its text rendering.
+#[derive(Default)]
+struct Recorder {
+    lines: Vec<String>,
+    /// A message is being shown as it arrives (as the display tracks).
+    streaming: bool,
+}
+
+impl Screen for Recorder {
+    fn show(&mut self, line: &Line<'_>, _now: Instant) {
+        let mut out = Vec::new();
+        render::render(Format::Text, line, Stamp::default(), &mut out);
+        let text = String::from_utf8_lossy(&out);
+        self.lines.extend(text.lines().map(str::to_string));
+    }
+
+    fn show_part(&mut self, from: &[u8], id: u64, data: &[u8], last: bool, _now: Instant) {
+        let from = String::from_utf8_lossy(from);
+        self.lines
+            .push(format!("part {from} #{id} {} B last={last}", data.len()));
+        self.streaming = !last;
+    }
+
+    fn cut_off(&mut self, from: &[u8], _now: Instant) {
+        if std::mem::take(&mut self.streaming) {
+            self.lines
+                .push(format!("cut off {}", String::from_utf8_lossy(from)));
+        }
+    }
+
+    fn echo_sent(&mut self, id: u64, data: &[u8]) {
+        self.lines
+            .push(format!("echo #{id} {}", String::from_utf8_lossy(data)));
+    }
+}
+
+impl Recorder {
+    fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.lines)
+    }
+
+    fn has(&self, needle: &str) -> bool {
+        self.lines.iter().any(|l| l.contains(needle))
+    }
+}
+
+fn session_cfg(name: &str) -> Config {
+    Config {
+        name: name.as_bytes().to_vec(),
+        max_message: 1 << 20,
+        linger: Duration::from_secs(5),
+        handshake_timeout: Duration::from_secs(5),
+        heartbeat: None,
+        dead_after: 3,
+        write_timeout: None,
+        stream: false,
+    }
+}
+
+fn chat(role: Role) -> Chat {
+    Chat::new(ChatConfig {
+        role,
+        bench: None,
+        max_message: 1 << 20,
+        linger: Duration::from_secs(5),
+    })
+}
+
+/// One side: its controller, its session, what it showed.
+struct Side {
+    chat: Chat,
+    session: Session,
+    screen: Recorder,
+}
+
+impl Side {
+    fn new(role: Role, name: &str, t0: Instant) -> Side {
+        let mut chat = chat(role);
+        chat.handle_chat_start(ADDR);
+        Side {
+            chat,
+            session: Session::new(session_cfg(name), t0),
+            screen: Recorder::default(),
+        }
+    }
+
+    fn show(&mut self, now: Instant) {
+        self.chat
+            .handle_events(&mut self.session, &mut self.screen, now);
+    }
+
+    fn line(&mut self, text: &str, now: Instant) {
+        let Side {
+            chat,
+            session,
+            screen,
+        } = self;
+        chat.handle_line(text.as_bytes().to_vec(), Some(session), screen, now);
+    }
+}
+
+/// Moves what `from` has to send into `to`.
+fn pump(from: &mut Session, to: &mut Session, now: Instant) {
+    let mut wire = Vec::new();
+    loop {
+        let out = from.poll_transmit().bytes;
+        if out.is_empty() {
+            break;
+        }
+        wire.extend_from_slice(out);
+        let n = out.len();
+        from.handle_written(n, now);
+    }
+    let used = to.handle_peer_bytes(&wire, now);
+    assert_eq!(used, wire.len());
+}
+
+/// A client (bob) and a server (alice) past the handshake, their
+/// `connected` lines shown.
+fn open_pair(t0: Instant) -> (Side, Side) {
+    let mut c = Side::new(Role::Client, "bob", t0);
+    let mut s = Side::new(Role::Server, "alice", t0);
+    pump(&mut c.session, &mut s.session, t0);
+    pump(&mut s.session, &mut c.session, t0);
+    c.show(t0);
+    s.show(t0);
+    assert!(c.session.is_open() && s.session.is_open());
+    (c, s)
+}
+
+#[test]
+fn the_connected_line_names_the_peer_and_its_address() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = open_pair(t0);
+    assert_eq!(c.screen.take(), ["* connected to alice (127.0.0.1:7777)"]);
+    assert_eq!(s.screen.take(), ["* connected to bob (127.0.0.1:7777)"]);
+}
+
+#[test]
+fn a_peer_with_an_empty_name_is_called_peer() {
+    let t0 = Instant::now();
+    let mut c = Side::new(Role::Client, "bob", t0);
+    let mut s = Side::new(Role::Server, "", t0);
+    pump(&mut c.session, &mut s.session, t0);
+    pump(&mut s.session, &mut c.session, t0);
+    c.show(t0);
+    assert_eq!(c.screen.take(), ["* connected to peer (127.0.0.1:7777)"]);
+}
+
+#[test]
+fn a_typed_line_is_echoed_sent_acknowledged_and_shown_with_its_sender() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = open_pair(t0);
+    c.screen.take();
+    s.screen.take();
+    c.line("hello alice", t0);
+    assert_eq!(c.screen.take(), ["echo #1 hello alice"]);
+    pump(&mut c.session, &mut s.session, t0 + MS);
+    s.show(t0 + MS);
+    assert_eq!(
+        s.screen.take(),
+        ["alice> hello alice".replace("alice>", "bob>")]
+    );
+    pump(&mut s.session, &mut c.session, t0 + 2 * MS);
+    c.show(t0 + 2 * MS);
+    // Sent at t0 + 1 ms (the write), acknowledged at t0 + 2 ms.
+    assert_eq!(c.screen.take(), ["* #1 delivered in 1.000 ms (11 B)"]);
+    assert_eq!(c.session.outstanding(), 0);
+}
+
+#[test]
+fn commands() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = open_pair(t0);
+    c.screen.take();
+    // `//` sends a leading slash.
+    c.line("//etc/hosts is a path", t0);
+    assert_eq!(c.screen.take(), ["echo #1 /etc/hosts is a path"]);
+    c.line("/nonsense", t0);
+    assert!(c.screen.take()[0].contains("unknown command (try /quit, /stats, /send PATH"));
+    c.line("/stats", t0);
+    let stats = c.screen.take();
+    assert!(stats[0].contains("--- chat with alice ---"), "{stats:?}");
+    assert!(stats[1].starts_with("1 sent, 0 acknowledged"), "{stats:?}");
+    // /send: usage, then a request for the shell to read the file.
+    c.line("/send", t0);
+    assert!(c.screen.take()[0].contains("usage: /send PATH"));
+    assert_eq!(c.chat.poll_request(), None);
+    c.line("/send  notes.txt ", t0);
+    assert_eq!(
+        c.chat.poll_request(),
+        Some(Request::ReadFile {
+            path: "notes.txt".into(),
+            max: 1 << 20
+        })
+    );
+    assert_eq!(c.chat.poll_request(), None, "asked once");
+    c.chat.handle_file(
+        "notes.txt",
+        Ok(b"line one\nline two".to_vec()),
+        Some(&mut c.session),
+        &mut c.screen,
+        t0,
+    );
+    assert_eq!(c.screen.take(), ["echo #2 /send notes.txt (17 bytes)"]);
+    pump(&mut c.session, &mut s.session, t0);
+    assert_eq!(s.session.stats().received, 2);
+}
+
+#[test]
+fn a_file_the_shell_refused_is_reported_and_a_too_large_one_counts_as_refused() {
+    let t0 = Instant::now();
+    let (mut c, _s) = open_pair(t0);
+    c.screen.take();
+    let refused = FileRefused::NotAFile {
+        path: "/dev/zero".into(),
+    };
+    c.chat.handle_file(
+        "/dev/zero",
+        Err(refused),
+        Some(&mut c.session),
+        &mut c.screen,
+        t0,
+    );
+    assert_eq!(
+        c.screen.take(),
+        ["* error: cannot send /dev/zero: not a regular file"]
+    );
+    let too_large = FileRefused::TooLarge(InputError::too_large(1 << 20));
+    c.chat.handle_file(
+        "big",
+        Err(too_large),
+        Some(&mut c.session),
+        &mut c.screen,
+        t0,
+    );
+    assert!(c.screen.lines.is_empty(), "the session reports it in order");
+    c.show(t0);
+    assert!(c.screen.has("not sent:"), "{:?}", c.screen.lines);
+    assert_eq!(c.session.stats().refused, 1);
+}
+
+#[test]
+fn a_line_without_a_chat_says_why_it_was_not_sent() {
+    let t0 = Instant::now();
+    let mut chat = chat(Role::Client);
+    let mut screen = Recorder::default();
+    chat.handle_dialing(Some(ADDR));
+    chat.handle_line(b"too early".to_vec(), None, &mut screen, t0);
+    assert_eq!(screen.take(), ["* error: not sent: not connected yet"]);
+    chat.handle_dialing(None);
+    chat.handle_line(b"too late".to_vec(), None, &mut screen, t0);
+    assert_eq!(screen.take(), ["* error: not sent: nobody is connected"]);
+    chat.handle_line(b"/stats".to_vec(), None, &mut screen, t0);
+    assert_eq!(screen.take(), ["* error: no chat in progress"]);
+    // Connected, but before the peer's HELLO.
+    let mut session = Session::new(session_cfg("bob"), t0);
+    chat.handle_line(b"hi".to_vec(), Some(&mut session), &mut screen, t0);
+    assert_eq!(screen.take(), ["* error: not sent: not connected yet"]);
+}
+
+#[test]
+fn piped_records_go_to_the_session_and_are_refused_without_one() {
+    let t0 = Instant::now();
+    let (mut c, _s) = open_pair(t0);
+    c.screen.take();
+    let Side {
+        chat,
+        session,
+        screen,
+    } = &mut c;
+    chat.handle_record(Ok(Cow::Borrowed(b"one")), Some(session), screen, t0);
+    assert_eq!(session.stats().sent, 1);
+    assert!(screen.lines.is_empty(), "piped input is not echoed");
+    chat.handle_record(Ok(Cow::Borrowed(b"two")), None, screen, t0);
+    assert_eq!(screen.take(), ["* error: not sent: nobody is connected"]);
+    chat.handle_record(Err(InputError::too_large(8)), None, screen, t0);
+    assert_eq!(
+        screen.take(),
+        ["* error: not sent: input record longer than --max-message (8 bytes) was skipped"]
+    );
+    // The end of piped input: a client leaves once its messages are
+    // acknowledged.
+    chat.handle_input_end(Some(session), t0);
+    assert!(!session.wants_input());
+}
+
+#[test]
+fn prompt_labels() {
+    let t0 = Instant::now();
+    let server = chat(Role::Server);
+    assert_eq!(server.prompt_label(None), "(nobody connected) > ");
+    let mut client = chat(Role::Client);
+    client.handle_dialing(Some(ADDR));
+    assert_eq!(
+        client.prompt_label(None),
+        "(connecting to 127.0.0.1:7777) > "
+    );
+    client.handle_dialing(None);
+    assert_eq!(client.prompt_label(None), "(chat ended) > ");
+    let waiting = Session::new(session_cfg("bob"), t0);
+    assert_eq!(client.prompt_label(Some(&waiting)), "(connecting) > ");
+    let (mut c, _s) = open_pair(t0);
+    assert_eq!(c.chat.prompt_label(Some(&c.session)), "> ");
+    c.line("one", t0);
+    c.line("two", t0);
+    assert_eq!(c.chat.prompt_label(Some(&c.session)), "(2 unacked) > ");
+}
+
+#[test]
+fn stdin_is_wanted_by_a_prompt_always_and_otherwise_when_the_session_takes_input() {
+    let t0 = Instant::now();
+    let server = chat(Role::Server);
+    let client = chat(Role::Client);
+    assert!(server.wants_input(None, true, true));
+    assert!(
+        server.wants_input(None, false, true),
+        "a typed line is refused"
+    );
+    assert!(!server.wants_input(None, false, false), "piped input waits");
+    assert!(!client.wants_input(None, false, false));
+    let (c, _s) = open_pair(t0);
+    assert!(client.wants_input(Some(&c.session), false, false));
+}
+
+#[test]
+fn a_peer_leaving_ends_the_chat_with_a_summary_and_exit_0() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = open_pair(t0);
+    s.screen.take();
+    c.session.close(ByeReason::Normal);
+    pump(&mut c.session, &mut s.session, t0);
+    s.show(t0);
+    assert!(s.chat.poll_end(&s.session, &mut s.screen, t0));
+    let shown = s.screen.take();
+    assert!(
+        shown.contains(&"* chat ended: bob left".to_string()),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains(&"--- chat with bob ---".to_string()),
+        "{shown:?}"
+    );
+    assert_eq!(s.chat.exit_code(), exit::OK);
+    assert_eq!(s.chat.take_error(), None);
+}
+
+#[test]
+fn undelivered_messages_make_exit_3() {
+    let t0 = Instant::now();
+    let (mut c, _s) = open_pair(t0);
+    c.line("never acked", t0);
+    c.session.close(ByeReason::Normal);
+    assert!(c.chat.poll_end(&c.session, &mut c.screen, t0));
+    assert!(c.screen.has("* chat ended: you left"));
+    assert_eq!(c.chat.exit_code(), exit::UNDELIVERED);
+}
+
+#[test]
+fn a_stop_signal_turns_a_clean_end_into_the_signal_code() {
+    let t0 = Instant::now();
+    let (mut c, _s) = open_pair(t0);
+    c.line("pending", t0);
+    c.chat
+        .handle_stop_signal(libc::SIGTERM, Some(&mut c.session), t0);
+    assert_eq!(c.chat.stopped(), Some(libc::SIGTERM));
+    assert!(!c.session.is_closed(), "the first signal waits for acks");
+    c.chat
+        .handle_stop_signal(libc::SIGINT, Some(&mut c.session), t0);
+    assert!(c.session.is_closed(), "a second closes at once");
+    assert_eq!(
+        c.chat.stopped(),
+        Some(libc::SIGTERM),
+        "the first one counts"
+    );
+    assert!(c.chat.poll_end(&c.session, &mut c.screen, t0));
+    assert_eq!(
+        c.chat.exit_code(),
+        exit::UNDELIVERED,
+        "one message undelivered"
+    );
+    // With everything delivered, the signal's code.
+    let (mut c, _s) = open_pair(t0);
+    c.chat
+        .handle_stop_signal(libc::SIGTERM, Some(&mut c.session), t0);
+    assert!(c.session.is_closed(), "nothing to wait for");
+    assert!(c.chat.poll_end(&c.session, &mut c.screen, t0));
+    assert_eq!(c.chat.exit_code(), 143);
+}
+
+#[test]
+fn a_busy_server_shows_one_line_no_summary_and_exit_4() {
+    let t0 = Instant::now();
+    let mut c = Side::new(Role::Client, "bob", t0);
+    let mut s = Side::new(Role::Server, "alice", t0);
+    s.session.close(ByeReason::Busy);
+    pump(&mut s.session, &mut c.session, t0);
+    c.show(t0);
+    assert!(c.chat.poll_end(&c.session, &mut c.screen, t0));
+    assert_eq!(
+        c.screen.take(),
+        ["* chat ended: server is busy with another chat"]
+    );
+    assert_eq!(c.chat.exit_code(), exit::BUSY);
+    assert_eq!(
+        c.chat.take_error().as_deref(),
+        Some("server is busy with another chat")
+    );
+}
+
+#[test]
+fn leaving_waits_for_acks_once_and_closes_when_asked_again() {
+    let t0 = Instant::now();
+    let (mut c, _s) = open_pair(t0);
+    c.line("pending", t0);
+    c.chat.handle_quit(Some(&mut c.session), t0);
+    assert!(c.chat.quitting());
+    assert!(!c.session.is_closed(), "waiting for the ack");
+    assert!(!c.session.wants_input(), "input has ended");
+    c.chat.handle_quit(Some(&mut c.session), t0 + MS);
+    assert!(c.session.is_closed());
+    // Before the handshake there is nothing to wait for.
+    let mut chat = chat(Role::Client);
+    let mut early = Session::new(session_cfg("bob"), t0);
+    chat.handle_quit(Some(&mut early), t0);
+    assert!(early.is_closed());
+    // While connecting, leaving gives up at once, as Ctrl-C does.
+    let mut chat = super::tests::chat(Role::Client);
+    chat.handle_dialing(Some(ADDR));
+    chat.handle_quit(None, t0);
+    assert_eq!(chat.stopped(), Some(libc::SIGINT));
+}
+
+#[test]
+fn the_bench_keeps_its_window_and_ends_its_input_after_the_last() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = open_pair(t0);
+    let mut bench = Chat::new(ChatConfig {
+        role: Role::Client,
+        bench: Some(BenchSpec {
+            count: 5,
+            size: 16,
+            window: 2,
+        }),
+        max_message: 1 << 20,
+        linger: Duration::from_secs(5),
+    });
+    bench.handle_chat_start(ADDR);
+    bench.feed_bench(&mut c.session, t0);
+    assert_eq!(c.session.stats().sent, 2, "the window");
+    for round in 1..=3 {
+        let now = t0 + round * MS;
+        pump(&mut c.session, &mut s.session, now);
+        pump(&mut s.session, &mut c.session, now);
+        bench.feed_bench(&mut c.session, now);
+    }
+    assert_eq!(c.session.stats().sent, 5);
+    assert!(!c.session.wants_input(), "input ended after the last");
+    // No per-message lines in a bench, a bench line at the end.
+    bench.handle_events(&mut c.session, &mut c.screen, t0);
+    assert!(!c.screen.has("delivered"), "{:?}", c.screen.lines);
+}
+
+#[test]
+fn how_each_end_reads() {
+    let peer = b"bob";
+    let cases: &[(End, u64, &str, u8, bool)] = &[
+        (
+            End::Local(ByeReason::Normal),
+            0,
+            "you left",
+            exit::OK,
+            false,
+        ),
+        (
+            End::Local(ByeReason::Normal),
+            2,
+            "you left",
+            exit::UNDELIVERED,
+            false,
+        ),
+        (
+            End::Peer {
+                reason: ByeReason::Normal,
+                detail: Vec::new(),
+            },
+            0,
+            "bob left",
+            exit::OK,
+            false,
+        ),
+        (
+            End::Peer {
+                reason: ByeReason::Busy,
+                detail: Vec::new(),
+            },
+            0,
+            "server is busy with another chat",
+            exit::BUSY,
+            true,
+        ),
+        (
+            End::Peer {
+                reason: ByeReason::ProtocolError,
+                detail: b"bad\x1b[2J".to_vec(),
+            },
+            0,
+            "bob ended the chat: protocol error: bad\\x1b[2J",
+            exit::FAILURE,
+            true,
+        ),
+        (
+            End::Failed(SessionError::HandshakeTimeout),
+            0,
+            "",
+            exit::FAILURE,
+            true,
+        ),
+        (
+            End::Lost("connection lost: connection reset by peer".into()),
+            0,
+            "connection lost: connection reset by peer",
+            exit::FAILURE,
+            true,
+        ),
+    ];
+    for (end, undelivered, reason, code, error) in cases {
+        let e = describe_end(end, peer, *undelivered);
+        if !reason.is_empty() {
+            assert_eq!(e.reason, *reason, "{end:?}");
+        }
+        assert_eq!(e.code, *code, "{end:?}");
+        assert_eq!(e.error.is_some(), *error, "{end:?}");
+        if let Some(err) = &e.error {
+            assert_eq!(err, &e.reason, "the error line says what the notice says");
+        }
+    }
+}
+
+#[test]
+fn a_message_shown_as_it_arrives_and_cut_off_by_the_end_is_reported() {
+    let t0 = Instant::now();
+    let mut c = Side::new(Role::Client, "bob", t0);
+    let mut s = Side::new(Role::Server, "alice", t0);
+    s.session = Session::new(
+        Config {
+            stream: true,
+            ..session_cfg("alice")
+        },
+        t0,
+    );
+    pump(&mut c.session, &mut s.session, t0);
+    pump(&mut s.session, &mut c.session, t0);
+    s.show(t0);
+    s.screen.take();
+    c.chat.handle_record(
+        Ok(Cow::Owned(vec![b'x'; 150_000])),
+        Some(&mut c.session),
+        &mut c.screen,
+        t0,
+    );
+    let mut wire = Vec::new();
+    loop {
+        let out = c.session.poll_transmit().bytes;
+        if out.is_empty() {
+            break;
+        }
+        wire.extend_from_slice(out);
+        let n = out.len();
+        c.session.handle_written(n, t0);
+    }
+    // Only the first chunk arrives, then the connection fails.
+    let used = s.session.handle_peer_bytes(&wire[..70_000], t0);
+    assert!(used > 0);
+    s.show(t0);
+    assert_eq!(s.screen.take(), ["part bob #1 65536 B last=false"]);
+    s.session.handle_lost("connection lost: reset".into());
+    s.show(t0);
+    assert_eq!(s.screen.take(), ["cut off bob"]);
+}

@@ -1,0 +1,41 @@
+//! Everything the shell needs from the command line, as `cli` builds it.
+
+use std::time::Duration;
+
+use crate::core::chat::BenchSpec;
+use crate::core::input::InputMode;
+use crate::core::render::Format;
+use crate::core::session::Config;
+use crate::os::addr::IpLiteral;
+
+/// Server or client, with their own settings.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Server {
+        listen: Option<IpLiteral>,
+        port: u16,
+        once: bool,
+    },
+    Client {
+        host: String,
+        port: u16,
+        connect_timeout: Duration,
+        /// Send generated messages instead of reading stdin.
+        bench: Option<BenchSpec>,
+    },
+}
+
+/// Everything the loop needs from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// What every connection's session announces and enforces.
+    pub session: Config,
+    pub format: Format,
+    pub input: InputMode,
+    /// Use the line editor when stdin and stdout are terminals.
+    pub editor: bool,
+    /// `Some(on)` forces colour on or off; `None` decides from the terminal.
+    pub color: Option<bool>,
+    pub timestamps: bool,
+}
