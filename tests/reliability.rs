@@ -705,3 +705,45 @@ fn large_messages_cross_in_both_directions_at_once() {
     assert_eq!(c.code(), 0);
     assert_eq!(s.code(), 0);
 }
+
+/// Bytes waiting in a pipe, from its read end.
+fn pipe_queued(fd: &std::os::fd::OwnedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int we own.
+    assert_eq!(
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) },
+        0
+    );
+    n as usize
+}
+
+/// A stop does not wait on stdout: with stdout a pipe nobody reads, full,
+/// SIGTERM still ends the server.
+#[test]
+fn a_signal_stops_a_server_whose_stdout_is_blocked() {
+    let port = dead_port().to_string();
+    let (read_end, write_end) = pipe();
+    let mut s = Duet::spawn_to(
+        &["server", "--listen", "127.0.0.1", "--port", &port, "--once"],
+        write_end,
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut raw = None;
+    eventually("the server listening", || {
+        raw = TcpStream::connect(addr).ok();
+        raw.is_some()
+    });
+    let mut raw = raw.unwrap();
+    raw.write_all(&hello(b"flood", 1 << 20)).unwrap();
+    // 256 KiB of messages to show: four times what the pipe holds.
+    let mut burst = Vec::new();
+    for id in 1..=256 {
+        burst.extend_from_slice(&data(id, true, &[b'x'; 1024]));
+    }
+    raw.write_all(&burst).unwrap();
+    // A full pipe holds a little under 64 KiB: writes fill it by pages.
+    eventually("stdout full", || pipe_queued(&read_end) >= 48 * 1024);
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.code(), 143, "the signal's exit status");
+    drop(read_end);
+}

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::{ErrorKind, Write};
 use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
+use std::os::fd::{FromRawFd, RawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::core::chat::Screen;
@@ -19,6 +19,7 @@ use crate::core::escape;
 use crate::core::render::{self, Format, Line, Stamp, Style};
 use crate::os::error::io_msg;
 use crate::os::logging;
+use crate::os::stopfd::StopFd;
 use crate::os::terminal::Terminal;
 
 /// How long output made only of `sent` events may wait for the next
@@ -64,6 +65,11 @@ pub struct Display {
     wall_base: (Instant, u64),
     /// A message being shown as it arrives.
     part: Option<Streaming>,
+    /// Readable once a stop signal has come: from then on, output that
+    /// cannot be written at once is dropped instead of waited for.
+    stop: Option<StopFd>,
+    /// stdout's flags before we made it nonblocking, to put back.
+    stdout_flags: Option<libc::c_int>,
 }
 
 /// A message being shown as it arrives (`Display::show_part`).
@@ -103,6 +109,36 @@ impl Display {
             quick_hold: false,
             sent: Vec::new(),
             part: None,
+            stop: None,
+            stdout_flags: None,
+        }
+    }
+
+    /// Makes a stop signal cut short any wait for stdout: `stop` becomes
+    /// readable when one comes. A pipe or socket on stdout is made
+    /// nonblocking for this (its flags are put back when the display is
+    /// dropped); a file never blocks for long, and a terminal's stdout
+    /// shares its description with the shell's, so it is left as it is.
+    pub fn stop_on(&mut self, stop: StopFd) {
+        self.stop = Some(stop);
+        // SAFETY: fstat fills a stat we own; fcntl only reads or sets
+        // fd 1's status flags.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(1, &mut st) != 0 {
+                return;
+            }
+            let kind = st.st_mode & libc::S_IFMT;
+            if kind != libc::S_IFIFO && kind != libc::S_IFSOCK {
+                return;
+            }
+            let flags = libc::fcntl(1, libc::F_GETFL);
+            if flags >= 0
+                && flags & libc::O_NONBLOCK == 0
+                && libc::fcntl(1, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+            {
+                self.stdout_flags = Some(flags);
+            }
         }
     }
 
@@ -194,10 +230,12 @@ impl Display {
             stdout,
             broken,
             style,
+            stop,
             ..
         } = self;
+        let stop = stop.as_ref().map(StopFd::raw);
         render::render_in_pieces(*format, line, stamp, style, out, &mut |out| {
-            write_out(stdout, out, broken);
+            write_out(stdout, out, broken, stop);
         });
     }
 
@@ -234,7 +272,8 @@ impl Display {
             self.part = None;
         }
         if self.out.len() >= render::PIECE {
-            write_out(&mut self.stdout, &mut self.out, &mut self.broken);
+            let stop = self.stop.as_ref().map(StopFd::raw);
+            write_out(&mut self.stdout, &mut self.out, &mut self.broken, stop);
         }
     }
 
@@ -349,7 +388,8 @@ impl Display {
                 p.dirty = false;
             }
         }
-        write_out(&mut self.stdout, &mut self.out, &mut self.broken);
+        let stop = self.stop.as_ref().map(StopFd::raw);
+        write_out(&mut self.stdout, &mut self.out, &mut self.broken, stop);
         if self.out.capacity() > 4 * render::PIECE {
             self.out.shrink_to(render::PIECE);
         }
@@ -541,15 +581,31 @@ fn wall_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+impl Drop for Display {
+    fn drop(&mut self) {
+        if let Some(flags) = self.stdout_flags {
+            // SAFETY: puts back fd 1's status flags as we found them.
+            unsafe { libc::fcntl(1, libc::F_SETFL, flags) };
+        }
+    }
+}
+
 /// Writes and clears `out`; on a closed stdout sets `broken` and drops it.
-fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool) {
+/// Once `stop` is readable (a stop signal came), what stdout cannot take
+/// at once is dropped: a stop never waits on stdout.
+fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool, stop: Option<RawFd>) {
     let mut done = 0;
     while done < out.len() && !*broken {
         match stdout.write(&out[done..]) {
             Ok(0) => *broken = true,
             Ok(n) => done += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_writable(1),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if !wait_writable(1, stop) {
+                    log::debug!("stopping: {} bytes of output dropped", out.len() - done);
+                    break;
+                }
+            }
             Err(e) => {
                 if e.kind() != ErrorKind::BrokenPipe {
                     log::warn!("cannot write to stdout: {}", io_msg(&e));
@@ -561,15 +617,25 @@ fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool) {
     out.clear();
 }
 
-/// Blocks until `fd` is writable (someone else made stdout nonblocking).
-fn wait_writable(fd: i32) {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one pollfd we own.
-    unsafe { libc::poll(&mut p, 1, -1) };
+/// Blocks until `fd` is writable (true) or `stop` is readable (false).
+fn wait_writable(fd: RawFd, stop: Option<RawFd>) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        },
+        libc::pollfd {
+            // A negative descriptor is ignored by poll.
+            fd: stop.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two pollfds we own. EINTR and the like just return to the
+    // caller, which tries the write again.
+    unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+    fds[1].revents == 0
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ use crate::os::logging;
 use crate::os::options::{Mode, Options};
 use crate::os::sendfile::read_file_message;
 use crate::os::stdin::{Stdin, StdinKind};
+use crate::os::stopfd::StopFd;
 use crate::os::terminal::{self, Terminal};
 use crate::os::timer::Timer;
 
@@ -187,6 +188,8 @@ impl Loop {
             }
             display.set_prompt(Prompt::new(terminal));
         }
+        let stop = StopFd::new(&[SIGINT, SIGTERM, SIGHUP]);
+        display.stop_on(stop.map_err(io("cannot install signal handlers"))?);
         let mut session_cfg = opts.session.clone();
         // Plain text output can show a long message as it arrives; JSON
         // needs its length and encoding first, and the prompt whole lines.

@@ -12,5 +12,6 @@ pub mod logging;
 pub mod options;
 pub mod sendfile;
 pub mod stdin;
+pub mod stopfd;
 pub mod terminal;
 pub mod timer;

@@ -59,9 +59,25 @@ impl Duet {
     }
 
     pub fn spawn_with(args: &[&str], stdin: Stdin, env: &[(&str, &str)]) -> Duet {
+        Duet::spawn_full(args, stdin, env, None)
+    }
+
+    /// A child whose stdout is `stdout` (say, a pipe the test never
+    /// reads) instead of the line reader's pipe: its lines are not seen.
+    pub fn spawn_to(args: &[&str], stdout: std::os::fd::OwnedFd) -> Duet {
+        Duet::spawn_full(args, Stdin::Piped, &[], Some(stdout))
+    }
+
+    fn spawn_full(
+        args: &[&str],
+        stdin: Stdin,
+        env: &[(&str, &str)],
+        stdout: Option<std::os::fd::OwnedFd>,
+    ) -> Duet {
+        let given_stdout = stdout.is_some();
         let mut cmd = Command::new(BIN);
         cmd.args(args)
-            .stdout(Stdio::piped())
+            .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
             .stderr(Stdio::piped())
             .env_remove("DUET_PORT")
             .env_remove("DUET_NAME")
@@ -78,10 +94,14 @@ impl Duet {
         let mut child: Child = cmd.spawn().expect("spawn duet");
         let pid = child.id();
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout = child.stdout.take();
+        assert_eq!(stdout.is_some(), !given_stdout);
         let mut stderr_pipe = child.stderr.take().expect("piped stderr");
         let (line_tx, lines) = mpsc::channel();
         thread::spawn(move || {
+            let Some(stdout) = stdout else {
+                return;
+            };
             let mut r = BufReader::new(stdout);
             let mut buf = Vec::new();
             while let Ok(n) = r.read_until(b'\n', &mut buf) {
