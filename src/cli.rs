@@ -36,7 +36,8 @@ Exit status:
 Examples:
   duet server                          wait for a chat on port 7777
   duet client 192.0.2.7                chat with that server
-  duet client '[::1]:7777' --name ann  IPv6 literal with a port
+  duet client 192.0.2.7 8000           the port after the host, as ncat takes it
+  duet client '[::1]:7777' --name ann  IPv6 literal with a port (or: ::1 7777)
   seq 1000 | duet client host --format jsonl   script it, one JSON event per line
   duet client host --input whole < photo.jpg   send a file as one message";
 
@@ -122,7 +123,10 @@ pub struct Target {
     /// optional port (host:7777, [::1]:7777, [fe80::1%eth0]:7777)
     #[arg(value_name = "HOST[:PORT]")]
     host: String,
-    /// Port, when HOST does not give one
+    /// Port, after the host as ncat takes it (`example.org 7777`, `::1 7777`)
+    #[arg(value_name = "PORT", value_parser = parse_port)]
+    port_arg: Option<u16>,
+    /// Port, when neither HOST nor PORT gives one
     #[arg(long, short, env = "DUET_PORT")]
     port: Option<u16>,
     /// Give up on an address after this long and try the next (e.g. 10s, 500ms)
@@ -451,9 +455,9 @@ pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), UsageError> {
 }
 
 impl Target {
-    /// The client mode: host and port from `HOST[:PORT]` and `--port`.
+    /// The client mode: host and port from `HOST[:PORT]`, `PORT` and `--port`.
     fn into_mode(self, bench: Option<BenchSpec>) -> Result<Mode, UsageError> {
-        let (host, port) = client_target(&self.host, self.port)?;
+        let (host, port) = client_target(&self.host, self.port_arg, self.port)?;
         Ok(Mode::Client {
             host,
             port,
@@ -463,19 +467,34 @@ impl Target {
     }
 }
 
-/// The client's host and port from `HOST[:PORT]` and `--port`.
-fn client_target(host: &str, port: Option<u16>) -> Result<(String, u16), UsageError> {
+/// The client's host and port from `HOST[:PORT]`, the `PORT` argument and
+/// `--port` (or `DUET_PORT`). Ports given in more than one of them must be
+/// the same.
+fn client_target(
+    host: &str,
+    port_arg: Option<u16>,
+    port_opt: Option<u16>,
+) -> Result<(String, u16), UsageError> {
     let (host, host_port) = split_host_port(host)?;
-    let port = match (host_port, port) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(UsageError(format!(
-                "port given twice: {a} in HOST and {b} in --port or DUET_PORT"
-            )));
+    let given = [
+        (host_port, "in HOST"),
+        (port_arg, "as PORT"),
+        (port_opt, "in --port or DUET_PORT"),
+    ];
+    let mut port: Option<(u16, &str)> = None;
+    for (p, place) in given {
+        let Some(p) = p else { continue };
+        match port {
+            Some((q, first)) if q != p => {
+                return Err(UsageError(format!(
+                    "port given twice: {q} {first} and {p} {place}"
+                )));
+            }
+            Some(_) => {}
+            None => port = Some((p, place)),
         }
-        (Some(p), _) | (None, Some(p)) => p,
-        (None, None) => DEFAULT_PORT,
-    };
-    Ok((host, port))
+    }
+    Ok((host, port.map_or(DEFAULT_PORT, |(p, _)| p)))
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
@@ -619,6 +638,52 @@ mod tests {
         assert!(cli.into_options().is_err());
         let cli = Cli::try_parse_from(["duet", "client", "h:1", "--port", "1"]).unwrap();
         assert!(cli.into_options().is_ok());
+    }
+
+    #[test]
+    fn the_port_may_follow_the_host_as_in_ncat() {
+        let target = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["duet"], args].concat()).map_err(|e| e.to_string())?;
+            match cli.into_options().map_err(|e| e.0)?.mode {
+                Mode::Client { host, port, .. } => Ok((host, port)),
+                _ => unreachable!("a client or bench command"),
+            }
+        };
+        let ok = |host: &str, port| Ok((host.to_string(), port));
+        assert_eq!(
+            target(&["client", "example.org", "8000"]),
+            ok("example.org", 8000)
+        );
+        assert_eq!(target(&["client", "127.0.0.1", "9"]), ok("127.0.0.1", 9));
+        assert_eq!(target(&["client", "::1", "7777"]), ok("::1", 7777));
+        assert_eq!(
+            target(&["client", "fe80::1%eth0", "9"]),
+            ok("fe80::1%eth0", 9)
+        );
+        assert_eq!(target(&["bench", "h", "9"]), ok("h", 9));
+        // The same port in two places is no contradiction.
+        assert_eq!(target(&["client", "h:9", "9", "-p", "9"]), ok("h", 9));
+        assert_eq!(target(&["client", "h"]), ok("h", DEFAULT_PORT));
+        for (args, why) in [
+            (
+                &["client", "h:1", "2"][..],
+                "port given twice: 1 in HOST and 2 as PORT",
+            ),
+            (
+                &["client", "[::1]:1", "2"],
+                "port given twice: 1 in HOST and 2 as PORT",
+            ),
+            (
+                &["client", "h", "1", "--port", "2"],
+                "port given twice: 1 as PORT and 2 in --port or DUET_PORT",
+            ),
+            (&["client", "h", "http"], "'http' is not a port number"),
+            (&["client", "h", "65536"], "'65536' is not a port number"),
+            (&["client", "h", "1", "2"], "unexpected argument '2'"),
+        ] {
+            let err: String = target(args).unwrap_err();
+            assert!(err.contains(why), "{args:?}: {err}");
+        }
     }
 
     #[test]
