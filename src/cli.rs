@@ -3,13 +3,16 @@
 //!
 //! Parsing only: nothing here opens a socket. `Cli::into_options` turns the
 //! parsed arguments into the event loop's `Options`, and any problem is a
-//! `UsageError` (exit code 2).
+//! `UsageError` (exit code 2). The same definitions generate the shell
+//! completion scripts and the manual pages (`duet completions`, `duet man`).
 
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 
 use crate::core::input::InputMode;
 use crate::core::protocol::MAX_NAME;
@@ -114,6 +117,67 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Print a shell completion script to stdout.
+    ///
+    /// For bash: `duet completions bash > ~/.local/share/bash-completion/completions/duet`;
+    /// zsh: into a file named `_duet` in a directory on `$fpath`; fish:
+    /// `duet completions fish > ~/.config/fish/completions/duet.fish`.
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print a manual page (roff) to stdout: duet(1), or a subcommand's.
+    ///
+    /// For example `duet man | man -l -` to read it, or `duet man >
+    /// ~/.local/share/man/man1/duet.1` and `duet man client >
+    /// ~/.local/share/man/man1/duet-client.1` to install it.
+    Man {
+        /// The subcommand whose page to print (duet-server(1), ...)
+        #[arg(value_parser = SUBCOMMANDS)]
+        command: Option<String>,
+    },
+}
+
+/// The subcommands, each with its own manual page (duet(1) lists them).
+const SUBCOMMANDS: [&str; 5] = ["server", "client", "bench", "completions", "man"];
+
+/// Text the command line describes itself with, printed instead of a chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Generated {
+    /// A completion script for this shell.
+    Completions(Shell),
+    /// duet(1), or the page of the named subcommand.
+    Man(Option<String>),
+}
+
+impl Generated {
+    /// Writes the text, all of it generated from [`Cli`]'s definitions.
+    pub fn write_to(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        let mut cmd = Cli::command();
+        // Generated into memory first: the generators panic on a failed
+        // write, and a closed stdout is not worth a panic.
+        let mut text = Vec::new();
+        match self {
+            Generated::Completions(shell) => {
+                clap_complete::generate(*shell, &mut cmd, "duet", &mut text);
+            }
+            Generated::Man(None) => clap_mangen::Man::new(cmd).render(&mut text)?,
+            Generated::Man(Some(name)) => {
+                cmd.build();
+                let sub = cmd
+                    .find_subcommand(name)
+                    .cloned()
+                    .ok_or_else(|| io::Error::other(format!("no subcommand '{name}'")))?;
+                let source = format!("duet {}", env!("CARGO_PKG_VERSION"));
+                clap_mangen::Man::new(sub)
+                    .source(source)
+                    .render(&mut text)?;
+            }
+        }
+        out.write_all(&text)?;
+        out.flush()
+    }
 }
 
 /// Where `client` and `bench` connect.
@@ -231,12 +295,23 @@ impl fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 impl Cli {
-    /// The common options, for logging set-up before anything else.
-    pub fn common(&self) -> &Common {
+    /// The common options, for logging set-up before anything else (none
+    /// for the commands that only print generated text).
+    pub fn common(&self) -> Option<&Common> {
         match &self.command {
             Command::Server { common, .. }
             | Command::Client { common, .. }
-            | Command::Bench { common, .. } => common,
+            | Command::Bench { common, .. } => Some(common),
+            Command::Completions { .. } | Command::Man { .. } => None,
+        }
+    }
+
+    /// What `duet completions` and `duet man` print; `None` for a chat.
+    pub fn generated(&self) -> Option<Generated> {
+        match &self.command {
+            Command::Completions { shell } => Some(Generated::Completions(*shell)),
+            Command::Man { command } => Some(Generated::Man(command.clone())),
+            Command::Server { .. } | Command::Client { .. } | Command::Bench { .. } => None,
         }
     }
 
@@ -273,6 +348,11 @@ impl Cli {
                 };
                 let mode = target.into_mode(Some(bench))?;
                 (mode, Keyboard::default(), common, "bench")
+            }
+            Command::Completions { .. } | Command::Man { .. } => {
+                return Err(UsageError(
+                    "`duet completions` and `duet man` print text; they do not chat".into(),
+                ));
             }
         };
         // An empty --name or DUET_NAME counts as none given.
@@ -710,6 +790,23 @@ mod tests {
         }
         let opts = parse(&["bench", "h"]).unwrap().into_options().unwrap();
         assert_eq!((opts.input, opts.editor), (InputMode::Lines, true));
+    }
+
+    #[test]
+    fn every_subcommand_has_a_manual_page() {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        assert_eq!(names, SUBCOMMANDS);
+        for name in SUBCOMMANDS {
+            let mut page = Vec::new();
+            Generated::Man(Some(name.into()))
+                .write_to(&mut page)
+                .unwrap();
+            let page = String::from_utf8(page).unwrap();
+            assert!(page.contains(&format!("duet\\-{name}")), "{page}");
+        }
     }
 
     #[test]
