@@ -447,8 +447,9 @@ pub fn cell_width(c: char) -> usize {
     }
 }
 
-/// Display width of a printable character: 0 for combining marks and
-/// zero-width characters, 2 for East Asian wide and fullwidth characters
+/// Display width of a printable character: 0 for combining marks,
+/// zero-width characters and tag characters (drawn only as part of a
+/// flag such as England's), 2 for East Asian wide and fullwidth characters
 /// and emoji, 1 otherwise (a compact form of wcwidth).
 pub fn char_width(c: char) -> usize {
     let u = c as u32;
@@ -456,7 +457,7 @@ pub fn char_width(c: char) -> usize {
         0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05BD | 0x0610..=0x061A
         | 0x064B..=0x065F | 0x0E31 | 0x0E34..=0x0E3A | 0x1AB0..=0x1AFF
         | 0x1DC0..=0x1DFF | 0x200B..=0x200D | 0x20D0..=0x20FF | 0xFE00..=0xFE0F
-        | 0xFE20..=0xFE2F | 0xE0100..=0xE01EF);
+        | 0xFE20..=0xFE2F | 0xE0020..=0xE007F | 0xE0100..=0xE01EF);
     if zero {
         return 0;
     }
@@ -679,6 +680,11 @@ mod tests {
         assert_eq!(str_width("\u{1f600}"), 2);
         assert_eq!(str_width("e\u{301}"), 1);
         assert_eq!(cell_width('\x1b'), 2);
+        // The flag of England is one emoji: its tags take no column.
+        assert_eq!(
+            str_width("\u{1f3f4}\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f}"),
+            2
+        );
     }
 
     fn rendered(e: &Editor, cols: usize) -> String {
