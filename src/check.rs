@@ -208,7 +208,8 @@ pub fn session_ops(data: &[u8]) {
     }
 }
 
-/// Escaped output never holds a control or bidi character, is valid UTF-8,
+/// Escaped output never holds a character the display policy escapes (tag
+/// characters only inside an emoji tag sequence), is valid UTF-8,
 /// and JSON strings hold no raw control characters.
 pub fn escape(data: &[u8]) {
     for newline_ok in [false, true] {
@@ -223,6 +224,10 @@ pub fn escape(data: &[u8]) {
         assert!(
             !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'),
             "bidi in {s:?}"
+        ); // Tag characters pass only inside an emoji tag sequence.
+        assert!(
+            !escape::is_unsafe(c) || ('\u{e0000}'..='\u{e007f}').contains(&c),
+            "unsafe {c:?} in {s:?}"
         );
     }
     let mut tagged = Vec::new();

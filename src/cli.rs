@@ -3,13 +3,16 @@
 //!
 //! Parsing only: nothing here opens a socket. `Cli::into_options` turns the
 //! parsed arguments into the event loop's `Options`, and any problem is a
-//! `UsageError` (exit code 2).
+//! `UsageError` (exit code 2). The same definitions generate the shell
+//! completion scripts and the manual pages (`duet completions`, `duet man`).
 
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 
 use crate::core::chat::BenchSpec;
 use crate::core::input::InputMode;
@@ -37,7 +40,8 @@ Exit status:
 Examples:
   duet server                          wait for a chat on port 7777
   duet client 192.0.2.7                chat with that server
-  duet client '[::1]:7777' --name ann  IPv6 literal with a port
+  duet client 192.0.2.7 8000           the port after the host, as ncat takes it
+  duet client '[::1]:7777' --name ann  IPv6 literal with a port (or: ::1 7777)
   seq 1000 | duet client host --format jsonl   script it, one JSON event per line
   duet client host --input whole < photo.jpg   send a file as one message";
 
@@ -114,6 +118,67 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Print a shell completion script to stdout.
+    ///
+    /// For bash: `duet completions bash > ~/.local/share/bash-completion/completions/duet`;
+    /// zsh: into a file named `_duet` in a directory on `$fpath`; fish:
+    /// `duet completions fish > ~/.config/fish/completions/duet.fish`.
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print a manual page (roff) to stdout: duet(1), or a subcommand's.
+    ///
+    /// For example `duet man | man -l -` to read it, or `duet man >
+    /// ~/.local/share/man/man1/duet.1` and `duet man client >
+    /// ~/.local/share/man/man1/duet-client.1` to install it.
+    Man {
+        /// The subcommand whose page to print (duet-server(1), ...)
+        #[arg(value_parser = SUBCOMMANDS)]
+        command: Option<String>,
+    },
+}
+
+/// The subcommands, each with its own manual page (duet(1) lists them).
+const SUBCOMMANDS: [&str; 5] = ["server", "client", "bench", "completions", "man"];
+
+/// Text the command line describes itself with, printed instead of a chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Generated {
+    /// A completion script for this shell.
+    Completions(Shell),
+    /// duet(1), or the page of the named subcommand.
+    Man(Option<String>),
+}
+
+impl Generated {
+    /// Writes the text, all of it generated from [`Cli`]'s definitions.
+    pub fn write_to(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        let mut cmd = Cli::command();
+        // Generated into memory first: the generators panic on a failed
+        // write, and a closed stdout is not worth a panic.
+        let mut text = Vec::new();
+        match self {
+            Generated::Completions(shell) => {
+                clap_complete::generate(*shell, &mut cmd, "duet", &mut text);
+            }
+            Generated::Man(None) => clap_mangen::Man::new(cmd).render(&mut text)?,
+            Generated::Man(Some(name)) => {
+                cmd.build();
+                let sub = cmd
+                    .find_subcommand(name)
+                    .cloned()
+                    .ok_or_else(|| io::Error::other(format!("no subcommand '{name}'")))?;
+                let source = format!("duet {}", env!("CARGO_PKG_VERSION"));
+                clap_mangen::Man::new(sub)
+                    .source(source)
+                    .render(&mut text)?;
+            }
+        }
+        out.write_all(&text)?;
+        out.flush()
+    }
 }
 
 /// Where `client` and `bench` connect.
@@ -123,7 +188,10 @@ pub struct Target {
     /// optional port (host:7777, [::1]:7777, [fe80::1%eth0]:7777)
     #[arg(value_name = "HOST[:PORT]")]
     host: String,
-    /// Port, when HOST does not give one
+    /// Port, after the host as ncat takes it (`example.org 7777`, `::1 7777`)
+    #[arg(value_name = "PORT", value_parser = parse_port)]
+    port_arg: Option<u16>,
+    /// Port, when neither HOST nor PORT gives one
     #[arg(long, short, env = "DUET_PORT")]
     port: Option<u16>,
     /// Give up on an address after this long and try the next (e.g. 10s, 500ms)
@@ -228,12 +296,23 @@ impl fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 impl Cli {
-    /// The common options, for logging set-up before anything else.
-    pub fn common(&self) -> &Common {
+    /// The common options, for logging set-up before anything else (none
+    /// for the commands that only print generated text).
+    pub fn common(&self) -> Option<&Common> {
         match &self.command {
             Command::Server { common, .. }
             | Command::Client { common, .. }
-            | Command::Bench { common, .. } => common,
+            | Command::Bench { common, .. } => Some(common),
+            Command::Completions { .. } | Command::Man { .. } => None,
+        }
+    }
+
+    /// What `duet completions` and `duet man` print; `None` for a chat.
+    pub fn generated(&self) -> Option<Generated> {
+        match &self.command {
+            Command::Completions { shell } => Some(Generated::Completions(*shell)),
+            Command::Man { command } => Some(Generated::Man(command.clone())),
+            Command::Server { .. } | Command::Client { .. } | Command::Bench { .. } => None,
         }
     }
 
@@ -270,6 +349,11 @@ impl Cli {
                 };
                 let mode = target.into_mode(Some(bench))?;
                 (mode, Keyboard::default(), common, "bench")
+            }
+            Command::Completions { .. } | Command::Man { .. } => {
+                return Err(UsageError(
+                    "`duet completions` and `duet man` print text; they do not chat".into(),
+                ));
             }
         };
         // An empty --name or DUET_NAME counts as none given.
@@ -452,9 +536,9 @@ pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), UsageError> {
 }
 
 impl Target {
-    /// The client mode: host and port from `HOST[:PORT]` and `--port`.
+    /// The client mode: host and port from `HOST[:PORT]`, `PORT` and `--port`.
     fn into_mode(self, bench: Option<BenchSpec>) -> Result<Mode, UsageError> {
-        let (host, port) = client_target(&self.host, self.port)?;
+        let (host, port) = client_target(&self.host, self.port_arg, self.port)?;
         Ok(Mode::Client {
             host,
             port,
@@ -464,19 +548,34 @@ impl Target {
     }
 }
 
-/// The client's host and port from `HOST[:PORT]` and `--port`.
-fn client_target(host: &str, port: Option<u16>) -> Result<(String, u16), UsageError> {
+/// The client's host and port from `HOST[:PORT]`, the `PORT` argument and
+/// `--port` (or `DUET_PORT`). Ports given in more than one of them must be
+/// the same.
+fn client_target(
+    host: &str,
+    port_arg: Option<u16>,
+    port_opt: Option<u16>,
+) -> Result<(String, u16), UsageError> {
     let (host, host_port) = split_host_port(host)?;
-    let port = match (host_port, port) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(UsageError(format!(
-                "port given twice: {a} in HOST and {b} in --port or DUET_PORT"
-            )));
+    let given = [
+        (host_port, "in HOST"),
+        (port_arg, "as PORT"),
+        (port_opt, "in --port or DUET_PORT"),
+    ];
+    let mut port: Option<(u16, &str)> = None;
+    for (p, place) in given {
+        let Some(p) = p else { continue };
+        match port {
+            Some((q, first)) if q != p => {
+                return Err(UsageError(format!(
+                    "port given twice: {q} {first} and {p} {place}"
+                )));
+            }
+            Some(_) => {}
+            None => port = Some((p, place)),
         }
-        (Some(p), _) | (None, Some(p)) => p,
-        (None, None) => DEFAULT_PORT,
-    };
-    Ok((host, port))
+    }
+    Ok((host, port.map_or(DEFAULT_PORT, |(p, _)| p)))
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
@@ -623,6 +722,52 @@ mod tests {
     }
 
     #[test]
+    fn the_port_may_follow_the_host_as_in_ncat() {
+        let target = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["duet"], args].concat()).map_err(|e| e.to_string())?;
+            match cli.into_options().map_err(|e| e.0)?.mode {
+                Mode::Client { host, port, .. } => Ok((host, port)),
+                _ => unreachable!("a client or bench command"),
+            }
+        };
+        let ok = |host: &str, port| Ok((host.to_string(), port));
+        assert_eq!(
+            target(&["client", "example.org", "8000"]),
+            ok("example.org", 8000)
+        );
+        assert_eq!(target(&["client", "127.0.0.1", "9"]), ok("127.0.0.1", 9));
+        assert_eq!(target(&["client", "::1", "7777"]), ok("::1", 7777));
+        assert_eq!(
+            target(&["client", "fe80::1%eth0", "9"]),
+            ok("fe80::1%eth0", 9)
+        );
+        assert_eq!(target(&["bench", "h", "9"]), ok("h", 9));
+        // The same port in two places is no contradiction.
+        assert_eq!(target(&["client", "h:9", "9", "-p", "9"]), ok("h", 9));
+        assert_eq!(target(&["client", "h"]), ok("h", DEFAULT_PORT));
+        for (args, why) in [
+            (
+                &["client", "h:1", "2"][..],
+                "port given twice: 1 in HOST and 2 as PORT",
+            ),
+            (
+                &["client", "[::1]:1", "2"],
+                "port given twice: 1 in HOST and 2 as PORT",
+            ),
+            (
+                &["client", "h", "1", "--port", "2"],
+                "port given twice: 1 as PORT and 2 in --port or DUET_PORT",
+            ),
+            (&["client", "h", "http"], "'http' is not a port number"),
+            (&["client", "h", "65536"], "'65536' is not a port number"),
+            (&["client", "h", "1", "2"], "unexpected argument '2'"),
+        ] {
+            let err: String = target(args).unwrap_err();
+            assert!(err.contains(why), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn only_commands_that_read_stdin_take_stdin_options() {
         let parse = |args: &[&str]| Cli::try_parse_from([&["duet"], args].concat());
         for cmd in [&["client", "h"][..], &["server"]] {
@@ -646,6 +791,23 @@ mod tests {
         }
         let opts = parse(&["bench", "h"]).unwrap().into_options().unwrap();
         assert_eq!((opts.input, opts.editor), (InputMode::Lines, true));
+    }
+
+    #[test]
+    fn every_subcommand_has_a_manual_page() {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        assert_eq!(names, SUBCOMMANDS);
+        for name in SUBCOMMANDS {
+            let mut page = Vec::new();
+            Generated::Man(Some(name.into()))
+                .write_to(&mut page)
+                .unwrap();
+            let page = String::from_utf8(page).unwrap();
+            assert!(page.contains(&format!("duet\\-{name}")), "{page}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `duet` binary: parse the command line, set up logging, run the
 //! event loop, and map the result to an exit code. Errors are one line on
-//! stderr, prefixed with `duet: `.
+//! stderr, prefixed with `duet: `. `duet completions` and `duet man` print
+//! their text and exit before any of that.
 
 use std::process::ExitCode;
 
@@ -29,7 +30,20 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    if let Err(msg) = init_logging(cli.common()) {
+    if let Some(text) = cli.generated() {
+        return match text.write_to(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            // A reader that stopped early (`| head`) is no error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                say(&format_args!("cannot write to stdout: {e}"));
+                ExitCode::from(exit::FAILURE)
+            }
+        };
+    }
+    if let Some(common) = cli.common()
+        && let Err(msg) = init_logging(common)
+    {
         say(&msg);
         return ExitCode::from(exit::USAGE);
     }

@@ -3,9 +3,10 @@
 //! Pure code, fed with the bytes the terminal sends (the event loop reads
 //! them) and rendering the prompt line into a buffer, so every key is
 //! unit-tested without a terminal. It knows printable UTF-8, the usual
-//! readline keys, arrow-key escape sequences, bracketed paste, and
-//! display widths (wide CJK and emoji take two columns). A long draft
-//! scrolls horizontally on one row. It never writes anywhere.
+//! readline keys (word moves included), arrow-key escape sequences,
+//! bracketed paste, and display widths (wide CJK and emoji take two
+//! columns, a tab reaches the next tab stop). A long draft scrolls
+//! horizontally on one row. It never writes anywhere.
 
 use std::fmt::Write as _;
 
@@ -15,7 +16,7 @@ const MAX_PASTE: usize = 16 << 20;
 /// What a key asks the program to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Send this draft (Enter).
+    /// Send this draft (Enter on a draft that is not empty).
     Send(Vec<u8>),
     /// Leave (Ctrl-C or Ctrl-D on an empty draft).
     Quit,
@@ -100,10 +101,14 @@ impl Editor {
                 return None;
             }
             Pending::Esc => {
-                if b == b'[' || b == b'O' {
-                    self.pending = Pending::Csi(vec![b]);
+                match b {
+                    b'[' | b'O' => self.pending = Pending::Csi(vec![b]),
+                    // Alt-B / Alt-F, as xterm sends them (ESC prefix).
+                    b'b' => self.word_left(),
+                    b'f' => self.word_right(),
+                    // Other Alt-<key> and a lone ESC are ignored.
+                    _ => {}
                 }
-                // Alt-<key> and a lone ESC are ignored.
                 return None;
             }
             Pending::Csi(mut seq) => {
@@ -184,6 +189,9 @@ impl Editor {
             b"B" => self.history_down(),
             b"C" => self.right(),
             b"D" => self.left(),
+            // Ctrl-Right / Ctrl-Left (and Alt-Right / Alt-Left) in xterm.
+            b"1;5C" | b"1;3C" => self.word_right(),
+            b"1;5D" | b"1;3D" => self.word_left(),
             b"H" | b"1~" | b"7~" => self.cursor = 0,
             b"F" | b"4~" | b"8~" => self.cursor = self.draft.len(),
             b"3~" => self.delete(),
@@ -208,18 +216,29 @@ impl Editor {
         }
         self.partial.truncate(self.partial.len() - END.len());
         let bytes = std::mem::take(&mut self.partial);
-        let text = String::from_utf8_lossy(&bytes)
+        let mut text = String::from_utf8_lossy(&bytes)
             .replace("\r\n", "\n")
             .replace('\r', "\n");
+        // A copied line usually brings its newline along: it would only
+        // add an empty last line to the message.
+        if text.ends_with('\n') {
+            text.pop();
+        }
         self.insert(&text);
         self.pending = Pending::None;
     }
 
+    /// Enter: the draft is sent, unless it is empty (a stray Enter sends
+    /// nothing; piped input is not read by the editor and keeps its empty
+    /// lines).
     fn enter(&mut self) -> Option<Action> {
         let line = std::mem::take(&mut self.draft);
         self.cursor = 0;
         self.browse = self.history.len();
-        if !line.is_empty() && self.history.last() != Some(&line) {
+        if line.is_empty() {
+            return None;
+        }
+        if self.history.last() != Some(&line) {
             self.history.push(line.clone());
             self.browse = self.history.len();
         }
@@ -251,6 +270,21 @@ impl Editor {
 
     fn right(&mut self) {
         self.cursor = self.next_boundary();
+    }
+
+    /// Alt-B, Ctrl-Left: to the start of this word or the one before (a
+    /// word is a run of letters and digits, as in readline).
+    fn word_left(&mut self) {
+        let before = self.draft[..self.cursor].trim_end_matches(|c: char| !c.is_alphanumeric());
+        self.cursor = before.trim_end_matches(char::is_alphanumeric).len();
+    }
+
+    /// Alt-F, Ctrl-Right: to the end of this word or the next one.
+    fn word_right(&mut self) {
+        let after = &self.draft[self.cursor..];
+        let word = after.trim_start_matches(|c: char| !c.is_alphanumeric());
+        let rest = word.trim_start_matches(char::is_alphanumeric);
+        self.cursor = self.draft.len() - rest.len();
     }
 
     fn backspace(&mut self) {
@@ -314,13 +348,25 @@ impl Editor {
     /// visible window of the draft, clear to end of line, and the cursor
     /// moved to its column. `prompt` is plain text of `prompt_width`
     /// columns (it may hold colour sequences). Control characters in the
-    /// draft show as `^X`, newlines as `⏎`.
+    /// draft show as `^X`, newlines as `⏎`, a tab as spaces to the next
+    /// tab stop (every 8 columns of the draft).
     pub fn render(&self, prompt: &str, prompt_width: usize, columns: usize, out: &mut Vec<u8>) {
         let room = columns.saturating_sub(prompt_width + 1).max(1);
+        let mut col = 0;
         let cells: Vec<(usize, usize, String)> = self
             .draft
             .char_indices()
-            .map(|(i, c)| (i, cell_width(c), cell_text(c)))
+            .map(|(i, c)| {
+                let (w, text) = match c {
+                    '\t' => {
+                        let w = TAB_STOP - col % TAB_STOP;
+                        (w, " ".repeat(w))
+                    }
+                    c => (cell_width(c), cell_text(c)),
+                };
+                col += w;
+                (i, w, text)
+            })
             .collect();
         // Columns from the start of the draft to the cursor.
         let cursor_col: usize = cells
@@ -358,6 +404,9 @@ impl Editor {
     }
 }
 
+/// Columns between tab stops in the draft.
+const TAB_STOP: usize = 8;
+
 /// The fewest columns of draft a prompt label may leave (see
 /// [`Editor::label_fits`]).
 const MIN_DRAFT_COLUMNS: usize = 10;
@@ -387,7 +436,8 @@ fn is_bidi(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
-/// Columns a draft character takes on screen.
+/// Columns a draft character takes on screen (a tab's depends on where
+/// it starts; [`Editor::render`] places it).
 pub fn cell_width(c: char) -> usize {
     match c {
         '\n' => 1,
@@ -397,8 +447,9 @@ pub fn cell_width(c: char) -> usize {
     }
 }
 
-/// Display width of a printable character: 0 for combining marks and
-/// zero-width characters, 2 for East Asian wide and fullwidth characters
+/// Display width of a printable character: 0 for combining marks,
+/// zero-width characters and tag characters (drawn only as part of a
+/// flag such as England's), 2 for East Asian wide and fullwidth characters
 /// and emoji, 1 otherwise (a compact form of wcwidth).
 pub fn char_width(c: char) -> usize {
     let u = c as u32;
@@ -406,7 +457,7 @@ pub fn char_width(c: char) -> usize {
         0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05BD | 0x0610..=0x061A
         | 0x064B..=0x065F | 0x0E31 | 0x0E34..=0x0E3A | 0x1AB0..=0x1AFF
         | 0x1DC0..=0x1DFF | 0x200B..=0x200D | 0x20D0..=0x20FF | 0xFE00..=0xFE0F
-        | 0xFE20..=0xFE2F | 0xE0100..=0xE01EF);
+        | 0xFE20..=0xFE2F | 0xE0020..=0xE007F | 0xE0100..=0xE01EF);
     if zero {
         return 0;
     }
@@ -452,8 +503,47 @@ mod tests {
         let (e, a) = typed(b"hello\r");
         assert_eq!(a, [Action::Send(b"hello".to_vec())]);
         assert_eq!(e.draft(), "");
+    }
+
+    #[test]
+    fn enter_on_an_empty_draft_sends_nothing() {
         let (_, a) = typed(b"\r");
-        assert_eq!(a, [Action::Send(vec![])]);
+        assert_eq!(a, []);
+        let (_, a) = typed(b"x\x7f\r\ry\r");
+        assert_eq!(a, [Action::Send(b"y".to_vec())]);
+        // A draft of spaces is not empty: it is sent.
+        let (_, a) = typed(b" \r");
+        assert_eq!(a, [Action::Send(b" ".to_vec())]);
+    }
+
+    #[test]
+    fn word_moves() {
+        // Alt-B / Alt-F (ESC b / ESC f), Ctrl-Left / Ctrl-Right
+        // (CSI 1;5D / CSI 1;5C), Alt-Left / Alt-Right (CSI 1;3D / 1;3C).
+        let text = b"one two, three";
+        for (left, right) in [
+            (&b"\x1bb"[..], &b"\x1bf"[..]),
+            (b"\x1b[1;5D", b"\x1b[1;5C"),
+            (b"\x1b[1;3D", b"\x1b[1;3C"),
+        ] {
+            let keys = |moves: &[&[u8]]| [&text[..], &moves.concat()].concat();
+            assert_eq!(state(&keys(&[left])).1, 9, "{left:?}");
+            assert_eq!(state(&keys(&[left, left])).1, 4);
+            assert_eq!(state(&keys(&[left, left, left, left])).1, 0);
+            assert_eq!(state(&keys(&[b"\x01", right])).1, 3, "{right:?}");
+            assert_eq!(state(&keys(&[b"\x01", right, right])).1, 7);
+            assert_eq!(state(&keys(&[b"\x01", right, right, right, right])).1, 14);
+        }
+        // Words of any script; the move lands on a character boundary.
+        assert_eq!(
+            state("caf\u{e9} \u{4e2d}\u{6587}\x1bb\x1bbX".as_bytes()),
+            ("Xcaf\u{e9} \u{4e2d}\u{6587}".into(), 1)
+        );
+        // Split across reads.
+        let mut e = Editor::new();
+        e.handle_bytes(b"ab cd\x1b[1;");
+        e.handle_bytes(b"5DX");
+        assert_eq!(e.draft(), "ab Xcd");
     }
 
     #[test]
@@ -534,6 +624,17 @@ mod tests {
     }
 
     #[test]
+    fn a_paste_ending_in_a_newline_adds_no_empty_line() {
+        let (e, _) = typed(b"\x1b[200~copied line\r\n\x1b[201~");
+        assert_eq!(e.draft(), "copied line");
+        let (e, _) = typed(b"\x1b[200~one\ntwo\n\x1b[201~");
+        assert_eq!(e.draft(), "one\ntwo");
+        // Only the last newline goes: a blank line inside stays.
+        let (e, _) = typed(b"\x1b[200~one\n\n\x1b[201~");
+        assert_eq!(e.draft(), "one\n");
+    }
+
+    #[test]
     fn history_of_this_run() {
         let mut e = Editor::new();
         e.handle_bytes(b"first\rsecond\rdraft");
@@ -579,6 +680,11 @@ mod tests {
         assert_eq!(str_width("\u{1f600}"), 2);
         assert_eq!(str_width("e\u{301}"), 1);
         assert_eq!(cell_width('\x1b'), 2);
+        // The flag of England is one emoji: its tags take no column.
+        assert_eq!(
+            str_width("\u{1f3f4}\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f}"),
+            2
+        );
     }
 
     fn rendered(e: &Editor, cols: usize) -> String {
@@ -597,6 +703,26 @@ mod tests {
         assert_eq!(rendered(&e, 80), "\r> a\u{23ce}b\x1b[K\r\x1b[5C");
         let (e, _) = typed(b"\x1b[200~\x1b]2;x\x07\x1b[201~");
         assert_eq!(rendered(&e, 80), "\r> ^[]2;x^G\x1b[K\r\x1b[10C");
+    }
+
+    #[test]
+    fn tabs_show_as_spaces_to_the_next_tab_stop() {
+        let (e, _) = typed(b"a\tb");
+        assert_eq!(
+            rendered(&e, 80),
+            format!("\r> a{}b\x1b[K\r\x1b[11C", " ".repeat(7))
+        );
+        let (e, _) = typed(b"\t\tabcdefgh\tc\x01");
+        assert_eq!(
+            rendered(&e, 80),
+            format!(
+                "\r> {}abcdefgh{}c\x1b[K\r\x1b[2C",
+                " ".repeat(16),
+                " ".repeat(8)
+            )
+        );
+        // The draft itself keeps the tab.
+        assert_eq!(e.draft(), "\t\tabcdefgh\tc");
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::core::escape::{
-    char_len, escape_marked, escape_name, escape_to_string, incomplete, incomplete_tail, is_unsafe,
-    plain_run,
+    MAX_UNIT, escape_marked, escape_name, escape_to_string, incomplete, incomplete_tail, is_unsafe,
+    plain_run, tag_sequence_len, unit_len,
 };
 use crate::core::rtt::RttSummary;
 use crate::core::session::Stats;
@@ -511,11 +511,21 @@ fn tag(from: &[u8], style: &Style, out: &mut Vec<u8>) {
 }
 
 /// What a message shown as it arrives carries from one piece to the next:
-/// the start of a UTF-8 sequence that a chunk boundary cut.
-#[derive(Debug, Default, Clone)]
+/// the start of a unit that a chunk boundary cut (a UTF-8 sequence, or an
+/// emoji tag sequence still waiting for its end tag).
+#[derive(Debug, Clone)]
 pub struct PartState {
-    carry: [u8; 3],
+    carry: [u8; MAX_UNIT - 1],
     carry_len: usize,
+}
+
+impl Default for PartState {
+    fn default() -> Self {
+        PartState {
+            carry: [0; MAX_UNIT - 1],
+            carry_len: 0,
+        }
+    }
 }
 
 /// Appends one piece of a message shown as it arrives, in text format:
@@ -523,8 +533,8 @@ pub struct PartState {
 /// and the final newline after the `last`. [`render`] shows a whole
 /// message as its 256 KiB pieces; cut anywhere else, the pieces render the
 /// same bytes (a unit test and the `check::render_parts` property compare
-/// them): a UTF-8 sequence split between two pieces waits in `state` for
-/// the rest of it.
+/// them): a UTF-8 sequence or an emoji tag sequence split between two
+/// pieces waits in `state` for the rest of it.
 pub fn text_part(
     from: &[u8],
     data: &[u8],
@@ -540,11 +550,11 @@ pub fn text_part(
     }
     let mut data = data;
     if state.carry_len > 0 {
-        // Finish the characters the carried bytes start, with at most
-        // three bytes of this piece (carried bytes are never a newline).
+        // Finish the units the carried bytes start, with at most one
+        // unit's worth of this piece (carried bytes are never a newline).
         let k = state.carry_len;
-        let m = data.len().min(3);
-        let mut buf = [0u8; 6];
+        let m = data.len().min(MAX_UNIT);
+        let mut buf = [0u8; 2 * MAX_UNIT];
         buf[..k].copy_from_slice(&state.carry[..k]);
         buf[k..k + m].copy_from_slice(&data[..m]);
         let joined = &buf[..k + m];
@@ -557,7 +567,7 @@ pub fn text_part(
                 state.carry_len = rest.len();
                 return;
             }
-            let n = char_len(&joined[i..]);
+            let n = unit_len(&joined[i..]);
             escape_marked(&joined[i..i + n], false, marks, out);
             i += n;
         }
@@ -586,7 +596,7 @@ pub fn text_part(
                 i += 1;
             }
             Some(_) => {
-                let n = char_len(&data[i..]);
+                let n = unit_len(&data[i..]);
                 escape_marked(&data[i..i + n], false, marks, out);
                 i += n;
             }
@@ -598,7 +608,8 @@ pub fn text_part(
 }
 
 /// Appends `s` as a JSON string; characters unsafe on a terminal become
-/// `\uXXXX` escapes. Printable ASCII runs are copied in bulk.
+/// `\uXXXX` escapes (a surrogate pair above U+FFFF), as the text
+/// transcript escapes them. Printable ASCII runs are copied in bulk.
 pub fn json_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     json_str_body(s, out);
@@ -618,6 +629,11 @@ fn json_str_body(s: &str, out: &mut Vec<u8>) {
             .unwrap_or(bytes.len() - i);
         out.extend_from_slice(&bytes[i..i + run]);
         i += run;
+        if let Some(n) = tag_sequence_len(&bytes[i..]) {
+            out.extend_from_slice(&bytes[i..i + n]);
+            i += n;
+            continue;
+        }
         let Some(c) = s[i..].chars().next() else {
             break;
         };
@@ -628,7 +644,12 @@ fn json_str_body(s: &str, out: &mut Vec<u8>) {
             '\n' => write!(out, "\\n"),
             '\r' => write!(out, "\\r"),
             '\t' => write!(out, "\\t"),
-            c if is_unsafe(c) => write!(out, "\\u{:04x}", c as u32),
+            c if is_unsafe(c) => {
+                let mut units = [0u16; 2];
+                c.encode_utf16(&mut units)
+                    .iter()
+                    .try_for_each(|u| write!(out, "\\u{u:04x}"))
+            }
             c => {
                 let mut b = [0u8; 4];
                 out.write_all(c.encode_utf8(&mut b).as_bytes())
