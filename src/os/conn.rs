@@ -156,11 +156,16 @@ impl Conn {
             && (self.session.wants_peer_bytes() || self.closing.is_some())
     }
 
-    /// The nearest of the session's deadline and the close deadline.
-    pub fn deadlines(&self) -> impl Iterator<Item = Instant> {
-        [self.session.poll_timeout(), self.closing]
-            .into_iter()
-            .flatten()
+    /// Passes the session's deadline and the close deadline, if any, to
+    /// `fold`.
+    #[inline]
+    pub fn deadlines(&self, mut fold: impl FnMut(Instant)) {
+        if let Some(t) = self.session.poll_timeout() {
+            fold(t);
+        }
+        if let Some(t) = self.closing {
+            fold(t);
+        }
     }
 
     /// Reads what the socket has for the session, then flushes the
@@ -183,11 +188,18 @@ impl Conn {
     }
 
     /// Once the session is closed: start the close deadline, and shut
-    /// down our side when the last bytes (our BYE) have left.
+    /// down our side when the last bytes (our BYE) have left. The check
+    /// is inlined: it runs for every connection every turn.
+    #[inline]
     pub fn after_close(&mut self, clock: &mut Clock) {
-        if !self.session.is_closed() {
-            return;
+        if self.session.is_closed() {
+            self.closed(clock);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn closed(&mut self, clock: &mut Clock) {
         if self.closing.is_none() {
             self.closing = Some(clock.now() + close_grace(&self.session));
         }
@@ -210,59 +222,57 @@ impl Conn {
 
     /// Reads until `WouldBlock`, passing each read to the session, which
     /// may push back (then the unread part waits in `rbuf` as backlog, or
-    /// `readable` stays set, and we resume next turn).
+    /// `readable` stays set, and we resume next turn). The backlog is
+    /// offered first, through the same call as fresh bytes: one call site
+    /// keeps the session's decoding inlined here.
     fn read(&mut self, clock: &mut Clock) {
-        if self.backlog {
-            if !self.session.wants_peer_bytes() {
-                return;
-            }
-            self.backlog = false;
-            self.offer(clock.now());
-            self.flush(clock);
-            if self.backlog || !self.readable {
-                return;
-            }
-        }
         loop {
             let open = !self.session.is_closed();
             if open && !self.session.wants_peer_bytes() {
                 return;
             }
-            match self.rbuf.fill_from(&mut self.stream) {
-                Ok(0) => {
-                    self.readable = false;
-                    self.eof = true;
-                    self.session.handle_eof(self.rbuf.data().len());
+            let fresh = !self.backlog;
+            let now = if self.backlog {
+                self.backlog = false;
+                clock.now()
+            } else {
+                if !self.readable {
                     return;
                 }
-                Ok(_) => {
+                match self.rbuf.fill_from(&mut self.stream) {
+                    Ok(0) => {
+                        self.readable = false;
+                        self.eof = true;
+                        self.session.handle_eof(self.rbuf.data().len());
+                        return;
+                    }
                     // The clock is read right after the read, not at the
                     // start of the turn: the RTT ends when the ack is
                     // decoded.
-                    self.offer(clock.read());
-                    // The ack path: what those frames queued leaves now.
-                    self.flush(clock);
-                    if self.rbuf.was_short() && !self.hangup {
-                        // Drained: skip the read that would only say EAGAIN.
+                    Ok(_) => clock.read(),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         self.readable = false;
                         return;
                     }
-                    if self.backlog {
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.readable = false;
+                        self.eof = true;
+                        self.session
+                            .handle_lost(format!("connection lost: {}", io_msg(&e)));
                         return;
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    return;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.readable = false;
-                    self.eof = true;
-                    self.session
-                        .handle_lost(format!("connection lost: {}", io_msg(&e)));
-                    return;
-                }
+            };
+            self.offer(now);
+            // The ack path: what those frames queued leaves now.
+            self.flush(clock);
+            if fresh && self.rbuf.was_short() && !self.hangup {
+                // Drained: skip the read that would only say EAGAIN.
+                self.readable = false;
+            }
+            if self.backlog {
+                return;
             }
         }
     }

@@ -600,13 +600,17 @@ impl Loop {
         if busy_now {
             return Some(Duration::ZERO);
         }
-        let dial = self
-            .dial
-            .as_ref()
-            .and_then(|d| d.attempt.as_ref().map(|a| a.2));
-        let deadlines = self.conns.iter().flat_map(|(_, c)| c.deadlines());
+        // The nearest deadline, folded by hand: this runs every turn.
+        let mut nearest = self.accept_retry;
+        let mut fold = |t: Instant| nearest = Some(nearest.map_or(t, |n| n.min(t)));
+        for (_, c) in self.conns.iter() {
+            c.deadlines(&mut fold);
+        }
+        if let Some((_, _, t)) = self.dial.as_ref().and_then(|d| d.attempt.as_ref()) {
+            fold(*t);
+        }
         let (next, mut wait_until) = split_deadlines(
-            deadlines.chain(self.accept_retry).chain(dial).min(),
+            nearest,
             self.display.deadline(),
             self.display.hold_on_timer(),
         );
@@ -787,16 +791,12 @@ impl Loop {
         }
     }
 
-    /// Renders the active session's events; a connection being turned
-    /// away or closed has nothing to show.
+    /// Renders the active session's events. A connection being turned
+    /// away or closed has nothing to show; what it queued goes with it.
     fn show_events(&mut self, now: Instant) {
-        for (key, conn) in self.conns.iter_mut() {
-            if Some(key) == self.active {
-                self.chat
-                    .handle_events(conn.session_mut(), &mut self.display, now);
-            } else {
-                while conn.session_mut().poll_event().is_some() {}
-            }
+        if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
+            self.chat
+                .handle_events(conn.session_mut(), &mut self.display, now);
         }
     }
 
@@ -807,7 +807,10 @@ impl Loop {
         let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) else {
             return false;
         };
-        if !self.chat.poll_end(conn.session(), &mut self.display, now) {
+        // Checked every turn; the common answer is "not yet".
+        if conn.session().end().is_none()
+            || !self.chat.poll_end(conn.session(), &mut self.display, now)
+        {
             return false;
         }
         self.display.flush();
