@@ -1041,3 +1041,49 @@ fn streamed_pieces_waiting_for_display_push_back() {
     assert!(s.wants_peer_bytes());
     assert!(s.handle_peer_bytes(&wire[used..], now) > 0);
 }
+
+#[test]
+fn absurd_durations_never_overflow_a_deadline() {
+    let t0 = Instant::now();
+    let huge = Duration::MAX;
+    let cfg = Config {
+        linger: huge,
+        handshake_timeout: huge,
+        heartbeat: Some(Duration::from_secs(u64::MAX / 2)),
+        dead_after: 1000,
+        write_timeout: Some(huge),
+        ..cfg("s")
+    };
+    let mut s = Session::new(cfg.clone(), t0);
+    assert!(
+        s.poll_timeout()
+            .is_some_and(|t| t > t0 + Duration::from_secs(1 << 32))
+    );
+    s.handle_timeout(t0 + Duration::from_secs(3600));
+    assert!(!s.is_closed(), "a far deadline is not reached");
+    s.handle_peer_bytes(&hello(b"peer", 1 << 20), t0);
+    s.handle_input(Cow::Borrowed(b"x"), t0).unwrap();
+    assert!(s.poll_timeout().is_some_and(|t| t > t0));
+    // Unanswered pings multiply the heartbeat: no overflow there either.
+    s.pings = 999;
+    assert!(s.poll_timeout().is_some());
+    s.handle_input_end(t0);
+    s.handle_stop(t0, huge);
+    s.handle_timeout(t0 + Duration::from_secs(3600));
+    assert!(!s.is_closed());
+    let mut s = Session::new(cfg, t0);
+    s.handle_stop(t0, huge);
+    assert!(s.is_closed());
+}
+
+#[test]
+fn later_saturates_at_the_clock_limit() {
+    let t0 = Instant::now();
+    assert_eq!(
+        later(t0, Duration::from_secs(5)),
+        t0 + Duration::from_secs(5)
+    );
+    let far = later(t0, Duration::MAX);
+    assert!(far > t0 + Duration::from_secs(1 << 32));
+    assert!(far.checked_add(Duration::from_secs(1 << 40)).is_none());
+}
