@@ -75,11 +75,19 @@ pub fn roundtrip(data: &[u8]) {
     };
     let tail = rest.get(8..).unwrap_or(&[]);
     let frame = match kind % 6 {
-        0 => Frame::Hello(Hello {
-            version: num(rest) as u16,
-            max_message: num(rest),
-            name: &tail[..tail.len().min(protocol::MAX_NAME)],
-        }),
+        // A version-1 HELLO, or (high bit set, another version) a HELLO
+        // whose body after the version is opaque.
+        0 => match num(rest) as u16 {
+            version if kind & 0x80 != 0 && version != protocol::VERSION => Frame::ForeignHello {
+                version,
+                rest: &tail[..tail.len().min(protocol::MAX_BODY - protocol::HELLO_PREFIX)],
+            },
+            _ => Frame::Hello(Hello {
+                version: protocol::VERSION,
+                max_message: num(rest),
+                name: &tail[..tail.len().min(protocol::MAX_NAME)],
+            }),
+        },
         1 => Frame::Data {
             id: num(rest),
             last: kind & 0x80 != 0,

@@ -819,11 +819,11 @@ impl Session {
     fn handle_frame(&mut self, frame: Frame<'_>, now: Instant) {
         match (self.state, frame) {
             (State::Closed, _) => {}
+            (State::Handshake { .. }, Frame::ForeignHello { version, .. }) => {
+                self.fail(SessionError::Version { peer: version });
+            }
             (State::Handshake { .. }, Frame::Hello(h)) => {
-                if h.version != protocol::VERSION {
-                    self.fail(SessionError::Version { peer: h.version });
-                    return;
-                }
+                debug_assert_eq!(h.version, protocol::VERSION, "decode sorts versions");
                 self.peer_name = h.name.to_vec();
                 self.peer_max = h.max_message;
                 self.state = State::Open;
@@ -842,7 +842,9 @@ impl Session {
             (State::Handshake { .. }, _) => {
                 self.fail(SessionError::Unexpected("a frame before HELLO"));
             }
-            (_, Frame::Hello(_)) => self.fail(SessionError::Unexpected("a second HELLO")),
+            (_, Frame::Hello(_) | Frame::ForeignHello { .. }) => {
+                self.fail(SessionError::Unexpected("a second HELLO"))
+            }
             (_, Frame::Data { id, last, chunk }) => self.handle_data(id, last, chunk),
             (_, Frame::Ack { id }) => self.handle_ack(id, now),
             (_, Frame::Ping(v)) => protocol::encode(&Frame::Pong(v), &mut self.outbox),

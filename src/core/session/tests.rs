@@ -520,6 +520,26 @@ fn version_mismatch_is_named() {
     );
 }
 
+/// A later version may lay out HELLO differently after the magic and the
+/// version: it still gets BYE(version mismatch), never "not a duet peer".
+#[test]
+fn version_mismatch_is_found_whatever_the_hello_layout() {
+    for rest in [&b""[..], b"x", &[0u8; 300]] {
+        let mut v = ((6 + rest.len()) as u32).to_be_bytes().to_vec();
+        v.push(protocol::kind::HELLO);
+        v.extend_from_slice(b"DUET\x00\x02");
+        v.extend_from_slice(rest);
+        let mut s = server_fed(&v);
+        assert_eq!(
+            s.end(),
+            Some(&End::Failed(SessionError::Version { peer: 2 })),
+            "{} bytes after the version",
+            rest.len()
+        );
+        assert_eq!(last_bye(&mut s), ByeReason::VersionMismatch);
+    }
+}
+
 #[test]
 fn eof_mid_frame_or_mid_message_is_truncation_and_clean_eof_is_no_bye() {
     let mut s = server_fed(&hello(b"p", 1 << 20));
