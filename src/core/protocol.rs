@@ -659,6 +659,140 @@ mod tests {
         assert_eq!(decode(&bytes[..HEADER_LEN + 2]), Err(DecodeError::BadMagic));
     }
 
+    /// The frames docs/PROTOCOL.md's test vectors name, in the doc's order.
+    fn vector_frames() -> Vec<(&'static str, Frame<'static>)> {
+        let bye = |code: u8, detail: &'static [u8]| Frame::Bye {
+            reason: ByeReason::from_code(code),
+            detail,
+        };
+        vec![
+            (
+                "hello",
+                Frame::Hello(Hello {
+                    version: 1,
+                    max_message: 256,
+                    name: b"a",
+                }),
+            ),
+            (
+                "hello-no-name",
+                Frame::Hello(Hello {
+                    version: 1,
+                    max_message: 16 << 20,
+                    name: b"",
+                }),
+            ),
+            (
+                "hello-version-2",
+                Frame::ForeignHello {
+                    version: 2,
+                    rest: b"",
+                },
+            ),
+            (
+                "data",
+                Frame::Data {
+                    id: 2,
+                    last: true,
+                    chunk: b"hi",
+                },
+            ),
+            (
+                "data-more",
+                Frame::Data {
+                    id: 3,
+                    last: false,
+                    chunk: b"ab",
+                },
+            ),
+            (
+                "data-empty",
+                Frame::Data {
+                    id: 1,
+                    last: true,
+                    chunk: b"",
+                },
+            ),
+            ("ack", Frame::Ack { id: 1 }),
+            ("ping", Frame::Ping(1)),
+            ("pong", Frame::Pong(1)),
+            ("bye-normal", bye(0, b"")),
+            ("bye-busy", bye(1, b"")),
+            ("bye-protocol-error", bye(2, b"bad")),
+            ("bye-too-large", bye(3, b"")),
+            ("bye-timeout", bye(4, b"")),
+            ("bye-version", bye(5, b"")),
+            ("bye-unknown", bye(200, b"")),
+        ]
+    }
+
+    /// The rows of docs/PROTOCOL.md's "Test vectors" table: name and bytes.
+    fn doc_vectors() -> Vec<(String, Vec<u8>)> {
+        const DOC: &str = include_str!("../../docs/PROTOCOL.md");
+        let section = DOC
+            .split("\n## Test vectors\n")
+            .nth(1)
+            .expect("docs/PROTOCOL.md has a Test vectors section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                assert_eq!(cells.len(), 5, "a row of three cells: {row}");
+                let hex = cells[3].trim_matches('`');
+                let bytes = hex
+                    .split_whitespace()
+                    .map(|h| u8::from_str_radix(h, 16).unwrap_or_else(|_| panic!("{row}")))
+                    .collect();
+                (cells[1].trim_matches('`').to_string(), bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_spec_test_vectors_are_what_encode_and_decode_do() {
+        let doc = doc_vectors();
+        let ours = vector_frames();
+        let names = |v: Vec<&str>| v.join(", ");
+        assert_eq!(
+            names(doc.iter().map(|(n, _)| n.as_str()).collect()),
+            names(ours.iter().map(|(n, _)| *n).collect()),
+            "docs/PROTOCOL.md and this test name the same vectors"
+        );
+        for ((name, bytes), (_, frame)) in doc.iter().zip(&ours) {
+            assert_eq!(&enc(*frame), bytes, "encoding {name}");
+            assert_eq!(
+                decode(bytes),
+                Ok(Some((*frame, bytes.len()))),
+                "decoding {name}"
+            );
+        }
+        // Every frame type and every BYE reason has a vector.
+        for kind in [
+            kind::HELLO,
+            kind::DATA,
+            kind::ACK,
+            kind::BYE,
+            kind::PING,
+            kind::PONG,
+        ] {
+            assert!(doc.iter().any(|(_, b)| b[4] == kind), "type {kind}");
+        }
+        for code in 0..=6u8 {
+            let known = ByeReason::from_code(code);
+            let have = |c: u8| doc.iter().any(|(_, b)| b[4] == kind::BYE && b[5] == c);
+            match known {
+                ByeReason::Other(_) => assert!(
+                    doc.iter().any(|(_, b)| b[4] == kind::BYE
+                        && matches!(ByeReason::from_code(b[5]), ByeReason::Other(_))),
+                    "an unknown reason"
+                ),
+                _ => assert!(have(code), "reason {known}"),
+            }
+        }
+    }
+
     #[test]
     fn an_http_request_is_rejected_from_its_first_five_bytes() {
         assert!(decode(b"GET / HTTP/1.1\r\n").is_err());

@@ -1107,3 +1107,163 @@ fn later_saturates_at_the_clock_limit() {
     assert!(far > t0 + Duration::from_secs(1 << 32));
     assert!(far.checked_add(Duration::from_secs(1 << 40)).is_none());
 }
+
+/// The frames in `s`'s outbox, decoded, without writing them.
+fn queued(s: &mut Session) -> Vec<(u8, Vec<u8>)> {
+    let mut out = s.poll_transmit().bytes;
+    let mut frames = Vec::new();
+    while let Some((_, n)) = decode(out).unwrap() {
+        frames.push((out[4], out[protocol::HEADER_LEN..n].to_vec()));
+        out = &out[n..];
+    }
+    frames
+}
+
+#[test]
+fn reserved_data_flag_bits_are_a_protocol_error() {
+    for flags in [0x02u8, 0x80, 0xff] {
+        let mut bytes = hello(b"p", 10);
+        let mut d = Vec::new();
+        encode(
+            &Frame::Data {
+                id: 1,
+                last: true,
+                chunk: b"x",
+            },
+            &mut d,
+        );
+        d[protocol::HEADER_LEN + 8] = flags;
+        bytes.extend_from_slice(&d);
+        let mut s = server_fed(&bytes);
+        assert_eq!(
+            s.end(),
+            Some(&End::Failed(SessionError::Protocol(DecodeError::BadFlags(
+                flags
+            ))))
+        );
+        assert_eq!(last_bye(&mut s), ByeReason::ProtocolError);
+        assert!(
+            !events(&mut s).iter().any(|e| matches!(e, Ev::Message(..))),
+            "not delivered"
+        );
+    }
+}
+
+#[test]
+fn a_second_hello_of_any_version_is_a_protocol_error() {
+    let mut bytes = hello(b"p", 10);
+    bytes.extend_from_slice(&[0, 0, 0, 6, protocol::kind::HELLO]);
+    bytes.extend_from_slice(b"DUET\x00\x02");
+    let mut s = server_fed(&bytes);
+    assert_eq!(
+        s.end(),
+        Some(&End::Failed(SessionError::Unexpected("a second HELLO")))
+    );
+    assert_eq!(last_bye(&mut s), ByeReason::ProtocolError);
+}
+
+/// A peer may follow its HELLO with messages at once, before ours has
+/// reached it (it cannot know our limit yet): they are accepted in order.
+#[test]
+fn messages_right_behind_the_peers_hello_are_accepted() {
+    let mut bytes = hello(b"p", 10);
+    bytes.extend_from_slice(&data(1, true, b"early"));
+    let mut s = server_fed(&bytes);
+    assert!(s.is_open());
+    assert_eq!(
+        events(&mut s),
+        [
+            Ev::Connected(b"p".to_vec(), 10),
+            Ev::Message(1, b"early".to_vec())
+        ]
+    );
+    let frames = queued(&mut s);
+    assert_eq!(frames.last().unwrap().0, protocol::kind::ACK);
+    // Over our limit, it is BYE(message too large), as at any time.
+    let mut bytes = hello(b"p", 10);
+    bytes.extend_from_slice(&data(1, true, &[0; 101]));
+    let mut small = Session::new(
+        Config {
+            max_message: 100,
+            ..cfg("s")
+        },
+        Instant::now(),
+    );
+    small.handle_peer_bytes(&bytes, Instant::now());
+    assert_eq!(
+        small.end(),
+        Some(&End::Failed(SessionError::TooLarge { limit: 100 }))
+    );
+}
+
+/// Nobody answers a BYE with a BYE, and the FIN that follows a BYE (ours
+/// or the peer's) is the normal end, not an error.
+#[test]
+fn a_bye_is_not_answered_and_the_fin_after_it_is_normal() {
+    let mut bytes = hello(b"p", 10);
+    encode(
+        &Frame::Bye {
+            reason: ByeReason::Normal,
+            detail: b"",
+        },
+        &mut bytes,
+    );
+    let mut s = server_fed(&bytes);
+    let kinds: Vec<u8> = queued(&mut s).iter().map(|f| f.0).collect();
+    assert_eq!(kinds, [protocol::kind::HELLO], "only our HELLO, no BYE");
+    s.handle_eof(0);
+    let peer_left = End::Peer {
+        reason: ByeReason::Normal,
+        detail: vec![],
+    };
+    assert_eq!(s.end(), Some(&peer_left));
+
+    // We said BYE; the peer's BYE crossing ours, and then its FIN, change
+    // nothing.
+    let mut s = server_fed(&hello(b"p", 10));
+    s.handle_input_end(Instant::now());
+    assert_eq!(s.end(), Some(&End::Local(ByeReason::Normal)));
+    let mut bye = Vec::new();
+    encode(
+        &Frame::Bye {
+            reason: ByeReason::Normal,
+            detail: b"",
+        },
+        &mut bye,
+    );
+    s.handle_peer_bytes(&bye, Instant::now());
+    s.handle_eof(0);
+    assert_eq!(s.end(), Some(&End::Local(ByeReason::Normal)));
+    let byes = queued(&mut s)
+        .iter()
+        .filter(|f| f.0 == protocol::kind::BYE)
+        .count();
+    assert_eq!(byes, 1);
+}
+
+/// The leaving race: a message whose DATA arrives after we said BYE is
+/// neither acknowledged nor shown, so the sender, which gets our BYE
+/// without its ACK, counts it as not delivered.
+#[test]
+fn a_message_crossing_our_bye_is_not_delivered_and_its_sender_knows() {
+    let mut p = Pair::new();
+    send(&mut p.c, b"crossing");
+    p.s.handle_input_end(p.now); // nothing outstanding: BYE at once
+    assert!(p.s.is_closed());
+    p.exchange();
+    assert!(
+        !events(&mut p.s)
+            .iter()
+            .any(|e| matches!(e, Ev::Message(..))),
+        "the server did not show it"
+    );
+    assert_eq!(
+        p.c.end(),
+        Some(&End::Peer {
+            reason: ByeReason::Normal,
+            detail: vec![]
+        })
+    );
+    let st = p.c.stats();
+    assert_eq!((st.sent, st.acked, st.undelivered()), (1, 0, 1));
+}
