@@ -1,4 +1,5 @@
-//! Properties checked on arbitrary input: the bodies of the fuzz targets in
+//! Properties checked on arbitrary input (frames, sessions, escaping, the
+//! command line): the bodies of the fuzz targets in
 //! `fuzz/`, and of `tests/properties.rs`, which replays the fuzz corpus and
 //! a seeded random stream on stable Rust so CI checks the same things.
 //!
@@ -74,11 +75,19 @@ pub fn roundtrip(data: &[u8]) {
     };
     let tail = rest.get(8..).unwrap_or(&[]);
     let frame = match kind % 6 {
-        0 => Frame::Hello(Hello {
-            version: num(rest) as u16,
-            max_message: num(rest),
-            name: &tail[..tail.len().min(protocol::MAX_NAME)],
-        }),
+        // A version-1 HELLO, or (high bit set, another version) a HELLO
+        // whose body after the version is opaque.
+        0 => match num(rest) as u16 {
+            version if kind & 0x80 != 0 && version != protocol::VERSION => Frame::ForeignHello {
+                version,
+                rest: &tail[..tail.len().min(protocol::MAX_BODY - protocol::HELLO_PREFIX)],
+            },
+            _ => Frame::Hello(Hello {
+                version: protocol::VERSION,
+                max_message: num(rest),
+                name: &tail[..tail.len().min(protocol::MAX_NAME)],
+            }),
+        },
         1 => Frame::Data {
             id: num(rest),
             last: kind & 0x80 != 0,
@@ -283,7 +292,153 @@ pub fn render_parts(data: &[u8]) {
     }
 }
 
-/// Runs every property over the input (for replaying a mixed corpus).
+/// Words the `cli` property builds command lines from: the subcommands,
+/// every option, and values on both sides of each limit.
+const CLI_WORDS: &[&str] = &[
+    "server",
+    "client",
+    "bench",
+    "h",
+    "127.0.0.1:9",
+    "[::1]",
+    "--listen",
+    "--port",
+    "-p",
+    "--once",
+    "--input",
+    "nul",
+    "--no-editor",
+    "--name",
+    "--format",
+    "jsonl",
+    "--max-message",
+    "--linger",
+    "--handshake-timeout",
+    "--heartbeat",
+    "--dead-after",
+    "--write-timeout",
+    "--connect-timeout",
+    "--count",
+    "--size",
+    "--window",
+    "--color",
+    "-v",
+    "-q",
+    "--timestamps",
+    "--help",
+    "0",
+    "1",
+    "0s",
+    "0.0",
+    "250ms",
+    "1.5s",
+    "1440m",
+    "1441m",
+    "86400",
+    "86400.001",
+    "9223372036854775807s",
+    "18446744073709551615",
+    "1e400",
+    "-1",
+    "NaN",
+    "inf",
+    "4GiB",
+    "4294967297",
+    "16MiB",
+    "0KiB",
+    "1000",
+    "1001",
+    "65536",
+    "--",
+    "=",
+    "",
+];
+
+/// Any command line parses into options or is a usage error, never a
+/// panic, and the options it gives drive a session whose deadlines stay
+/// within the clock's range. Each byte picks a word from [`CLI_WORDS`];
+/// `0xff` takes the bytes up to the next NUL as a word of its own. The
+/// whole input is also given to the duration and size parsers, whose
+/// answers must stay within their documented limits.
+pub fn cli(data: &[u8]) {
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::OsStrExt;
+
+    use clap::Parser;
+
+    use crate::cli::{self, Cli};
+
+    let text = String::from_utf8_lossy(data);
+    if let Ok(d) = cli::parse_duration(&text) {
+        assert!(d <= cli::MAX_DURATION, "{text:?} gave {d:?}");
+    }
+    if let Ok(d) = cli::parse_timeout(&text) {
+        assert!(
+            !d.is_zero() && d <= cli::MAX_DURATION,
+            "{text:?} gave {d:?}"
+        );
+    }
+    if let Ok(n) = cli::parse_max_message(&text) {
+        assert!(
+            (1..=cli::MAX_MESSAGE_LIMIT).contains(&n),
+            "{text:?} gave {n}"
+        );
+    }
+    let mut args = vec![OsString::from("duet")];
+    let mut rest = data;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == 0xff {
+            let end = tail.iter().position(|&c| c == 0).unwrap_or(tail.len());
+            args.push(OsStr::from_bytes(&tail[..end]).to_owned());
+            rest = tail.get(end + 1..).unwrap_or(&[]);
+        } else {
+            args.push(CLI_WORDS[usize::from(b) % CLI_WORDS.len()].into());
+            rest = tail;
+        }
+    }
+    let Ok(parsed) = Cli::try_parse_from(args) else {
+        return;
+    };
+    let Ok(opts) = parsed.into_options() else {
+        return;
+    };
+    let cfg = opts.session;
+    assert!(cfg.max_message >= 1);
+    for d in [cfg.linger, cfg.handshake_timeout] {
+        assert!(d <= cli::MAX_DURATION);
+    }
+    assert!(!cfg.handshake_timeout.is_zero());
+    let t0 = Instant::now();
+    let mut s = Session::new(cfg, t0);
+    let mut hello = Vec::new();
+    protocol::encode(
+        &Frame::Hello(Hello {
+            version: protocol::VERSION,
+            max_message: u64::MAX,
+            name: b"peer",
+        }),
+        &mut hello,
+    );
+    s.handle_peer_bytes(&hello, t0);
+    let _ = s.handle_input(Cow::Borrowed(b"x"), t0);
+    let far = t0 + 2 * cli::MAX_DURATION;
+    for _ in 0..1100 {
+        let Some(t) = s.poll_timeout() else { break };
+        assert!(t >= t0);
+        if t > far {
+            break;
+        }
+        s.handle_timeout(t);
+    }
+    s.handle_input_end(far);
+    s.handle_stop(far, cli::MAX_DURATION);
+    s.handle_timeout(far + 2 * cli::MAX_DURATION);
+}
+
+/// Runs every frame, session and escaping property over the input (for
+/// replaying a mixed corpus). `cli` is left out: building the command line
+/// parser costs far more than these, and a raw byte stream rarely makes a
+/// command line; `tests/properties.rs` drives it on its own.
 pub fn all(data: &[u8]) {
     decode_chunked(data);
     roundtrip(data);

@@ -25,7 +25,7 @@ use crate::os::options::{Mode, Options};
 /// The default TCP port.
 pub const DEFAULT_PORT: u16 = 7777;
 
-const EXIT_CODES: &str = "\
+const AFTER_HELP: &str = "\
 Exit status:
   0    the chat ended normally and every message sent was acknowledged
   1    runtime error: cannot resolve, bind or connect; connection lost;
@@ -36,6 +36,11 @@ Exit status:
        as longer than --max-message)
   4    the server is busy with another chat
   129, 130, 143   stopped by SIGHUP, SIGINT, SIGTERM
+
+Values:
+  DURATION  250ms, 10s, 1.5s, 2m (a plain number is seconds), at most 1440m
+            (24 hours)
+  SIZE      65536, 64KiB, 16MiB, 10kB (KiB/MiB/GiB are powers of 1024)
 
 Examples:
   duet server                          wait for a chat on port 7777
@@ -49,7 +54,7 @@ Examples:
 /// the peer at once, and the sender shows the round-trip time of each
 /// acknowledgment and a ping-style summary at the end.
 #[derive(Debug, Parser)]
-#[command(name = "duet", version, after_help = EXIT_CODES)]
+#[command(name = "duet", version, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -64,7 +69,7 @@ pub enum Command {
     /// a chat is going on is told the server is busy. Input piped to the
     /// server while nobody is connected waits for the next client; a line
     /// typed on a terminal meanwhile is refused.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = AFTER_HELP)]
     Server {
         // The help text is an attribute, not a doc comment: rustdoc would
         // read its "[::]" as a link.
@@ -86,7 +91,7 @@ pub enum Command {
         common: Common,
     },
     /// Connect to a server and chat.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = AFTER_HELP)]
     Client {
         #[command(flatten)]
         target: Target,
@@ -102,7 +107,7 @@ pub enum Command {
     /// generator in place of stdin. Per-message output is off; the summary
     /// adds msgs/s and MB/s, measured from the first byte handed to the
     /// kernel to the last acknowledgment.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = AFTER_HELP)]
     Bench {
         #[command(flatten)]
         target: Target,
@@ -194,8 +199,8 @@ pub struct Target {
     /// Port, when neither HOST nor PORT gives one
     #[arg(long, short, env = "DUET_PORT")]
     port: Option<u16>,
-    /// Give up on an address after this long and try the next (e.g. 10s, 500ms)
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    /// Give up on an address after this long and try the next (e.g. 10s, 500ms; more than 0)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     connect_timeout: Duration,
 }
 
@@ -224,14 +229,14 @@ pub struct Common {
     /// whole message is in.
     #[arg(long, value_enum, env = "DUET_FORMAT", default_value_t = FormatArg::Text)]
     pub format: FormatArg,
-    /// Largest message accepted from the peer and, by server and client, read from stdin (e.g. 64KiB, 16MiB)
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    /// Largest message accepted from the peer and, by server and client, read from stdin (e.g. 64KiB, 16MiB; 1 to 4GiB)
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_max_message)]
     pub max_message: u64,
     /// After input ends (stdin, or bench's last message), wait this long for outstanding acknowledgments (and a message being received)
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub linger: Duration,
-    /// Close a connection that has not completed the handshake in this time
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// Close a connection that has not completed the handshake in this time (more than 0)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout)]
     pub handshake_timeout: Duration,
     /// Send a heartbeat after this long without hearing from the peer (0: never)
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
@@ -436,7 +441,37 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(v)
 }
 
-/// Parses `10`, `10s`, `250ms`, `1.5s`, `2m`: seconds unless a unit is given.
+/// The longest duration any option takes: 24 hours. Longer waits are
+/// better spelt as "never" (`--heartbeat 0`, `--write-timeout 0`), and the
+/// bound keeps every deadline far inside the clock's range.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses `--max-message`: a size from 1 byte to [`MAX_MESSAGE_LIMIT`]. A
+/// limit of 0 would skip every input record but empty ones and let the
+/// peer send nothing else: a mistake, not a setting.
+pub fn parse_max_message(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!(
+            "'{s}' would refuse every message that is not empty; give at least 1 byte"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// Parses a timeout that cannot be "never" (`--handshake-timeout`,
+/// `--connect-timeout`): a duration above 0. A zero timeout expires before
+/// any peer can answer.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!(
+            "'{s}' would expire before any peer can answer; give more than 0"
+        )),
+        d => Ok(d),
+    }
+}
+
+/// Parses `10`, `10s`, `250ms`, `1.5s`, `2m`: seconds unless a unit is
+/// given, from 0 to [`MAX_DURATION`] (24 hours).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t
@@ -455,7 +490,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" | "min" => v * 60.0,
         other => return Err(format!("unknown duration unit '{other}' (use ms, s, m)")),
     };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is too long"))
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| format!("'{s}' is over the limit of 1440m (24 hours)"))
 }
 
 /// A clap error as one line, without the `error: ` prefix, the usage
@@ -629,6 +667,87 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("1e400").is_err());
         assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn durations_stop_at_24_hours() {
+        assert_eq!(parse_duration("1440m"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("86400"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("86400000ms"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for over in [
+            "86400.001",
+            "1441m",
+            "9223372036854775807s",
+            "1e30",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_duration(over).is_err(), "{over}");
+        }
+        assert_eq!(
+            parse_duration("9223372036854775807s"),
+            Err("'9223372036854775807s' is over the limit of 1440m (24 hours)".into())
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_and_a_zero_message_limit_are_usage_errors() {
+        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("0.0s").is_err());
+        assert_eq!(parse_max_message("1"), Ok(1));
+        assert_eq!(parse_max_message("4GiB"), Ok(MAX_MESSAGE_LIMIT));
+        assert!(parse_max_message("0").is_err());
+        assert!(parse_max_message("0KiB").is_err());
+        let parse = |args: &[&str]| Cli::try_parse_from([&["duet"], args].concat());
+        for args in [
+            &["server", "--handshake-timeout", "0"][..],
+            &["client", "h", "--connect-timeout", "0ms"],
+            &["bench", "h", "--max-message", "0"],
+            &["server", "--heartbeat", "9223372036854775807s"],
+            &["server", "--linger", "25h"],
+            &["client", "h", "--write-timeout", "1441m"],
+            &["client", "h", "--connect-timeout", "86401"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
+            assert!(!usage_line(&err).contains('\n'), "{args:?}");
+        }
+        assert_eq!(
+            usage_line(&parse(&["server", "--handshake-timeout", "0"]).unwrap_err()),
+            "invalid value '0' for '--handshake-timeout <DURATION>': \
+             '0' would expire before any peer can answer; give more than 0"
+        );
+        assert_eq!(
+            usage_line(&parse(&["client", "h", "--max-message", "0"]).unwrap_err()),
+            "invalid value '0' for '--max-message <SIZE>': \
+             '0' would refuse every message that is not empty; give at least 1 byte"
+        );
+        // "Never" stays 0 where it means something; the limit is accepted.
+        let opts = parse(&[
+            "client",
+            "h",
+            "--heartbeat",
+            "0",
+            "--write-timeout",
+            "0",
+            "--linger",
+            "0",
+            "--handshake-timeout",
+            "1440m",
+            "--connect-timeout",
+            "1440m",
+        ])
+        .unwrap()
+        .into_options()
+        .unwrap();
+        assert_eq!(opts.session.heartbeat, None);
+        assert_eq!(opts.session.write_timeout, None);
+        assert_eq!(opts.session.handshake_timeout, MAX_DURATION);
     }
 
     #[test]

@@ -589,3 +589,32 @@ fn text_output_shows_a_long_message_as_it_arrives() {
     let mut next = Raw::connect(addr);
     assert_eq!(next.read_frame().0, 0x01, "the server serves the next peer");
 }
+
+/// Out-of-range option values end at once with one line and status 2,
+/// instead of running (a duration too large once overflowed the clock at
+/// the first connection).
+#[test]
+fn out_of_range_values_are_one_line_usage_errors() {
+    const HUGE: &str = "9223372036854775807s";
+    let port = dead_port().to_string();
+    let target = format!("127.0.0.1:{port}");
+    let server = ["server", "--listen", "127.0.0.1", "--port", "0", "--once"];
+    let cases: Vec<Vec<&str>> = vec![
+        [&server[..], &["--heartbeat", HUGE]].concat(),
+        [&server[..], &["--handshake-timeout", HUGE]].concat(),
+        [&server[..], &["--linger", HUGE]].concat(),
+        [&server[..], &["--write-timeout", HUGE]].concat(),
+        [&server[..], &["--handshake-timeout", "0"]].concat(),
+        [&server[..], &["--max-message", "0"]].concat(),
+        vec!["client", &target, "--connect-timeout", HUGE],
+        vec!["client", &target, "--connect-timeout", "0"],
+    ];
+    for args in cases {
+        let mut d = Duet::spawn_with(&args, Stdin::Null, &[]);
+        let code = d.code();
+        let err = d.stderr();
+        if code != 2 || err.lines().count() != 1 || !err.starts_with("duet: invalid value") {
+            d.fail("expected one usage line and status 2");
+        }
+    }
+}

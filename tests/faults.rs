@@ -133,6 +133,20 @@ fn wrong_version_is_named_on_both_sides() {
     assert_serves(&mut s, addr);
 }
 
+/// docs/PROTOCOL.md promises that a later version keeps the header and
+/// HELLO's first 6 body bytes, so that this check works whatever follows.
+#[test]
+fn a_later_version_with_another_hello_layout_gets_version_mismatch() {
+    let (mut s, addr) = Duet::server(&[]);
+    for rest in [&b""[..], &[0xee; 500]] {
+        let body = [&b"DUET\x00\x02"[..], rest].concat();
+        let detail = assert_bye(&bad_peer(addr, &frame(0x01, &body)), VERSION_MISMATCH);
+        assert!(detail.contains("version 2"), "{detail}");
+        s.expect_event("closed");
+    }
+    assert_serves(&mut s, addr);
+}
+
 #[test]
 fn message_over_the_announced_limit() {
     let (mut s, addr) = Duet::server(&["--max-message", "100"]);

@@ -1,6 +1,6 @@
 //! The fuzz properties on stable Rust: replay the committed fuzz seeds, and
-//! a seeded random stream (plain and mutated valid frames), through the same
-//! functions the cargo-fuzz targets call (`duet::check`).
+//! a seeded random stream (plain and mutated valid frames, command lines),
+//! through the same functions the cargo-fuzz targets call (`duet::check`).
 
 use duet::check;
 
@@ -25,11 +25,12 @@ impl Rng {
 fn fuzz_seed_corpus_replays_clean() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
     type Property = fn(&[u8]);
-    let targets: [(&str, Property); 4] = [
+    let targets: [(&str, Property); 5] = [
         ("decode_chunked", check::decode_chunked),
         ("roundtrip", check::roundtrip),
         ("session", check::session_ops),
         ("escape", check::escape),
+        ("cli", check::cli),
     ];
     let mut replayed = 0;
     for (name, property) in targets {
@@ -86,5 +87,29 @@ fn mutated_valid_streams_hold_every_property() {
         let cut = (rng.next() as usize) % (data.len() + 1);
         data.truncate(cut);
         check::all(&data);
+    }
+}
+
+#[test]
+fn random_command_lines_parse_or_are_usage_errors() {
+    let mut rng = Rng(0xc11_a295);
+    for _ in 0..5_000 {
+        // Mostly short lines of known words; now and then a raw word.
+        let n = (rng.next() % 10) as usize;
+        let mut data: Vec<u8> = (0..n).map(|_| (rng.next() % 64) as u8).collect();
+        if rng.next().is_multiple_of(8) {
+            data.push(0xff);
+            data.extend(rng.bytes(24).into_iter().filter(|&b| b != 0));
+            data.push(0);
+        }
+        check::cli(&data);
+    }
+    // Every duration and timeout option with every edge value.
+    for cmd in [&[0u8][..], &[1, 3], &[2, 3]] {
+        for opt in [16u8, 17, 18, 19, 21, 22] {
+            for value in 31u8..56 {
+                check::cli(&[cmd, &[opt, value]].concat());
+            }
+        }
     }
 }

@@ -4,8 +4,11 @@
 //! borrows from the caller's buffer and answers "need more bytes", "one frame
 //! and the bytes it used", or an error that ends the connection. Every length
 //! is checked against its type's limit from the 5-byte header alone, before
-//! the body is waited for. `docs/PROTOCOL.md` is the contract this file
-//! implements; change them together.
+//! the body is waited for; a HELLO's is checked against its version's limit
+//! as soon as the version has arrived. The version is read before anything
+//! version-specific, so that a HELLO of any version decodes far enough to
+//! answer it with BYE(version mismatch). `docs/PROTOCOL.md` is the contract
+//! this file implements; change them together.
 
 use std::fmt;
 
@@ -22,7 +25,10 @@ pub const MAX_NAME: usize = 255;
 /// The longest free-text detail a BYE carries.
 pub const MAX_BYE_DETAIL: usize = 255;
 
-const HELLO_FIXED: usize = 4 + 2 + 8 + 1;
+/// HELLO body bytes that every version keeps: the magic and the version.
+pub const HELLO_PREFIX: usize = 4 + 2;
+/// Version-1 HELLO body bytes before the name.
+const HELLO_FIXED: usize = HELLO_PREFIX + 8 + 1;
 /// DATA body bytes before the chunk: the message id and the flags.
 pub const DATA_FIXED: usize = 8 + 1;
 /// The largest body any frame may have (a full DATA chunk).
@@ -43,8 +49,12 @@ pub mod kind {
 /// One decoded frame, borrowing its variable parts from the input buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {
-    /// First frame on each side of every connection.
+    /// First frame on each side of every connection (version 1).
     Hello(Hello<'a>),
+    /// A HELLO of another protocol version: only the magic and `version`
+    /// are common to all versions; `rest` is the body after them, in that
+    /// version's layout.
+    ForeignHello { version: u16, rest: &'a [u8] },
     /// One chunk of message `id`; `last` marks the final chunk.
     Data {
         id: u64,
@@ -136,6 +146,8 @@ pub enum DecodeError {
     BadMagic,
     /// A HELLO's name length disagrees with its body length.
     BadName,
+    /// A version-1 HELLO whose body length is outside 15..=270.
+    BadHelloLength { len: u32 },
     /// A DATA frame sets flag bits this version does not define.
     BadFlags(u8),
 }
@@ -153,6 +165,11 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::BadMagic => f.write_str("HELLO without the DUET magic"),
             DecodeError::BadName => f.write_str("HELLO name length does not match the frame"),
+            DecodeError::BadHelloLength { len } => write!(
+                f,
+                "version {VERSION} HELLO with body length {len} (allowed {HELLO_FIXED}..={})",
+                HELLO_FIXED + MAX_NAME
+            ),
             DecodeError::BadFlags(b) => write!(f, "DATA frame with unknown flags 0x{b:02x}"),
         }
     }
@@ -161,9 +178,11 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// The allowed body lengths for a frame type, or `None` for an unknown type.
+/// A HELLO of any version has at least its magic and version; a version-1
+/// HELLO is further limited to 15..=270 once its version is known.
 pub fn body_range(kind: u8) -> Option<(usize, usize)> {
     match kind {
-        kind::HELLO => Some((HELLO_FIXED, HELLO_FIXED + MAX_NAME)),
+        kind::HELLO => Some((HELLO_PREFIX, MAX_BODY)),
         kind::DATA => Some((DATA_FIXED, MAX_BODY)),
         kind::ACK | kind::PING | kind::PONG => Some((8, 8)),
         kind::BYE => Some((1, 1 + MAX_BYE_DETAIL)),
@@ -189,6 +208,9 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
         return Err(DecodeError::BadLength { kind, len });
     }
     let total = HEADER_LEN + body_len;
+    if kind == kind::HELLO {
+        check_hello_start(&buf[HEADER_LEN..total.min(buf.len())], len)?;
+    }
     let Some(body) = buf.get(HEADER_LEN..total) else {
         return Ok(None);
     };
@@ -217,11 +239,34 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
     Ok(Some((frame, total)))
 }
 
-fn decode_hello(body: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    if body[..4] != MAGIC {
+/// Checks what has arrived of a HELLO body whose length is `len`: the
+/// magic, byte by byte, then the version, then the length allowed for that
+/// version. Nothing version-specific is looked at before the version.
+fn check_hello_start(start: &[u8], len: u32) -> Result<(), DecodeError> {
+    let n = start.len().min(MAGIC.len());
+    if start[..n] != MAGIC[..n] {
         return Err(DecodeError::BadMagic);
     }
+    let Some(v) = start.get(4..HELLO_PREFIX) else {
+        return Ok(());
+    };
+    let version = u16::from_be_bytes([v[0], v[1]]);
+    let v1 = HELLO_FIXED..=HELLO_FIXED + MAX_NAME;
+    if version == VERSION && !v1.contains(&(len as usize)) {
+        return Err(DecodeError::BadHelloLength { len });
+    }
+    Ok(())
+}
+
+/// Decodes a whole HELLO body that [`check_hello_start`] accepted.
+fn decode_hello(body: &[u8]) -> Result<Frame<'_>, DecodeError> {
     let version = u16::from_be_bytes([body[4], body[5]]);
+    if version != VERSION {
+        return Ok(Frame::ForeignHello {
+            version,
+            rest: &body[HELLO_PREFIX..],
+        });
+    }
     let max_message = be_u64(&body[6..14]);
     let name_len = body[14] as usize;
     let name = &body[HELLO_FIXED..];
@@ -244,8 +289,10 @@ fn be_u64(b: &[u8]) -> u64 {
 /// Appends the encoding of `frame` to `out`.
 ///
 /// The caller keeps within the limits (`MAX_CHUNK`, `MAX_NAME`,
-/// `MAX_BYE_DETAIL`); longer names and details are truncated, and a DATA
-/// chunk over `MAX_CHUNK` is a bug (checked in debug builds).
+/// `MAX_BYE_DETAIL`, `MAX_BODY`); longer names and details are truncated,
+/// and a DATA chunk over `MAX_CHUNK` is a bug (checked in debug builds). A
+/// `Hello` is written in the version-1 layout whatever its `version` says;
+/// a `ForeignHello` is for other versions (tests and fuzzing).
 pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
     match *frame {
         Frame::Hello(h) => {
@@ -256,6 +303,12 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&h.max_message.to_be_bytes());
             out.push(name.len() as u8);
             out.extend_from_slice(name);
+        }
+        Frame::ForeignHello { version, rest } => {
+            put_header(out, kind::HELLO, HELLO_PREFIX + rest.len());
+            out.extend_from_slice(&MAGIC);
+            out.extend_from_slice(&version.to_be_bytes());
+            out.extend_from_slice(rest);
         }
         Frame::Data { id, last, chunk } => {
             debug_assert!(chunk.len() <= MAX_CHUNK);
@@ -531,6 +584,213 @@ mod tests {
             }),
             [0, 0, 0, 1, 4, 1]
         );
+    }
+
+    /// A HELLO with the magic, a version and `rest`, built by hand.
+    fn raw_hello(version: u16, rest: &[u8]) -> Vec<u8> {
+        let mut v = ((HELLO_PREFIX + rest.len()) as u32).to_be_bytes().to_vec();
+        v.push(kind::HELLO);
+        v.extend_from_slice(b"DUET");
+        v.extend_from_slice(&version.to_be_bytes());
+        v.extend_from_slice(rest);
+        v
+    }
+
+    #[test]
+    fn a_hello_of_another_version_decodes_whatever_its_layout() {
+        let long = vec![7u8; 400];
+        for (version, rest) in [
+            (2u16, &b""[..]),
+            (2, b"abc"),
+            (2, &long),
+            (0, b"\x00\x00\x00\x00\x00\x00\x01\x00\x05"),
+            (u16::MAX, &[0xff; 300]),
+        ] {
+            let bytes = raw_hello(version, rest);
+            let frame = Frame::ForeignHello { version, rest };
+            assert_eq!(decode(&bytes), Ok(Some((frame, bytes.len()))), "{version}");
+            assert_eq!(enc(frame), bytes);
+            for cut in 0..bytes.len() {
+                assert_eq!(decode(&bytes[..cut]), Ok(None), "prefix {cut}");
+            }
+        }
+        // The largest body any frame may have is the largest HELLO too.
+        let max = raw_hello(9, &vec![0; MAX_BODY - HELLO_PREFIX]);
+        assert!(matches!(
+            decode(&max),
+            Ok(Some((Frame::ForeignHello { .. }, _)))
+        ));
+        let mut short = raw_hello(9, b"");
+        short[3] = 5;
+        assert_eq!(
+            decode(&short),
+            Err(DecodeError::BadLength {
+                kind: kind::HELLO,
+                len: 5
+            })
+        );
+    }
+
+    #[test]
+    fn a_version_1_hello_length_is_checked_once_the_version_is_in() {
+        for len in [6u32, 14, 271, 1000, MAX_BODY as u32] {
+            let mut bytes = len.to_be_bytes().to_vec();
+            bytes.push(kind::HELLO);
+            bytes.extend_from_slice(b"DUET\x00");
+            assert_eq!(decode(&bytes), Ok(None), "version not in yet");
+            bytes.push(1);
+            assert_eq!(
+                decode(&bytes),
+                Err(DecodeError::BadHelloLength { len }),
+                "{len}"
+            );
+        }
+        assert_eq!(
+            DecodeError::BadHelloLength { len: 14 }.to_string(),
+            "version 1 HELLO with body length 14 (allowed 15..=270)"
+        );
+    }
+
+    #[test]
+    fn a_hello_without_the_magic_fails_at_its_first_wrong_byte() {
+        let mut bytes = raw_hello(1, &[0; 9]);
+        bytes[HEADER_LEN + 1] = b'X';
+        assert_eq!(decode(&bytes[..HEADER_LEN + 1]), Ok(None));
+        assert_eq!(decode(&bytes[..HEADER_LEN + 2]), Err(DecodeError::BadMagic));
+    }
+
+    /// The frames docs/PROTOCOL.md's test vectors name, in the doc's order.
+    fn vector_frames() -> Vec<(&'static str, Frame<'static>)> {
+        let bye = |code: u8, detail: &'static [u8]| Frame::Bye {
+            reason: ByeReason::from_code(code),
+            detail,
+        };
+        vec![
+            (
+                "hello",
+                Frame::Hello(Hello {
+                    version: 1,
+                    max_message: 256,
+                    name: b"a",
+                }),
+            ),
+            (
+                "hello-no-name",
+                Frame::Hello(Hello {
+                    version: 1,
+                    max_message: 16 << 20,
+                    name: b"",
+                }),
+            ),
+            (
+                "hello-version-2",
+                Frame::ForeignHello {
+                    version: 2,
+                    rest: b"",
+                },
+            ),
+            (
+                "data",
+                Frame::Data {
+                    id: 2,
+                    last: true,
+                    chunk: b"hi",
+                },
+            ),
+            (
+                "data-more",
+                Frame::Data {
+                    id: 3,
+                    last: false,
+                    chunk: b"ab",
+                },
+            ),
+            (
+                "data-empty",
+                Frame::Data {
+                    id: 1,
+                    last: true,
+                    chunk: b"",
+                },
+            ),
+            ("ack", Frame::Ack { id: 1 }),
+            ("ping", Frame::Ping(1)),
+            ("pong", Frame::Pong(1)),
+            ("bye-normal", bye(0, b"")),
+            ("bye-busy", bye(1, b"")),
+            ("bye-protocol-error", bye(2, b"bad")),
+            ("bye-too-large", bye(3, b"")),
+            ("bye-timeout", bye(4, b"")),
+            ("bye-version", bye(5, b"")),
+            ("bye-unknown", bye(200, b"")),
+        ]
+    }
+
+    /// The rows of docs/PROTOCOL.md's "Test vectors" table: name and bytes.
+    fn doc_vectors() -> Vec<(String, Vec<u8>)> {
+        const DOC: &str = include_str!("../../docs/PROTOCOL.md");
+        let section = DOC
+            .split("\n## Test vectors\n")
+            .nth(1)
+            .expect("docs/PROTOCOL.md has a Test vectors section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                assert_eq!(cells.len(), 5, "a row of three cells: {row}");
+                let hex = cells[3].trim_matches('`');
+                let bytes = hex
+                    .split_whitespace()
+                    .map(|h| u8::from_str_radix(h, 16).unwrap_or_else(|_| panic!("{row}")))
+                    .collect();
+                (cells[1].trim_matches('`').to_string(), bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_spec_test_vectors_are_what_encode_and_decode_do() {
+        let doc = doc_vectors();
+        let ours = vector_frames();
+        let names = |v: Vec<&str>| v.join(", ");
+        assert_eq!(
+            names(doc.iter().map(|(n, _)| n.as_str()).collect()),
+            names(ours.iter().map(|(n, _)| *n).collect()),
+            "docs/PROTOCOL.md and this test name the same vectors"
+        );
+        for ((name, bytes), (_, frame)) in doc.iter().zip(&ours) {
+            assert_eq!(&enc(*frame), bytes, "encoding {name}");
+            assert_eq!(
+                decode(bytes),
+                Ok(Some((*frame, bytes.len()))),
+                "decoding {name}"
+            );
+        }
+        // Every frame type and every BYE reason has a vector.
+        for kind in [
+            kind::HELLO,
+            kind::DATA,
+            kind::ACK,
+            kind::BYE,
+            kind::PING,
+            kind::PONG,
+        ] {
+            assert!(doc.iter().any(|(_, b)| b[4] == kind), "type {kind}");
+        }
+        for code in 0..=6u8 {
+            let known = ByeReason::from_code(code);
+            let have = |c: u8| doc.iter().any(|(_, b)| b[4] == kind::BYE && b[5] == c);
+            match known {
+                ByeReason::Other(_) => assert!(
+                    doc.iter().any(|(_, b)| b[4] == kind::BYE
+                        && matches!(ByeReason::from_code(b[5]), ByeReason::Other(_))),
+                    "an unknown reason"
+                ),
+                _ => assert!(have(code), "reason {known}"),
+            }
+        }
     }
 
     #[test]

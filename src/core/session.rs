@@ -378,7 +378,7 @@ pub struct Session {
 impl Session {
     /// A new session whose HELLO is already queued.
     pub fn new(cfg: Config, now: Instant) -> Session {
-        let deadline = now + cfg.handshake_timeout;
+        let deadline = later(now, cfg.handshake_timeout);
         let mut s = Session {
             cfg,
             state: State::Handshake { deadline },
@@ -555,7 +555,7 @@ impl Session {
     pub fn handle_input_end(&mut self, now: Instant) {
         self.input_ended = true;
         if self.state == State::Open {
-            self.drain_until(now + self.cfg.linger);
+            self.drain_until(later(now, self.cfg.linger));
         }
     }
 
@@ -564,8 +564,8 @@ impl Session {
     /// completes there is nothing to wait for.
     pub fn handle_stop(&mut self, now: Instant, grace: Duration) {
         match self.state {
-            State::Open => self.drain_until(now + grace),
-            State::Draining { deadline } => self.drain_until(deadline.min(now + grace)),
+            State::Open => self.drain_until(later(now, grace)),
+            State::Draining { deadline } => self.drain_until(deadline.min(later(now, grace))),
             State::Handshake { .. } => self.close(ByeReason::Normal),
             State::Closed => {}
         }
@@ -819,11 +819,11 @@ impl Session {
     fn handle_frame(&mut self, frame: Frame<'_>, now: Instant) {
         match (self.state, frame) {
             (State::Closed, _) => {}
+            (State::Handshake { .. }, Frame::ForeignHello { version, .. }) => {
+                self.fail(SessionError::Version { peer: version });
+            }
             (State::Handshake { .. }, Frame::Hello(h)) => {
-                if h.version != protocol::VERSION {
-                    self.fail(SessionError::Version { peer: h.version });
-                    return;
-                }
+                debug_assert_eq!(h.version, protocol::VERSION, "decode sorts versions");
                 self.peer_name = h.name.to_vec();
                 self.peer_max = h.max_message;
                 self.state = State::Open;
@@ -842,7 +842,9 @@ impl Session {
             (State::Handshake { .. }, _) => {
                 self.fail(SessionError::Unexpected("a frame before HELLO"));
             }
-            (_, Frame::Hello(_)) => self.fail(SessionError::Unexpected("a second HELLO")),
+            (_, Frame::Hello(_) | Frame::ForeignHello { .. }) => {
+                self.fail(SessionError::Unexpected("a second HELLO"))
+            }
             (_, Frame::Data { id, last, chunk }) => self.handle_data(id, last, chunk),
             (_, Frame::Ack { id }) => self.handle_ack(id, now),
             (_, Frame::Ping(v)) => protocol::encode(&Frame::Pong(v), &mut self.outbox),
@@ -945,7 +947,7 @@ impl Session {
     fn stall_deadline(&self) -> Option<Instant> {
         let waiting = self.unsent_out() > 0 || !self.pending.is_empty();
         waiting.then_some(())?;
-        Some(self.last_progress + self.cfg.write_timeout?)
+        Some(later(self.last_progress, self.cfg.write_timeout?))
     }
 
     /// The next PING is due one interval after the last sign of life, and
@@ -953,7 +955,8 @@ impl Session {
     /// of them, the same deadline declares the peer dead.
     fn heartbeat_deadline(&self) -> Option<Instant> {
         let every = self.cfg.heartbeat?;
-        Some(self.last_heard + every * (self.pings + 1))
+        let wait = every.checked_mul(self.pings + 1).unwrap_or(Duration::MAX);
+        Some(later(self.last_heard, wait))
     }
 
     fn drain_until(&mut self, deadline: Instant) {
@@ -994,6 +997,28 @@ impl Session {
         self.pending_bytes = 0;
         self.events.push_back(Record::Ended);
     }
+}
+
+/// `t + d`, or when that overflows the clock's range, the latest instant
+/// it can hold on the way there: a deadline that far away is never reached,
+/// and arithmetic on it must not panic (the command line bounds durations,
+/// but the core does not rely on that).
+pub fn later(t: Instant, d: Duration) -> Instant {
+    if let Some(at) = t.checked_add(d) {
+        return at;
+    }
+    // Binary search for the largest addend that fits: at most 94 steps
+    // (the bits of a `Duration`), and only for absurd durations.
+    let (mut fits, mut over) = (Duration::ZERO, d);
+    while over - fits > Duration::from_nanos(1) {
+        let mid = fits + (over - fits) / 2;
+        if t.checked_add(mid).is_some() {
+            fits = mid;
+        } else {
+            over = mid;
+        }
+    }
+    t + fits
 }
 
 #[cfg(test)]

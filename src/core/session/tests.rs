@@ -520,6 +520,26 @@ fn version_mismatch_is_named() {
     );
 }
 
+/// A later version may lay out HELLO differently after the magic and the
+/// version: it still gets BYE(version mismatch), never "not a duet peer".
+#[test]
+fn version_mismatch_is_found_whatever_the_hello_layout() {
+    for rest in [&b""[..], b"x", &[0u8; 300]] {
+        let mut v = ((6 + rest.len()) as u32).to_be_bytes().to_vec();
+        v.push(protocol::kind::HELLO);
+        v.extend_from_slice(b"DUET\x00\x02");
+        v.extend_from_slice(rest);
+        let mut s = server_fed(&v);
+        assert_eq!(
+            s.end(),
+            Some(&End::Failed(SessionError::Version { peer: 2 })),
+            "{} bytes after the version",
+            rest.len()
+        );
+        assert_eq!(last_bye(&mut s), ByeReason::VersionMismatch);
+    }
+}
+
 #[test]
 fn eof_mid_frame_or_mid_message_is_truncation_and_clean_eof_is_no_bye() {
     let mut s = server_fed(&hello(b"p", 1 << 20));
@@ -1040,4 +1060,210 @@ fn streamed_pieces_waiting_for_display_push_back() {
     // ...and resumes once they were taken.
     assert!(s.wants_peer_bytes());
     assert!(s.handle_peer_bytes(&wire[used..], now) > 0);
+}
+
+#[test]
+fn absurd_durations_never_overflow_a_deadline() {
+    let t0 = Instant::now();
+    let huge = Duration::MAX;
+    let cfg = Config {
+        linger: huge,
+        handshake_timeout: huge,
+        heartbeat: Some(Duration::from_secs(u64::MAX / 2)),
+        dead_after: 1000,
+        write_timeout: Some(huge),
+        ..cfg("s")
+    };
+    let mut s = Session::new(cfg.clone(), t0);
+    assert!(
+        s.poll_timeout()
+            .is_some_and(|t| t > t0 + Duration::from_secs(1 << 32))
+    );
+    s.handle_timeout(t0 + Duration::from_secs(3600));
+    assert!(!s.is_closed(), "a far deadline is not reached");
+    s.handle_peer_bytes(&hello(b"peer", 1 << 20), t0);
+    s.handle_input(Cow::Borrowed(b"x"), t0).unwrap();
+    assert!(s.poll_timeout().is_some_and(|t| t > t0));
+    // Unanswered pings multiply the heartbeat: no overflow there either.
+    s.pings = 999;
+    assert!(s.poll_timeout().is_some());
+    s.handle_input_end(t0);
+    s.handle_stop(t0, huge);
+    s.handle_timeout(t0 + Duration::from_secs(3600));
+    assert!(!s.is_closed());
+    let mut s = Session::new(cfg, t0);
+    s.handle_stop(t0, huge);
+    assert!(s.is_closed());
+}
+
+#[test]
+fn later_saturates_at_the_clock_limit() {
+    let t0 = Instant::now();
+    assert_eq!(
+        later(t0, Duration::from_secs(5)),
+        t0 + Duration::from_secs(5)
+    );
+    let far = later(t0, Duration::MAX);
+    assert!(far > t0 + Duration::from_secs(1 << 32));
+    assert!(far.checked_add(Duration::from_secs(1 << 40)).is_none());
+}
+
+/// The frames in `s`'s outbox, decoded, without writing them.
+fn queued(s: &mut Session) -> Vec<(u8, Vec<u8>)> {
+    let mut out = s.poll_transmit().bytes;
+    let mut frames = Vec::new();
+    while let Some((_, n)) = decode(out).unwrap() {
+        frames.push((out[4], out[protocol::HEADER_LEN..n].to_vec()));
+        out = &out[n..];
+    }
+    frames
+}
+
+#[test]
+fn reserved_data_flag_bits_are_a_protocol_error() {
+    for flags in [0x02u8, 0x80, 0xff] {
+        let mut bytes = hello(b"p", 10);
+        let mut d = Vec::new();
+        encode(
+            &Frame::Data {
+                id: 1,
+                last: true,
+                chunk: b"x",
+            },
+            &mut d,
+        );
+        d[protocol::HEADER_LEN + 8] = flags;
+        bytes.extend_from_slice(&d);
+        let mut s = server_fed(&bytes);
+        assert_eq!(
+            s.end(),
+            Some(&End::Failed(SessionError::Protocol(DecodeError::BadFlags(
+                flags
+            ))))
+        );
+        assert_eq!(last_bye(&mut s), ByeReason::ProtocolError);
+        assert!(
+            !events(&mut s).iter().any(|e| matches!(e, Ev::Message(..))),
+            "not delivered"
+        );
+    }
+}
+
+#[test]
+fn a_second_hello_of_any_version_is_a_protocol_error() {
+    let mut bytes = hello(b"p", 10);
+    bytes.extend_from_slice(&[0, 0, 0, 6, protocol::kind::HELLO]);
+    bytes.extend_from_slice(b"DUET\x00\x02");
+    let mut s = server_fed(&bytes);
+    assert_eq!(
+        s.end(),
+        Some(&End::Failed(SessionError::Unexpected("a second HELLO")))
+    );
+    assert_eq!(last_bye(&mut s), ByeReason::ProtocolError);
+}
+
+/// A peer may follow its HELLO with messages at once, before ours has
+/// reached it (it cannot know our limit yet): they are accepted in order.
+#[test]
+fn messages_right_behind_the_peers_hello_are_accepted() {
+    let mut bytes = hello(b"p", 10);
+    bytes.extend_from_slice(&data(1, true, b"early"));
+    let mut s = server_fed(&bytes);
+    assert!(s.is_open());
+    assert_eq!(
+        events(&mut s),
+        [
+            Ev::Connected(b"p".to_vec(), 10),
+            Ev::Message(1, b"early".to_vec())
+        ]
+    );
+    let frames = queued(&mut s);
+    assert_eq!(frames.last().unwrap().0, protocol::kind::ACK);
+    // Over our limit, it is BYE(message too large), as at any time.
+    let mut bytes = hello(b"p", 10);
+    bytes.extend_from_slice(&data(1, true, &[0; 101]));
+    let mut small = Session::new(
+        Config {
+            max_message: 100,
+            ..cfg("s")
+        },
+        Instant::now(),
+    );
+    small.handle_peer_bytes(&bytes, Instant::now());
+    assert_eq!(
+        small.end(),
+        Some(&End::Failed(SessionError::TooLarge { limit: 100 }))
+    );
+}
+
+/// Nobody answers a BYE with a BYE, and the FIN that follows a BYE (ours
+/// or the peer's) is the normal end, not an error.
+#[test]
+fn a_bye_is_not_answered_and_the_fin_after_it_is_normal() {
+    let mut bytes = hello(b"p", 10);
+    encode(
+        &Frame::Bye {
+            reason: ByeReason::Normal,
+            detail: b"",
+        },
+        &mut bytes,
+    );
+    let mut s = server_fed(&bytes);
+    let kinds: Vec<u8> = queued(&mut s).iter().map(|f| f.0).collect();
+    assert_eq!(kinds, [protocol::kind::HELLO], "only our HELLO, no BYE");
+    s.handle_eof(0);
+    let peer_left = End::Peer {
+        reason: ByeReason::Normal,
+        detail: vec![],
+    };
+    assert_eq!(s.end(), Some(&peer_left));
+
+    // We said BYE; the peer's BYE crossing ours, and then its FIN, change
+    // nothing.
+    let mut s = server_fed(&hello(b"p", 10));
+    s.handle_input_end(Instant::now());
+    assert_eq!(s.end(), Some(&End::Local(ByeReason::Normal)));
+    let mut bye = Vec::new();
+    encode(
+        &Frame::Bye {
+            reason: ByeReason::Normal,
+            detail: b"",
+        },
+        &mut bye,
+    );
+    s.handle_peer_bytes(&bye, Instant::now());
+    s.handle_eof(0);
+    assert_eq!(s.end(), Some(&End::Local(ByeReason::Normal)));
+    let byes = queued(&mut s)
+        .iter()
+        .filter(|f| f.0 == protocol::kind::BYE)
+        .count();
+    assert_eq!(byes, 1);
+}
+
+/// The leaving race: a message whose DATA arrives after we said BYE is
+/// neither acknowledged nor shown, so the sender, which gets our BYE
+/// without its ACK, counts it as not delivered.
+#[test]
+fn a_message_crossing_our_bye_is_not_delivered_and_its_sender_knows() {
+    let mut p = Pair::new();
+    send(&mut p.c, b"crossing");
+    p.s.handle_input_end(p.now); // nothing outstanding: BYE at once
+    assert!(p.s.is_closed());
+    p.exchange();
+    assert!(
+        !events(&mut p.s)
+            .iter()
+            .any(|e| matches!(e, Ev::Message(..))),
+        "the server did not show it"
+    );
+    assert_eq!(
+        p.c.end(),
+        Some(&End::Peer {
+            reason: ByeReason::Normal,
+            detail: vec![]
+        })
+    );
+    let st = p.c.stats();
+    assert_eq!((st.sent, st.acked, st.undelivered()), (1, 0, 1));
 }
