@@ -328,6 +328,30 @@ fn large_message_is_chunked_and_acks_flow_between_chunks() {
 }
 
 #[test]
+fn a_large_message_is_freed_after_its_ack_not_when_its_last_chunk_leaves() {
+    let mut p = Pair::new();
+    let big = vec![5u8; SPENT_MIN];
+    send(&mut p.c, &big);
+    // Every chunk written, the ack not yet read: the buffer is kept, even
+    // through the turns' event polls.
+    p.c_to_s();
+    while !p.c.pending.is_empty() {
+        p.c_to_s();
+        events(&mut p.c);
+    }
+    assert_eq!(p.c.spent.as_ref().map(|(id, _)| *id), Some(1));
+    p.exchange();
+    assert_eq!(p.c.stats().acked, 1);
+    assert!(
+        p.c.spent.is_some(),
+        "freed at the end of the turn, not in the ack path"
+    );
+    events(&mut p.c);
+    assert!(p.c.spent.is_none());
+    assert_eq!(events(&mut p.s), [Ev::Message(1, big)]);
+}
+
+#[test]
 fn exact_chunk_multiple_completes() {
     let mut p = Pair::new();
     let msg = vec![7u8; 2 * MAX_CHUNK];
