@@ -242,6 +242,8 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
 /// Checks what has arrived of a HELLO body whose length is `len`: the
 /// magic, byte by byte, then the version, then the length allowed for that
 /// version. Nothing version-specific is looked at before the version.
+#[cold]
+#[inline(never)]
 fn check_hello_start(start: &[u8], len: u32) -> Result<(), DecodeError> {
     let n = start.len().min(MAGIC.len());
     if start[..n] != MAGIC[..n] {
@@ -259,6 +261,8 @@ fn check_hello_start(start: &[u8], len: u32) -> Result<(), DecodeError> {
 }
 
 /// Decodes a whole HELLO body that [`check_hello_start`] accepted.
+#[cold]
+#[inline(never)]
 fn decode_hello(body: &[u8]) -> Result<Frame<'_>, DecodeError> {
     let version = u16::from_be_bytes([body[4], body[5]]);
     if version != VERSION {

@@ -972,7 +972,9 @@ impl Session {
     /// of them, the same deadline declares the peer dead.
     fn heartbeat_deadline(&self) -> Option<Instant> {
         let every = self.cfg.heartbeat?;
-        let wait = every.checked_mul(self.pings + 1).unwrap_or(Duration::MAX);
+        // `pings` is small (it ends the chat at `dead_after`); saturate all
+        // the same, as `later` does.
+        let wait = every.saturating_mul(self.pings + 1);
         Some(later(self.last_heard, wait))
     }
 
@@ -1020,10 +1022,18 @@ impl Session {
 /// it can hold on the way there: a deadline that far away is never reached,
 /// and arithmetic on it must not panic (the command line bounds durations,
 /// but the core does not rely on that).
+#[inline]
 pub fn later(t: Instant, d: Duration) -> Instant {
-    if let Some(at) = t.checked_add(d) {
-        return at;
+    match t.checked_add(d) {
+        Some(at) => at,
+        None => latest(t, d),
     }
+}
+
+/// The latest instant `t + x` with `x <= d` that the clock can hold.
+#[cold]
+#[inline(never)]
+fn latest(t: Instant, d: Duration) -> Instant {
     // Binary search for the largest addend that fits: at most 94 steps
     // (the bits of a `Duration`), and only for absurd durations.
     let (mut fits, mut over) = (Duration::ZERO, d);
