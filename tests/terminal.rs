@@ -164,11 +164,11 @@ fn typing_is_not_clobbered_by_an_incoming_message() {
     t.type_text("half a sent");
     t.wait_for("> half a sent");
     s.send(b"incoming while you type\n");
-    let screen = t.wait_for("srv> incoming while you type");
+    let screen = t.wait_for("<srv> incoming while you type");
     let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
     let n = lines.len();
     assert_eq!(lines[n - 1].trim_end(), "> half a sent", "{screen}");
-    assert_eq!(lines[n - 2], "srv> incoming while you type", "{screen}");
+    assert_eq!(lines[n - 2], "<srv> incoming while you type", "{screen}");
     // Nothing typed was lost: finish the word and send it.
     t.type_text("ence");
     t.key("Enter");
@@ -177,7 +177,7 @@ fn typing_is_not_clobbered_by_an_incoming_message() {
     // Ctrl-D on the empty line leaves with the summary.
     t.key("C-d");
     let screen = t.wait_for("EXIT=0");
-    assert!(screen.contains("--- chat with srv ---"), "{screen}");
+    assert!(screen.contains("--- chat with <srv> ---"), "{screen}");
     assert!(screen.contains("1 sent, 1 acknowledged"), "{screen}");
     stty_same(&t);
 }
@@ -191,17 +191,17 @@ fn a_peer_cannot_retitle_or_clear_the_screen() {
     s.expect_event("connected");
     let title = t.title();
     s.send(b"before\n");
-    t.wait_for("srv> before");
+    t.wait_for("<srv> before");
     s.send(b"\x1b]2;pwned\x07\x1b[2J\x1b[H\x1b[31mred\n");
     let screen = t.wait_for("pwned");
     assert_eq!(t.title(), title, "the pane title changed");
     assert!(
-        screen.contains("* connected to srv"),
+        screen.contains("* connected to <srv>"),
         "earlier lines were cleared:\n{screen}"
     );
-    assert!(screen.contains("srv> before"), "{screen}");
+    assert!(screen.contains("<srv> before"), "{screen}");
     assert!(
-        screen.contains("srv> \\x1b]2;pwned\\x07\\x1b[2J\\x1b[H\\x1b[31mred"),
+        screen.contains("<srv> \\x1b]2;pwned\\x07\\x1b[2J\\x1b[H\\x1b[31mred"),
         "{screen}"
     );
     t.key("C-d");
@@ -261,7 +261,7 @@ fn editing_keys_and_commands() {
     assert_eq!(s.expect_event("message")["text"], "/etc");
     t.type_text("/stats");
     t.key("Enter");
-    t.wait_for("--- chat with srv ---");
+    t.wait_for("--- chat with <srv> ---");
     t.type_text("/bogus");
     t.key("Enter");
     t.wait_for("unknown command");
@@ -407,7 +407,7 @@ fn a_line_before_the_handshake_is_refused_as_early() {
     // Ctrl-C leaves at once: before the handshake there are no acks to
     // wait for. The peer, never named, is "peer".
     t.key("C-c");
-    t.wait_for("--- chat with peer ---");
+    t.wait_for("--- chat with <peer> ---");
     t.wait_for("EXIT=0");
 }
 

@@ -18,7 +18,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::core::escape::escape_to_string;
+use crate::core::escape::{escape_to_string, peer_label};
 use crate::core::exit;
 use crate::core::input::InputError;
 use crate::core::protocol::ByeReason;
@@ -216,7 +216,7 @@ impl Chat {
                 Event::Refused { len, limit } => {
                     let message = format!(
                         "not sent: the message is {len} bytes and {} accepts at most {limit}",
-                        escape_to_string(&self.peer_name)
+                        peer_label(&self.peer_name)
                     );
                     screen.show(&Line::Error { message: &message }, now);
                 }
@@ -576,7 +576,7 @@ pub struct Ending {
 
 /// How a chat that ended with `end` reads, with `undelivered` messages.
 pub fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> Ending {
-    let who = escape_to_string(peer);
+    let who = peer_label(peer);
     let delivered_code = if undelivered == 0 {
         exit::OK
     } else {

@@ -8,13 +8,18 @@
 //! become visible escapes (`\x1b`, `\u{202e}`, `\xff`, `\\`). In JSON the
 //! same characters become `\uXXXX` escapes, so a JSON stream printed on a
 //! terminal is as safe as the transcript.
+//!
+//! A peer's name always appears bracketed, `<name>` (escaped, with its
+//! spaces and brackets escaped too): its message lines start `<name> `,
+//! our own start `you> `, duet's notices `* ` or `--- `, so no name a peer
+//! picks (`you`, `*`, a look-alike) can pass for us or for duet.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::core::escape::{
-    MAX_UNIT, escape_marked, escape_name, escape_to_string, incomplete, incomplete_tail, is_unsafe,
+    MAX_UNIT, escape_marked, escape_name, incomplete, incomplete_tail, is_unsafe, peer_label,
     plain_run, tag_sequence_len, unit_len,
 };
 use crate::core::rtt::RttSummary;
@@ -171,7 +176,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             let _ = writeln!(out, "* listening on {addr}");
         }
         Line::Connected { peer, name } => {
-            let _ = writeln!(out, "* connected to {} ({peer})", escape_to_string(name));
+            let _ = writeln!(out, "* connected to {} ({peer})", peer_label(name));
         }
         // The sender sees its own words already; the ack line reports them.
         Line::Sent { .. } => {}
@@ -219,7 +224,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             let _ = writeln!(
                 out,
                 "--- bench with {}: {} messages of {size} B, window {window} ---",
-                escape_to_string(peer),
+                peer_label(peer),
                 stats.sent
             );
             let (msgs, mb) = rates(stats.acked, size, elapsed);
@@ -232,7 +237,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             rtt_lines(&stats.rtt, out);
         }
         Line::Summary { peer, stats } => {
-            let _ = writeln!(out, "--- chat with {} ---", escape_to_string(peer));
+            let _ = writeln!(out, "--- chat with {} ---", peer_label(peer));
             let lost = stats.sent - stats.acked;
             let _ = write!(
                 out,
@@ -491,7 +496,7 @@ fn thousandths(n: u64) -> String {
     String::from_utf8(digits).expect("ASCII digits")
 }
 
-/// The tag in front of every line of a peer's message: `name> `.
+/// The tag in front of every line of a peer's message: `<name> `.
 fn tag(from: &[u8], style: &Style, out: &mut Vec<u8>) {
     if let Some(t) = &style.time {
         out.extend_from_slice(t.as_bytes());
@@ -499,11 +504,12 @@ fn tag(from: &[u8], style: &Style, out: &mut Vec<u8>) {
     if style.color {
         out.extend_from_slice(b"\x1b[1;36m");
     }
+    out.push(b'<');
     match &style.name {
         Some((name, escaped)) if name == from => out.extend_from_slice(escaped),
         _ => escape_name(from, out),
     }
-    out.extend_from_slice(b">");
+    out.push(b'>');
     if style.color {
         out.extend_from_slice(SGR_RESET.as_bytes());
     }
@@ -689,6 +695,7 @@ pub fn base64_into(data: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::escape::escape_to_string;
 
     #[test]
     fn a_message_cut_inside_a_character_ends_with_the_bytes_escaped() {
@@ -698,7 +705,7 @@ mod tests {
         let mut state = PartState::default();
         let mut parts = Vec::new();
         text_part(b"p", b"ab\xc3", true, false, &style, &mut state, &mut parts);
-        assert_eq!(parts, b"p> ab", "the lone lead byte waits");
+        assert_eq!(parts, b"<p> ab", "the lone lead byte waits");
         text_part(b"p", b"", false, true, &style, &mut state, &mut parts);
         let mut whole = Vec::new();
         let line = Line::Message {
@@ -708,7 +715,7 @@ mod tests {
         };
         render(Format::Text, &line, Stamp::default(), &mut whole);
         assert_eq!(parts, whole);
-        assert_eq!(parts, b"p> ab\\xc3\n");
+        assert_eq!(parts, b"<p> ab\\xc3\n");
     }
 
     #[test]
@@ -798,8 +805,8 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "12:34:56 \x1b[1;36mbob>\x1b[0m hi\n\
-             12:34:56 \x1b[1;36mbob>\x1b[0m \x1b[7m\\x1b\x1b[27m!\n\
+            "12:34:56 \x1b[1;36m<bob>\x1b[0m hi\n\
+             12:34:56 \x1b[1;36m<bob>\x1b[0m \x1b[7m\\x1b\x1b[27m!\n\
              12:34:56 \x1b[31m* error: bad\x1b[0m\n"
         );
         // JSON output is never dressed.
@@ -901,7 +908,7 @@ mod tests {
     fn every_line_of_a_message_carries_the_tag() {
         assert_eq!(
             shown(b"bob", b"hi\n* connected to mallory\n", &Style::default()),
-            "bob> hi\nbob> * connected to mallory\nbob> \n"
+            "<bob> hi\n<bob> * connected to mallory\n<bob> \n"
         );
     }
 
@@ -909,8 +916,49 @@ mod tests {
     fn names_cannot_imitate_notices() {
         assert_eq!(
             shown(b"* bob left\x1b", b"x", &Style::default()),
-            "*\\x20bob\\x20left\\x1b> x\n"
+            "<*\\x20bob\\x20left\\x1b> x\n"
         );
+    }
+
+    /// Whatever name a peer picks, its lines start with `<` and its name
+    /// is one bracketed word: never `you> ` (our lines), `* ` or `--- `
+    /// (duet's notices), even for look-alikes of "you".
+    #[test]
+    fn no_name_imitates_you_or_duet() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"you", "<you> hi\n"),
+            (b"*", "<*> hi\n"),
+            (
+                b"* chat ended: you left",
+                "<*\\x20chat\\x20ended:\\x20you\\x20left> hi\n",
+            ),
+            (b"you> x", "<you\\x3e\\x20x> hi\n"),
+            (b"a> <b", "<a\\x3e\\x20\\x3cb> hi\n"),
+            (
+                b"--- chat with bob ---",
+                "<---\\x20chat\\x20with\\x20bob\\x20---> hi\n",
+            ),
+            ("yo\u{200b}u".as_bytes(), "<yo\\u{200b}u> hi\n"),
+            ("yo\u{200d}u".as_bytes(), "<yo\u{200d}u> hi\n"),
+            ("\u{443}\u{43e}u".as_bytes(), "<\u{443}\u{43e}u> hi\n"),
+            ("\u{202e}uoy".as_bytes(), "<\\u{202e}uoy> hi\n"),
+            (b"", "<> hi\n"),
+        ];
+        for (name, want) in cases {
+            let line = shown(name, b"hi", &Style::default());
+            assert_eq!(line, *want, "{name:?}");
+            assert!(line.starts_with('<') && !line.starts_with("you> "));
+            let label = peer_label(name);
+            assert_eq!(label.matches('>').count(), 1, "{label}");
+            let mut out = Vec::new();
+            let connected = Line::Connected {
+                peer: "127.0.0.1:1".parse().unwrap(),
+                name,
+            };
+            render(Format::Text, &connected, Stamp::default(), &mut out);
+            let want = format!("* connected to {label} (127.0.0.1:1)\n");
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 
     #[test]
@@ -921,9 +969,9 @@ mod tests {
             shown(b"* bob\x1b", b"x", &style),
             shown(b"* bob\x1b", b"x", &Style::default())
         );
-        assert_eq!(shown(b"* bob\x1b", b"x", &style), "*\\x20bob\\x1b> x\n");
+        assert_eq!(shown(b"* bob\x1b", b"x", &style), "<*\\x20bob\\x1b> x\n");
         // Another name is escaped afresh, not given the remembered tag.
-        assert_eq!(shown(b"eve", b"x", &style), "eve> x\n");
+        assert_eq!(shown(b"eve", b"x", &style), "<eve> x\n");
     }
 
     #[test]
@@ -1018,7 +1066,7 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "--- chat with bob ---\n\
+            "--- chat with <bob> ---\n\
              3 sent, 2 acknowledged, 1 unacknowledged, 1 received\n\
              rtt min/avg/max/mdev = 0.021/0.030/0.040/0.009 ms\n\
              rtt p50/p90/p99/p99.9 = 0.021/0.040/0.040/0.040 ms\n"

@@ -146,8 +146,8 @@ fn open_pair(t0: Instant) -> (Side, Side) {
 fn the_connected_line_names_the_peer_and_its_address() {
     let t0 = Instant::now();
     let (mut c, mut s) = open_pair(t0);
-    assert_eq!(c.screen.take(), ["* connected to alice (127.0.0.1:7777)"]);
-    assert_eq!(s.screen.take(), ["* connected to bob (127.0.0.1:7777)"]);
+    assert_eq!(c.screen.take(), ["* connected to <alice> (127.0.0.1:7777)"]);
+    assert_eq!(s.screen.take(), ["* connected to <bob> (127.0.0.1:7777)"]);
 }
 
 #[test]
@@ -158,7 +158,7 @@ fn a_peer_with_an_empty_name_is_called_peer() {
     pump(&mut c.session, &mut s.session, t0);
     pump(&mut s.session, &mut c.session, t0);
     c.show(t0);
-    assert_eq!(c.screen.take(), ["* connected to peer (127.0.0.1:7777)"]);
+    assert_eq!(c.screen.take(), ["* connected to <peer> (127.0.0.1:7777)"]);
 }
 
 #[test]
@@ -171,10 +171,7 @@ fn a_typed_line_is_echoed_sent_acknowledged_and_shown_with_its_sender() {
     assert_eq!(c.screen.take(), ["echo #1 hello alice"]);
     pump(&mut c.session, &mut s.session, t0 + MS);
     s.show(t0 + MS);
-    assert_eq!(
-        s.screen.take(),
-        ["alice> hello alice".replace("alice>", "bob>")]
-    );
+    assert_eq!(s.screen.take(), ["<bob> hello alice"]);
     pump(&mut s.session, &mut c.session, t0 + 2 * MS);
     c.show(t0 + 2 * MS);
     // Sent at t0 + 1 ms (the write), acknowledged at t0 + 2 ms.
@@ -194,7 +191,7 @@ fn commands() {
     assert!(c.screen.take()[0].contains("unknown command (try /quit, /stats, /send PATH"));
     c.line("/stats", t0);
     let stats = c.screen.take();
-    assert!(stats[0].contains("--- chat with alice ---"), "{stats:?}");
+    assert!(stats[0].contains("--- chat with <alice> ---"), "{stats:?}");
     assert!(stats[1].starts_with("1 sent, 0 acknowledged"), "{stats:?}");
     // /send: usage, then a request for the shell to read the file.
     c.line("/send", t0);
@@ -348,11 +345,11 @@ fn a_peer_leaving_ends_the_chat_with_a_summary_and_exit_0() {
     assert!(s.chat.poll_end(&s.session, &mut s.screen, t0));
     let shown = s.screen.take();
     assert!(
-        shown.contains(&"* chat ended: bob left".to_string()),
+        shown.contains(&"* chat ended: <bob> left".to_string()),
         "{shown:?}"
     );
     assert!(
-        shown.contains(&"--- chat with bob ---".to_string()),
+        shown.contains(&"--- chat with <bob> ---".to_string()),
         "{shown:?}"
     );
     assert_eq!(s.chat.exit_code(), exit::OK);
@@ -499,7 +496,7 @@ fn how_each_end_reads() {
                 detail: Vec::new(),
             },
             0,
-            "bob left",
+            "<bob> left",
             exit::OK,
             false,
         ),
@@ -519,7 +516,7 @@ fn how_each_end_reads() {
                 detail: b"bad\x1b[2J".to_vec(),
             },
             0,
-            "bob ended the chat: protocol error: bad\\x1b[2J",
+            "<bob> ended the chat: protocol error: bad\\x1b[2J",
             exit::FAILURE,
             true,
         ),
