@@ -405,10 +405,11 @@ fn a_line_before_the_handshake_is_refused_as_early() {
     t.key("Enter");
     t.wait_for("not sent: not connected yet");
     // Ctrl-C leaves at once: before the handshake there are no acks to
-    // wait for. The peer, never named, is "peer".
+    // wait for, and no chat to sum up.
     t.key("C-c");
-    t.wait_for("--- chat with <peer> ---");
-    t.wait_for("EXIT=0");
+    let screen = t.wait_for("EXIT=0");
+    assert!(screen.contains("* chat ended: you left"), "{screen}");
+    assert!(!screen.contains("--- chat with"), "{screen}");
 }
 
 #[test]

@@ -289,9 +289,11 @@ impl Chat {
                 Some(s) => {
                     let stats = s.stats();
                     let peer = &self.peer_name;
+                    let addr = self.peer_addr.unwrap_or(UNKNOWN_ADDR);
                     screen.show(
                         &Line::Summary {
                             peer,
+                            addr,
                             stats: &stats,
                         },
                         now,
@@ -414,28 +416,33 @@ impl Chat {
         };
         let stats = session.stats();
         let ending = describe_end(end, &self.peer_name, stats.undelivered());
-        screen.show(
-            &Line::Closed {
-                reason: &ending.reason,
-            },
-            now,
-        );
-        let peer = &self.peer_name;
+        let reason = &ending.reason;
         if turned_away(end) {
-            // No chat, so no summary: the closing line says why.
+            // No chat began: the client's error line says so, once.
+            screen.show(&Line::TurnedAway { reason }, now);
+        } else {
+            screen.show(&Line::Closed { reason }, now);
+        }
+        let peer = &self.peer_name;
+        let addr = self.peer_addr.unwrap_or(UNKNOWN_ADDR);
+        if turned_away(end) || !session.handshake_done() {
+            // No chat, so no summary: with a busy server, or a peer that
+            // never said HELLO (not duet, or gone first), nothing was said.
         } else if let Some(b) = &self.bench {
             let line = Line::Bench {
                 peer,
+                addr,
                 size: b.spec.size as u64,
                 window: b.spec.window,
                 elapsed: session.acked_span(),
                 stats: &stats,
             };
             screen.show(&line, now);
-        } else if session.handshake_done() || self.role == Role::Client {
+        } else {
             screen.show(
                 &Line::Summary {
                     peer,
+                    addr,
                     stats: &stats,
                 },
                 now,

@@ -101,16 +101,26 @@ pub enum Line<'a> {
     Closed {
         reason: &'a str,
     },
+    /// A server busy with another chat turned us away: no chat began.
+    /// Text output shows nothing (the error line on stderr says it once);
+    /// JSON has its `closed` event.
+    TurnedAway {
+        reason: &'a str,
+    },
     Error {
         message: &'a str,
     },
+    /// The chat's figures. In JSON, `peer` is the address, as in
+    /// `connected`, and `name` the name.
     Summary {
         peer: &'a [u8],
+        addr: SocketAddr,
         stats: &'a Stats,
     },
     /// `duet bench` results: the summary plus throughput.
     Bench {
         peer: &'a [u8],
+        addr: SocketAddr,
         size: u64,
         window: u64,
         elapsed: Duration,
@@ -211,6 +221,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Closed { reason } => {
             let _ = writeln!(out, "* chat ended: {reason}");
         }
+        Line::TurnedAway { .. } => {}
         Line::Error { message } => {
             let _ = writeln!(out, "* error: {message}");
         }
@@ -220,6 +231,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             window,
             elapsed,
             stats,
+            ..
         } => {
             let _ = writeln!(
                 out,
@@ -236,7 +248,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             );
             rtt_lines(&stats.rtt, out);
         }
-        Line::Summary { peer, stats } => {
+        Line::Summary { peer, stats, .. } => {
             let _ = writeln!(out, "--- chat with {} ---", peer_label(peer));
             let lost = stats.sent - stats.acked;
             let _ = write!(
@@ -314,7 +326,7 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Sent { .. } => "sent",
         Line::Acked { .. } => "ack",
         Line::Message { .. } => "message",
-        Line::Closed { .. } => "closed",
+        Line::Closed { .. } | Line::TurnedAway { .. } => "closed",
         Line::Error { .. } => "error",
         Line::Summary { .. } => "summary",
         Line::Bench { .. } => "bench",
@@ -361,7 +373,7 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
             }
             out.push(b'"');
         }
-        Line::Closed { reason } => {
+        Line::Closed { reason } | Line::TurnedAway { reason } => {
             out.extend_from_slice(b",\"reason\":");
             json_str(reason, out);
         }
@@ -369,8 +381,8 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
             out.extend_from_slice(b",\"message\":");
             json_str(message, out);
         }
-        Line::Summary { peer, stats } => {
-            out.extend_from_slice(b",\"peer\":");
+        Line::Summary { peer, addr, stats } => {
+            let _ = write!(out, ",\"peer\":\"{addr}\",\"name\":");
             json_lossy(peer, out);
             let _ = write!(
                 out,
@@ -381,12 +393,13 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
         }
         Line::Bench {
             peer,
+            addr,
             size,
             window,
             elapsed,
             stats,
         } => {
-            out.extend_from_slice(b",\"peer\":");
+            let _ = write!(out, ",\"peer\":\"{addr}\",\"name\":");
             json_lossy(peer, out);
             let (msgs, mb) = rates(stats.acked, size, elapsed);
             let _ = write!(
@@ -411,7 +424,16 @@ fn rates(acked: u64, size: u64, elapsed: Duration) -> (f64, f64) {
     (acked as f64 / secs, (acked * size) as f64 / secs / 1e6)
 }
 
+/// The RTT figures; with no round trip, `null` for each (not a 0.000 that
+/// reads as a measurement).
 fn json_rtt(r: &RttSummary, out: &mut Vec<u8>) {
+    if r.n == 0 {
+        out.extend_from_slice(
+            b"{\"n\":0,\"min\":null,\"avg\":null,\"max\":null,\"mdev\":null,\
+              \"p50\":null,\"p90\":null,\"p99\":null,\"p999\":null}",
+        );
+        return;
+    }
     let _ = write!(
         out,
         "{{\"n\":{},\"min\":{},\"avg\":{},\"max\":{},\"mdev\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{}}}",
@@ -1059,6 +1081,7 @@ mod tests {
             Format::Text,
             &Line::Summary {
                 peer: b"bob",
+                addr: "127.0.0.1:1".parse().unwrap(),
                 stats: &stats,
             },
             Stamp::default(),
@@ -1070,6 +1093,44 @@ mod tests {
              3 sent, 2 acknowledged, 1 unacknowledged, 1 received\n\
              rtt min/avg/max/mdev = 0.021/0.030/0.040/0.009 ms\n\
              rtt p50/p90/p99/p99.9 = 0.021/0.040/0.040/0.040 ms\n"
+        );
+    }
+
+    /// `peer` is the address in `summary` as in `connected`; with no round
+    /// trip the RTT figures are null.
+    #[test]
+    fn json_summary_names_the_peer_as_connected_does_and_has_null_rtts_without_samples() {
+        let stats = Stats {
+            sent: 0,
+            acked: 0,
+            received: 2,
+            refused: 0,
+            rtt: RttSummary::default(),
+        };
+        let addr: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        let mut out = Vec::new();
+        let connected = Line::Connected {
+            peer: addr,
+            name: b"bob",
+        };
+        render(Format::Jsonl, &connected, Stamp::default(), &mut out);
+        let summary = Line::Summary {
+            peer: b"bob",
+            addr,
+            stats: &stats,
+        };
+        render(Format::Jsonl, &summary, Stamp::default(), &mut out);
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        let tail = ",\"peer\":\"127.0.0.1:7\",\"name\":\"bob\"";
+        assert!(lines[0].ends_with(&format!("{tail}}}")), "{out}");
+        assert!(lines[1].contains(tail), "{out}");
+        assert!(
+            lines[1].ends_with(
+                "\"rtt_us\":{\"n\":0,\"min\":null,\"avg\":null,\"max\":null,\"mdev\":null,\
+                 \"p50\":null,\"p90\":null,\"p99\":null,\"p999\":null}}"
+            ),
+            "{out}"
         );
     }
 

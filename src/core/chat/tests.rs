@@ -399,8 +399,11 @@ fn a_stop_signal_turns_a_clean_end_into_the_signal_code() {
     assert_eq!(c.chat.exit_code(), 143);
 }
 
+/// Turned away, the client says so once: its error line (stderr). The
+/// transcript has no "chat ended" for a chat that never began, and no
+/// summary; JSON still has the `closed` event.
 #[test]
-fn a_busy_server_shows_one_line_no_summary_and_exit_4() {
+fn a_busy_server_is_reported_once_with_no_summary_and_exit_4() {
     let t0 = Instant::now();
     let mut c = Side::new(Role::Client, "bob", t0);
     let mut s = Side::new(Role::Server, "alice", t0);
@@ -408,14 +411,80 @@ fn a_busy_server_shows_one_line_no_summary_and_exit_4() {
     pump(&mut s.session, &mut c.session, t0);
     c.show(t0);
     assert!(c.chat.poll_end(&c.session, &mut c.screen, t0));
-    assert_eq!(
-        c.screen.take(),
-        ["* chat ended: server is busy with another chat"]
+    assert_eq!(c.screen.take(), Vec::<String>::new());
+    let mut json = Vec::new();
+    let reason = "server is busy with another chat";
+    render::render(
+        Format::Jsonl,
+        &Line::TurnedAway { reason },
+        Stamp::default(),
+        &mut json,
+    );
+    assert!(
+        String::from_utf8(json)
+            .unwrap()
+            .starts_with("{\"event\":\"closed\"")
     );
     assert_eq!(c.chat.exit_code(), exit::BUSY);
     assert_eq!(
         c.chat.take_error().as_deref(),
         Some("server is busy with another chat")
+    );
+}
+
+/// A peer that never said HELLO (not duet, or gone first) had no chat:
+/// the end is shown, with no summary of zeros.
+#[test]
+fn a_chat_that_never_began_has_no_summary() {
+    let t0 = Instant::now();
+    for role in [Role::Client, Role::Server] {
+        let mut side = Side::new(role, "bob", t0);
+        side.chat.handle_quit(Some(&mut side.session), t0);
+        assert!(side.session.is_closed());
+        assert!(side.chat.poll_end(&side.session, &mut side.screen, t0));
+        assert_eq!(side.screen.take(), ["* chat ended: you left"], "{role:?}");
+    }
+}
+
+/// The side that gave up on heartbeats explains it in its BYE from the
+/// reader's side: "you did not answer", not "peer did not answer".
+#[test]
+fn a_heartbeat_timeout_reads_from_the_readers_side() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = open_pair(t0);
+    s.session = {
+        let mut cfg = session_cfg("alice");
+        cfg.heartbeat = Some(Duration::from_secs(1));
+        Session::new(cfg, t0)
+    };
+    c.session = Session::new(session_cfg("bob"), t0);
+    pump(&mut c.session, &mut s.session, t0);
+    pump(&mut s.session, &mut c.session, t0);
+    c.show(t0);
+    c.screen.take();
+    // The client never answers the pings.
+    let mut now = t0;
+    while !s.session.is_closed() {
+        now += 500 * MS;
+        s.session.handle_timeout(now);
+        assert!(now < t0 + Duration::from_secs(60), "never declared dead");
+    }
+    pump(&mut s.session, &mut c.session, now);
+    c.show(now);
+    assert!(c.chat.poll_end(&c.session, &mut c.screen, now));
+    let shown = c.screen.take();
+    assert!(
+        shown[0].starts_with(
+            "* chat ended: <alice> ended the chat: timeout: you did not answer 3 heartbeats (silent for"
+        ),
+        "{shown:?}"
+    );
+    // Locally, the side that noticed says who did not answer: the peer.
+    assert!(s.chat.poll_end(&s.session, &mut s.screen, now));
+    assert!(
+        s.screen.has("peer did not answer 3 heartbeats"),
+        "{:?}",
+        s.screen.lines
     );
 }
 
