@@ -38,8 +38,8 @@ pub trait Screen {
     fn show_part(&mut self, from: &[u8], id: u64, data: &[u8], last: bool, now: Instant);
     /// The chat ended while a message was being shown as it arrived.
     fn cut_off(&mut self, from: &[u8], now: Instant);
-    /// A message we sent, echoed for the person who typed it.
-    fn echo_sent(&mut self, id: u64, data: &[u8]);
+    /// A message we sent, echoed for the person who typed it, at `now`.
+    fn echo_sent(&mut self, id: u64, data: &[u8], now: Instant);
 }
 
 /// Which side of the chat we are.
@@ -463,6 +463,12 @@ impl Chat {
                 0 => "> ".to_string(),
                 n => format!("({n} unacked) > "),
             },
+            // Connected, the peer's HELLO awaited: a server greets a
+            // client that came to it; a client is still connecting.
+            Some(_) if self.role == Role::Server => match self.peer_addr {
+                Some(addr) => format!("(greeting {addr}) > "),
+                None => "(greeting) > ".to_string(),
+            },
             Some(_) => "(connecting) > ".to_string(),
             None if let Some(addr) = self.dialing => format!("(connecting to {addr}) > "),
             None if self.role == Role::Server => "(nobody connected) > ".to_string(),
@@ -534,7 +540,7 @@ impl Chat {
                 .is_some_and(|s| !s.handshake_done() && !s.is_closed());
         let echo = what.as_ref().map_or(&msg[..], |w| w.as_bytes()).to_vec();
         match session.map(|s| s.handle_input(Cow::Owned(msg), now)) {
-            Some(Ok(id)) => screen.echo_sent(id, &echo),
+            Some(Ok(id)) => screen.echo_sent(id, &echo, now),
             Some(Err(InputRefused::TooLarge { .. })) => {} // the session reports it
             None | Some(Err(InputRefused::NotOpen)) => {
                 let message = if connecting {

@@ -42,7 +42,7 @@ impl Screen for Recorder {
         }
     }
 
-    fn echo_sent(&mut self, id: u64, data: &[u8]) {
+    fn echo_sent(&mut self, id: u64, data: &[u8], _now: Instant) {
         self.lines
             .push(format!("echo #{id} {}", String::from_utf8_lossy(data)));
     }
@@ -311,6 +311,13 @@ fn prompt_labels() {
     assert_eq!(client.prompt_label(None), "(chat ended) > ");
     let waiting = Session::new(session_cfg("bob"), t0);
     assert_eq!(client.prompt_label(Some(&waiting)), "(connecting) > ");
+    // A server with a client's HELLO still to come is not connecting.
+    let mut server = chat(Role::Server);
+    server.handle_chat_start(ADDR);
+    assert_eq!(
+        server.prompt_label(Some(&waiting)),
+        "(greeting 127.0.0.1:7777) > "
+    );
     let (mut c, _s) = open_pair(t0);
     assert_eq!(c.chat.prompt_label(Some(&c.session)), "> ");
     c.line("one", t0);
