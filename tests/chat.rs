@@ -438,6 +438,29 @@ fn help_shows_exit_codes() {
 }
 
 #[test]
+fn help_shows_the_keys_and_commands() {
+    for args in [
+        &["--help"][..],
+        &["client", "--help"],
+        &["server", "--help"],
+    ] {
+        let mut d = Duet::spawn_with(args, Stdin::Null, &[]);
+        let out = d.rest().join("\n");
+        assert_eq!(d.code(), 0);
+        for needle in [
+            "Ctrl-D leave",
+            "Ctrl-J",
+            "/help",
+            "/quit",
+            "/send PATH",
+            "/next",
+        ] {
+            assert!(out.contains(needle), "{args:?} lacks {needle}: {out}");
+        }
+    }
+}
+
+#[test]
 fn message_over_the_peer_limit_is_refused_and_exit_is_3() {
     let (_s, mut c, _) = chat(&["--max-message", "10"], &[]);
     c.send(b"short\nthis one is far too long\n");

@@ -705,3 +705,46 @@ fn a_resize_leaves_no_stale_prompt() {
     t.key("C-d");
     t.wait_for("EXIT=0");
 }
+
+/// The server in a pane: the first screen hints at /help; a second client
+/// is reported turned away, with its address; /next ends the chat, says
+/// where the server waits, and the next client is served.
+#[test]
+fn the_server_hints_reports_busy_and_moves_on_with_next() {
+    let Some(t) = Tmux::new() else {
+        return;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    t.run(&format!(
+        "{BIN} server --listen 127.0.0.1 --port {port} --name srv; echo EXIT=$?; sleep 600"
+    ));
+    t.wait_for("* type /help for commands, Ctrl-D to leave");
+    let mut first = Duet::client(addr, &["--name", "one"]);
+    first.expect_event("connected");
+    t.wait_for("* connected to <one>");
+    let mut busy = Duet::client(addr, &["--name", "two"]);
+    assert_eq!(busy.code(), 4);
+    t.wait_for("* turned away 127.0.0.1:");
+    t.type_text("/next");
+    t.key("Enter");
+    let closed = first.expect_event("closed");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("<srv> left"),
+        "{closed}"
+    );
+    assert_eq!(first.code(), 0);
+    t.wait_for("* chat ended: you ended it (/next)");
+    t.wait_for(&format!("* waiting for the next client on {addr}"));
+    let mut next = Duet::client(addr, &["--name", "three"]);
+    next.expect_event("connected");
+    t.wait_for("* connected to <three>");
+    t.type_text("/help");
+    t.key("Enter");
+    t.wait_for("commands: /next (server)");
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+}

@@ -123,6 +123,10 @@ pub struct Chat {
     bench: Option<Bench>,
     max_message: u64,
     linger: Duration,
+    /// Where a server listens, and whether it goes on after a chat.
+    listening: Option<(SocketAddr, bool)>,
+    /// `/next`: the server's person ended the chat, to wait for the next.
+    next: bool,
     /// The current chat's peer: its address, and its name once its HELLO
     /// has come.
     peer_addr: Option<SocketAddr>,
@@ -151,6 +155,8 @@ impl Chat {
             }),
             max_message: cfg.max_message,
             linger: cfg.linger,
+            listening: None,
+            next: false,
             peer_addr: None,
             peer_name: DEFAULT_PEER.to_vec(),
             dialing: None,
@@ -169,10 +175,33 @@ impl Chat {
         self.dialing = addr;
     }
 
+    /// The server listens on `addr`; with `once`, for one chat only.
+    pub fn handle_listening(
+        &mut self,
+        addr: SocketAddr,
+        once: bool,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        self.listening = Some((addr, !once));
+        screen.show(&Line::Listening { addr }, now);
+    }
+
     /// A chat with the peer at `addr` begins (its session was just made).
     pub fn handle_chat_start(&mut self, addr: SocketAddr) {
         self.peer_addr = Some(addr);
         self.peer_name = DEFAULT_PEER.to_vec();
+        self.next = false;
+    }
+
+    /// A server busy with a chat turned away a client from `addr`: its
+    /// person is told who came, and from where.
+    pub fn handle_turned_away(&mut self, addr: SocketAddr, screen: &mut impl Screen, now: Instant) {
+        let message = format!(
+            "turned away {addr}: busy with the chat with {}",
+            peer_label(&self.peer_name)
+        );
+        screen.show(&Line::Notice { message: &message }, now);
     }
 
     /// Shows every event the active session has queued.
@@ -285,6 +314,26 @@ impl Chat {
                 self.send_typed(msg, None, session, screen, now);
             }
             Some(b"quit") => self.handle_quit(session, now),
+            Some(b"help") => {
+                for message in HELP {
+                    screen.show(&Line::Notice { message }, now);
+                }
+            }
+            Some(b"next") => match session {
+                _ if self.role == Role::Client => {
+                    let message = "/next is for a server (it ends the chat and waits for the next client); /quit leaves";
+                    screen.show(&Line::Error { message }, now);
+                }
+                Some(s) if !s.is_closed() => {
+                    // As a server's /quit ends a chat, but the server stays.
+                    self.next = true;
+                    s.handle_stop(now, STOP_GRACE.min(self.linger));
+                }
+                _ => {
+                    let message = "no chat in progress";
+                    screen.show(&Line::Error { message }, now);
+                }
+            },
             Some(b"stats") => match session {
                 Some(s) => {
                     let stats = s.stats();
@@ -315,7 +364,7 @@ impl Chat {
             }
             Some(_) => {
                 let message =
-                    "unknown command (try /quit, /stats, /send PATH; // sends a leading /)";
+                    "unknown command (try /help, /quit, /stats, /send PATH; // sends a leading /)";
                 screen.show(&Line::Error { message }, now);
             }
             None => self.send_typed(line, None, session, screen, now),
@@ -415,7 +464,10 @@ impl Chat {
             return false;
         };
         let stats = session.stats();
-        let ending = describe_end(end, &self.peer_name, stats.undelivered());
+        let mut ending = describe_end(end, &self.peer_name, stats.undelivered());
+        if self.next && matches!(end, End::Local(_)) {
+            ending.reason = "you ended it (/next)".to_string();
+        }
         let reason = &ending.reason;
         if turned_away(end) {
             // No chat began: the client's error line says so, once.
@@ -447,6 +499,12 @@ impl Chat {
                 },
                 now,
             );
+        }
+        if let (Role::Server, Some((addr, true)), false, None) =
+            (self.role, self.listening, self.quit, self.stop)
+        {
+            let message = format!("waiting for the next client on {addr}");
+            screen.show(&Line::Notice { message: &message }, now);
         }
         self.code = match self.stop {
             Some(sig) if ending.code == exit::OK => exit::signalled(sig),
@@ -558,6 +616,18 @@ impl Chat {
         screen.show(&Line::Error { message: &message }, now);
     }
 }
+
+/// `/help`: the keys and the commands, as notice lines.
+pub const HELP: &[&str] = &[
+    "keys: Enter send, Ctrl-J new line, Up/Down earlier lines, Ctrl-L clear the screen, Ctrl-Z suspend",
+    "keys: Left/Right, Alt-B/F (by word), Home/End, Ctrl-A/E move; Backspace, Ctrl-W, Ctrl-U/K delete",
+    "keys: Ctrl-C clears the draft, and on an empty one leaves; Ctrl-D on an empty draft leaves",
+    "commands: /quit leave, /stats the summary so far, /send PATH a file as one message, // a line that starts with /",
+    "commands: /next (server) end this chat and wait for the next client",
+];
+
+/// The hint on the first screen of an interactive chat.
+pub const HINT: &str = "type /help for commands, Ctrl-D to leave";
 
 /// The name shown for a peer before its HELLO, or with an empty name.
 const DEFAULT_PEER: &[u8] = b"peer";

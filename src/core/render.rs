@@ -110,6 +110,10 @@ pub enum Line<'a> {
     Error {
         message: &'a str,
     },
+    /// A notice from duet: help, a hint, what the server does next.
+    Notice {
+        message: &'a str,
+    },
     /// The chat's figures. In JSON, `peer` is the address, as in
     /// `connected`, and `name` the name.
     Summary {
@@ -225,6 +229,9 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Error { message } => {
             let _ = writeln!(out, "* error: {message}");
         }
+        Line::Notice { message } => {
+            let _ = writeln!(out, "* {message}");
+        }
         Line::Bench {
             peer,
             size,
@@ -328,6 +335,7 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Message { .. } => "message",
         Line::Closed { .. } | Line::TurnedAway { .. } => "closed",
         Line::Error { .. } => "error",
+        Line::Notice { .. } => "notice",
         Line::Summary { .. } => "summary",
         Line::Bench { .. } => "bench",
     };
@@ -377,7 +385,7 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
             out.extend_from_slice(b",\"reason\":");
             json_str(reason, out);
         }
-        Line::Error { message } => {
+        Line::Error { message } | Line::Notice { message } => {
             out.extend_from_slice(b",\"message\":");
             json_str(message, out);
         }

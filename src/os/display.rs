@@ -13,7 +13,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, RawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::core::chat::Screen;
+use crate::core::chat::{self, Screen};
 use crate::core::editor::{self, Editor};
 use crate::core::escape;
 use crate::core::render::{self, Format, Line, Stamp, Style};
@@ -364,6 +364,12 @@ impl Display {
     /// is left blocking: if its reader pauses, the loop waits here and TCP
     /// flow control holds the peer back.
     pub fn flush(&mut self) {
+        if let Some(p) = self.prompt.as_mut().filter(|p| p.hint) {
+            // The first screen with a prompt says where help is.
+            p.hint = false;
+            let message = chat::HINT;
+            self.show(&Line::Notice { message }, Instant::now());
+        }
         self.render_sent();
         self.held_since = None;
         if let Some(p) = &mut self.prompt {
@@ -567,6 +573,8 @@ pub struct Prompt {
     /// column then (see [`Prompt::erase`]).
     drawn_at: usize,
     cursor_col: usize,
+    /// The hint (`chat::HINT`) is still to be shown.
+    hint: bool,
 }
 
 impl Prompt {
@@ -582,6 +590,7 @@ impl Prompt {
             last_sent: None,
             drawn_at: 0,
             cursor_col: 0,
+            hint: true,
         }
     }
 

@@ -188,7 +188,29 @@ fn commands() {
     c.line("//etc/hosts is a path", t0);
     assert_eq!(c.screen.take(), ["echo #1 /etc/hosts is a path"]);
     c.line("/nonsense", t0);
-    assert!(c.screen.take()[0].contains("unknown command (try /quit, /stats, /send PATH"));
+    assert!(c.screen.take()[0].contains("unknown command (try /help, /quit, /stats, /send PATH"));
+    c.line("/help", t0);
+    let help = c.screen.take();
+    assert_eq!(help.len(), HELP.len());
+    for needle in [
+        "Ctrl-D",
+        "Ctrl-J",
+        "/quit",
+        "/stats",
+        "/send PATH",
+        "/next",
+        "//",
+    ] {
+        assert!(
+            help.iter().any(|l| l.contains(needle)),
+            "{needle}: {help:?}"
+        );
+    }
+    assert!(help.iter().all(|l| l.starts_with("* ")), "{help:?}");
+    // /next is the server's.
+    c.line("/next", t0);
+    assert!(c.screen.take()[0].contains("/next is for a server"));
+    assert!(c.session.is_open());
     c.line("/stats", t0);
     let stats = c.screen.take();
     assert!(stats[0].contains("--- chat with <alice> ---"), "{stats:?}");
@@ -493,6 +515,52 @@ fn a_heartbeat_timeout_reads_from_the_readers_side() {
         "{:?}",
         s.screen.lines
     );
+}
+
+/// `/next` ends the server's chat, not the server: the end says so and
+/// the server says where it waits for the next client. A busy server says
+/// whom it turned away.
+#[test]
+fn next_ends_the_chat_and_the_server_waits_for_the_next_client() {
+    let t0 = Instant::now();
+    let (_c, mut s) = open_pair(t0);
+    let listen: SocketAddr = "[::]:7777".parse().unwrap();
+    s.chat.handle_listening(listen, false, &mut s.screen, t0);
+    s.screen.take();
+    let other: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+    s.chat.handle_turned_away(other, &mut s.screen, t0);
+    assert_eq!(
+        s.screen.take(),
+        ["* turned away 192.0.2.9:4000: busy with the chat with <bob>"]
+    );
+    s.line("/next", t0);
+    assert!(s.session.is_closed(), "nothing unacknowledged to wait for");
+    assert!(!s.chat.quitting(), "the server stays");
+    assert!(s.chat.poll_end(&s.session, &mut s.screen, t0));
+    let shown = s.screen.take();
+    assert_eq!(shown[0], "* chat ended: you ended it (/next)");
+    assert_eq!(
+        shown.last().unwrap(),
+        "* waiting for the next client on [::]:7777"
+    );
+    assert_eq!(s.chat.exit_code(), exit::OK);
+    // With --once, or after /quit, there is no next client.
+    for once in [true, false] {
+        let (mut c, mut s) = open_pair(t0);
+        s.chat.handle_listening(listen, once, &mut s.screen, t0);
+        if !once {
+            s.chat.handle_quit(Some(&mut s.session), t0);
+        }
+        c.session.close(ByeReason::Normal);
+        pump(&mut c.session, &mut s.session, t0);
+        s.show(t0);
+        assert!(s.chat.poll_end(&s.session, &mut s.screen, t0));
+        assert!(
+            !s.screen.has("waiting for the next"),
+            "{:?}",
+            s.screen.lines
+        );
+    }
 }
 
 #[test]
