@@ -26,6 +26,14 @@ use crate::os::options::{Mode, Options};
 pub const DEFAULT_PORT: u16 = 7777;
 
 const AFTER_HELP: &str = "\
+In a terminal (stdin and stdout both terminals; see --no-editor):
+  Enter send   Ctrl-J new line   Up/Down earlier lines   Ctrl-L clear screen
+  Left/Right, Alt-B/F, Home/End, Ctrl-A/E move   Ctrl-W, Ctrl-U/K delete
+  Ctrl-C clear the draft, or leave on an empty one   Ctrl-D leave   Ctrl-Z suspend
+  /help keys and commands   /quit leave   /stats the summary so far
+  /send PATH a file as one message   // a line that starts with /
+  /next (server) end this chat and wait for the next client
+
 Exit status:
   0    the chat ended normally and every message sent was acknowledged
   1    runtime error: cannot resolve, bind or connect; connection lost;

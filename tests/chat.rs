@@ -59,7 +59,7 @@ fn chat_in_both_directions_with_acks_and_summary() {
     assert_eq!(c.code(), 0);
     let closed = s.expect_event("closed");
     assert!(
-        closed["reason"].as_str().unwrap().contains("cli left"),
+        closed["reason"].as_str().unwrap().contains("<cli> left"),
         "{closed}"
     );
     let sum = s.expect_event("summary");
@@ -118,7 +118,10 @@ fn every_byte_value_is_escaped_in_the_text_transcript() {
     c.close_stdin();
     assert_eq!(c.code(), 0);
     let lines = t.rest();
-    let body: Vec<&String> = lines.iter().filter(|l| l.starts_with("client> ")).collect();
+    let body: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("<client> "))
+        .collect();
     // \n splits the message into two tagged lines; nothing else is raw.
     assert_eq!(body.len(), 2, "{lines:?}");
     for l in &body {
@@ -435,6 +438,29 @@ fn help_shows_exit_codes() {
 }
 
 #[test]
+fn help_shows_the_keys_and_commands() {
+    for args in [
+        &["--help"][..],
+        &["client", "--help"],
+        &["server", "--help"],
+    ] {
+        let mut d = Duet::spawn_with(args, Stdin::Null, &[]);
+        let out = d.rest().join("\n");
+        assert_eq!(d.code(), 0);
+        for needle in [
+            "Ctrl-D leave",
+            "Ctrl-J",
+            "/help",
+            "/quit",
+            "/send PATH",
+            "/next",
+        ] {
+            assert!(out.contains(needle), "{args:?} lacks {needle}: {out}");
+        }
+    }
+}
+
+#[test]
 fn message_over_the_peer_limit_is_refused_and_exit_is_3() {
     let (_s, mut c, _) = chat(&["--max-message", "10"], &[]);
     c.send(b"short\nthis one is far too long\n");
@@ -572,14 +598,14 @@ fn text_output_shows_a_long_message_as_it_arrives() {
     // The first chunk ends inside "é": its line shows before the rest is
     // even sent, and the split character comes out whole.
     raw.write(&data(1, false, b"line one\nline \xc3"));
-    assert_eq!(s.expect_line("raw> "), "raw> line one");
+    assert_eq!(s.expect_line("<raw> line"), "<raw> line one");
     raw.write(&data(1, true, b"\xa9t\x1b[2J"));
     assert_eq!(raw.read_frame(), (0x03, 1u64.to_be_bytes().to_vec()));
-    assert_eq!(s.next_line(), "raw> line ét\\x1b[2J");
+    assert_eq!(s.next_line(), "<raw> line ét\\x1b[2J");
     // Cut off in the middle: the partial line ends, and the server says so.
     raw.write(&data(2, false, b"never finished"));
     drop(raw);
-    assert_eq!(s.next_line(), "raw> never finished");
+    assert_eq!(s.next_line(), "<raw> never finished");
     let cut = s.next_line();
     assert!(
         cut.contains("message #2 was cut off after 14 bytes"),

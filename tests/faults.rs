@@ -246,10 +246,10 @@ fn a_peer_with_an_empty_name_is_called_peer() {
     assert_eq!(raw.read_frame(), (0x03, 1u64.to_be_bytes().to_vec()));
     let connected = s.expect_line("* connected to");
     assert!(
-        connected.starts_with("* connected to peer (127.0.0.1:"),
+        connected.starts_with("* connected to <peer> (127.0.0.1:"),
         "{connected}"
     );
-    assert_eq!(s.next_line(), "peer> hi");
+    assert_eq!(s.next_line(), "<peer> hi");
 }
 
 /// A fake server: accepts one client and completes the handshake.

@@ -164,11 +164,11 @@ fn typing_is_not_clobbered_by_an_incoming_message() {
     t.type_text("half a sent");
     t.wait_for("> half a sent");
     s.send(b"incoming while you type\n");
-    let screen = t.wait_for("srv> incoming while you type");
+    let screen = t.wait_for("<srv> incoming while you type");
     let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
     let n = lines.len();
     assert_eq!(lines[n - 1].trim_end(), "> half a sent", "{screen}");
-    assert_eq!(lines[n - 2], "srv> incoming while you type", "{screen}");
+    assert_eq!(lines[n - 2], "<srv> incoming while you type", "{screen}");
     // Nothing typed was lost: finish the word and send it.
     t.type_text("ence");
     t.key("Enter");
@@ -177,7 +177,7 @@ fn typing_is_not_clobbered_by_an_incoming_message() {
     // Ctrl-D on the empty line leaves with the summary.
     t.key("C-d");
     let screen = t.wait_for("EXIT=0");
-    assert!(screen.contains("--- chat with srv ---"), "{screen}");
+    assert!(screen.contains("--- chat with <srv> ---"), "{screen}");
     assert!(screen.contains("1 sent, 1 acknowledged"), "{screen}");
     stty_same(&t);
 }
@@ -191,17 +191,17 @@ fn a_peer_cannot_retitle_or_clear_the_screen() {
     s.expect_event("connected");
     let title = t.title();
     s.send(b"before\n");
-    t.wait_for("srv> before");
+    t.wait_for("<srv> before");
     s.send(b"\x1b]2;pwned\x07\x1b[2J\x1b[H\x1b[31mred\n");
     let screen = t.wait_for("pwned");
     assert_eq!(t.title(), title, "the pane title changed");
     assert!(
-        screen.contains("* connected to srv"),
+        screen.contains("* connected to <srv>"),
         "earlier lines were cleared:\n{screen}"
     );
-    assert!(screen.contains("srv> before"), "{screen}");
+    assert!(screen.contains("<srv> before"), "{screen}");
     assert!(
-        screen.contains("srv> \\x1b]2;pwned\\x07\\x1b[2J\\x1b[H\\x1b[31mred"),
+        screen.contains("<srv> \\x1b]2;pwned\\x07\\x1b[2J\\x1b[H\\x1b[31mred"),
         "{screen}"
     );
     t.key("C-d");
@@ -261,7 +261,7 @@ fn editing_keys_and_commands() {
     assert_eq!(s.expect_event("message")["text"], "/etc");
     t.type_text("/stats");
     t.key("Enter");
-    t.wait_for("--- chat with srv ---");
+    t.wait_for("--- chat with <srv> ---");
     t.type_text("/bogus");
     t.key("Enter");
     t.wait_for("unknown command");
@@ -405,10 +405,11 @@ fn a_line_before_the_handshake_is_refused_as_early() {
     t.key("Enter");
     t.wait_for("not sent: not connected yet");
     // Ctrl-C leaves at once: before the handshake there are no acks to
-    // wait for. The peer, never named, is "peer".
+    // wait for, and no chat to sum up.
     t.key("C-c");
-    t.wait_for("--- chat with peer ---");
-    t.wait_for("EXIT=0");
+    let screen = t.wait_for("EXIT=0");
+    assert!(screen.contains("* chat ended: you left"), "{screen}");
+    assert!(!screen.contains("--- chat with"), "{screen}");
 }
 
 #[test]
@@ -567,6 +568,183 @@ fn term_dumb_keeps_the_kernel_line_mode() {
     t.type_text("/quit is just text here");
     t.key("Enter");
     assert_eq!(s.expect_event("message")["text"], "/quit is just text here");
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+}
+
+/// The lines on screen that hold `needle`.
+fn count_lines(screen: &str, needle: &str) -> usize {
+    screen.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// No prompt is left on screen once duet has exited: not the client's
+/// "(chat ended) >" when the server leaves...
+#[test]
+fn the_client_leaves_no_prompt_behind() {
+    let (s, addr) = Duet::server(&["--name", "srv"]);
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    t.wait_for("<srv>");
+    s.signal(libc::SIGTERM);
+    let screen = t.wait_for("EXIT=0");
+    assert!(screen.contains("* chat ended: <srv> left"), "{screen}");
+    assert!(!screen.contains("(chat ended)"), "{screen}");
+    let before_exit = screen
+        .lines()
+        .take_while(|l| !l.starts_with("EXIT="))
+        .last();
+    assert!(
+        before_exit.is_some_and(|l| !l.trim_start().starts_with('>')),
+        "{screen}"
+    );
+    stty_same(&t);
+}
+
+/// ...nor the server's label while a client's HELLO is awaited, which
+/// says "greeting", not "connecting" (a server connects to nobody).
+#[test]
+fn the_server_greets_and_leaves_no_prompt_behind() {
+    let Some(t) = Tmux::new() else {
+        return;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    t.run(&format!(
+        "{BIN} server --listen 127.0.0.1 --port {port}; echo EXIT=$?; sleep 600"
+    ));
+    t.wait_for("(nobody connected) >");
+    // Connected, silent: no HELLO.
+    let _silent = std::net::TcpStream::connect(addr).unwrap();
+    t.wait_for("(greeting 127.0.0.1:");
+    let pid = Command::new("pgrep")
+        .args(["-f", &format!("server --listen 127.0.0.1 --port {port}")])
+        .output()
+        .unwrap();
+    for p in String::from_utf8_lossy(&pid.stdout).lines() {
+        let p: i32 = p.trim().parse().unwrap();
+        if std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(BIN.as_bytes()))
+        {
+            // SAFETY: signalling the server we started.
+            unsafe { libc::kill(p, libc::SIGTERM) };
+        }
+    }
+    let screen = t.wait_for("EXIT=");
+    assert!(!screen.contains("(greeting"), "{screen}");
+    assert!(!screen.contains("(connecting"), "{screen}");
+    assert!(!screen.contains("(nobody connected)"), "{screen}");
+}
+
+/// A client turned away as busy says so once, on its error line.
+#[test]
+fn a_busy_server_is_reported_once() {
+    let (mut s, addr) = Duet::server(&[]);
+    let _first = Duet::client(addr, &[]);
+    s.expect_event("connected");
+    let Some(t) = Tmux::new() else {
+        return;
+    };
+    t.run(&format!("{BIN} client {addr}; echo EXIT=$?; sleep 600"));
+    let screen = t.wait_for("EXIT=4");
+    assert_eq!(count_lines(&screen, "busy"), 1, "{screen}");
+    assert!(screen.contains("duet: server is busy"), "{screen}");
+    assert!(!screen.contains("chat ended"), "{screen}");
+}
+
+/// Ctrl-Z leaves the prompt and draft on screen once, not twice.
+#[test]
+fn ctrl_z_shows_the_draft_once() {
+    let (mut s, addr) = Duet::server(&[]);
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    s.expect_event("connected");
+    t.type_text("draft kept once");
+    t.wait_for("> draft kept once");
+    t.key("C-z");
+    let pid = client_pid(addr);
+    eventually("the client to stop", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| st.contains(") T "))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let screen = t.screen();
+    assert_eq!(count_lines(&screen, "draft kept once"), 1, "{screen}");
+    // SAFETY: continuing the client we stopped.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    t.key("C-u");
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+}
+
+/// Narrowing the terminal below the prompt's width and widening it again
+/// leaves no stale copy of the prompt in the transcript.
+#[test]
+fn a_resize_leaves_no_stale_prompt() {
+    let (mut s, addr) = Duet::server(&["--name", "srv"]);
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    s.expect_event("connected");
+    t.resize(90, 24);
+    let draft = "a draft that is longer than fifty columns, to be wrapped by the terminal";
+    t.type_text(draft);
+    t.wait_for("to be wrapped by the terminal");
+    t.resize(50, 24);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    t.resize(90, 24);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // New output, so the screen is redrawn around the prompt.
+    s.send(b"after the resizes\n");
+    let screen = t.wait_for("<srv> after the resizes");
+    assert_eq!(count_lines(&screen, "a draft that"), 1, "{screen}");
+    assert_eq!(count_lines(&screen, "by the terminal"), 1, "{screen}");
+    t.key("C-u");
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+}
+
+/// The server in a pane: the first screen hints at /help; a second client
+/// is reported turned away, with its address; /next ends the chat, says
+/// where the server waits, and the next client is served.
+#[test]
+fn the_server_hints_reports_busy_and_moves_on_with_next() {
+    let Some(t) = Tmux::new() else {
+        return;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    t.run(&format!(
+        "{BIN} server --listen 127.0.0.1 --port {port} --name srv; echo EXIT=$?; sleep 600"
+    ));
+    t.wait_for("* type /help for commands, Ctrl-D to leave");
+    let mut first = Duet::client(addr, &["--name", "one"]);
+    first.expect_event("connected");
+    t.wait_for("* connected to <one>");
+    let mut busy = Duet::client(addr, &["--name", "two"]);
+    assert_eq!(busy.code(), 4);
+    t.wait_for("* turned away 127.0.0.1:");
+    t.type_text("/next");
+    t.key("Enter");
+    let closed = first.expect_event("closed");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("<srv> left"),
+        "{closed}"
+    );
+    assert_eq!(first.code(), 0);
+    t.wait_for("* chat ended: you ended it (/next)");
+    t.wait_for(&format!("* waiting for the next client on {addr}"));
+    let mut next = Duet::client(addr, &["--name", "three"]);
+    next.expect_event("connected");
+    t.wait_for("* connected to <three>");
+    t.type_text("/help");
+    t.key("Enter");
+    t.wait_for("commands: /next (server)");
     t.key("C-d");
     t.wait_for("EXIT=0");
 }

@@ -18,7 +18,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::core::escape::escape_to_string;
+use crate::core::escape::{escape_to_string, peer_label};
 use crate::core::exit;
 use crate::core::input::InputError;
 use crate::core::protocol::ByeReason;
@@ -38,8 +38,8 @@ pub trait Screen {
     fn show_part(&mut self, from: &[u8], id: u64, data: &[u8], last: bool, now: Instant);
     /// The chat ended while a message was being shown as it arrived.
     fn cut_off(&mut self, from: &[u8], now: Instant);
-    /// A message we sent, echoed for the person who typed it.
-    fn echo_sent(&mut self, id: u64, data: &[u8]);
+    /// A message we sent, echoed for the person who typed it, at `now`.
+    fn echo_sent(&mut self, id: u64, data: &[u8], now: Instant);
 }
 
 /// Which side of the chat we are.
@@ -123,6 +123,10 @@ pub struct Chat {
     bench: Option<Bench>,
     max_message: u64,
     linger: Duration,
+    /// Where a server listens, and whether it goes on after a chat.
+    listening: Option<(SocketAddr, bool)>,
+    /// `/next`: the server's person ended the chat, to wait for the next.
+    next: bool,
     /// The current chat's peer: its address, and its name once its HELLO
     /// has come.
     peer_addr: Option<SocketAddr>,
@@ -151,6 +155,8 @@ impl Chat {
             }),
             max_message: cfg.max_message,
             linger: cfg.linger,
+            listening: None,
+            next: false,
             peer_addr: None,
             peer_name: DEFAULT_PEER.to_vec(),
             dialing: None,
@@ -169,10 +175,33 @@ impl Chat {
         self.dialing = addr;
     }
 
+    /// The server listens on `addr`; with `once`, for one chat only.
+    pub fn handle_listening(
+        &mut self,
+        addr: SocketAddr,
+        once: bool,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        self.listening = Some((addr, !once));
+        screen.show(&Line::Listening { addr }, now);
+    }
+
     /// A chat with the peer at `addr` begins (its session was just made).
     pub fn handle_chat_start(&mut self, addr: SocketAddr) {
         self.peer_addr = Some(addr);
         self.peer_name = DEFAULT_PEER.to_vec();
+        self.next = false;
+    }
+
+    /// A server busy with a chat turned away a client from `addr`: its
+    /// person is told who came, and from where.
+    pub fn handle_turned_away(&mut self, addr: SocketAddr, screen: &mut impl Screen, now: Instant) {
+        let message = format!(
+            "turned away {addr}: busy with the chat with {}",
+            peer_label(&self.peer_name)
+        );
+        screen.show(&Line::Notice { message: &message }, now);
     }
 
     /// Shows every event the active session has queued.
@@ -216,7 +245,7 @@ impl Chat {
                 Event::Refused { len, limit } => {
                     let message = format!(
                         "not sent: the message is {len} bytes and {} accepts at most {limit}",
-                        escape_to_string(&self.peer_name)
+                        peer_label(&self.peer_name)
                     );
                     screen.show(&Line::Error { message: &message }, now);
                 }
@@ -285,13 +314,35 @@ impl Chat {
                 self.send_typed(msg, None, session, screen, now);
             }
             Some(b"quit") => self.handle_quit(session, now),
+            Some(b"help") => {
+                for message in HELP {
+                    screen.show(&Line::Notice { message }, now);
+                }
+            }
+            Some(b"next") => match session {
+                _ if self.role == Role::Client => {
+                    let message = "/next is for a server (it ends the chat and waits for the next client); /quit leaves";
+                    screen.show(&Line::Error { message }, now);
+                }
+                Some(s) if !s.is_closed() => {
+                    // As a server's /quit ends a chat, but the server stays.
+                    self.next = true;
+                    s.handle_stop(now, STOP_GRACE.min(self.linger));
+                }
+                _ => {
+                    let message = "no chat in progress";
+                    screen.show(&Line::Error { message }, now);
+                }
+            },
             Some(b"stats") => match session {
                 Some(s) => {
                     let stats = s.stats();
                     let peer = &self.peer_name;
+                    let addr = self.peer_addr.unwrap_or(UNKNOWN_ADDR);
                     screen.show(
                         &Line::Summary {
                             peer,
+                            addr,
                             stats: &stats,
                         },
                         now,
@@ -313,7 +364,7 @@ impl Chat {
             }
             Some(_) => {
                 let message =
-                    "unknown command (try /quit, /stats, /send PATH; // sends a leading /)";
+                    "unknown command (try /help, /quit, /stats, /send PATH; // sends a leading /)";
                 screen.show(&Line::Error { message }, now);
             }
             None => self.send_typed(line, None, session, screen, now),
@@ -413,33 +464,47 @@ impl Chat {
             return false;
         };
         let stats = session.stats();
-        let ending = describe_end(end, &self.peer_name, stats.undelivered());
-        screen.show(
-            &Line::Closed {
-                reason: &ending.reason,
-            },
-            now,
-        );
-        let peer = &self.peer_name;
+        let mut ending = describe_end(end, &self.peer_name, stats.undelivered());
+        if self.next && matches!(end, End::Local(_)) {
+            ending.reason = "you ended it (/next)".to_string();
+        }
+        let reason = &ending.reason;
         if turned_away(end) {
-            // No chat, so no summary: the closing line says why.
+            // No chat began: the client's error line says so, once.
+            screen.show(&Line::TurnedAway { reason }, now);
+        } else {
+            screen.show(&Line::Closed { reason }, now);
+        }
+        let peer = &self.peer_name;
+        let addr = self.peer_addr.unwrap_or(UNKNOWN_ADDR);
+        if turned_away(end) || !session.handshake_done() {
+            // No chat, so no summary: with a busy server, or a peer that
+            // never said HELLO (not duet, or gone first), nothing was said.
         } else if let Some(b) = &self.bench {
             let line = Line::Bench {
                 peer,
+                addr,
                 size: b.spec.size as u64,
                 window: b.spec.window,
                 elapsed: session.acked_span(),
                 stats: &stats,
             };
             screen.show(&line, now);
-        } else if session.handshake_done() || self.role == Role::Client {
+        } else {
             screen.show(
                 &Line::Summary {
                     peer,
+                    addr,
                     stats: &stats,
                 },
                 now,
             );
+        }
+        if let (Role::Server, Some((addr, true)), false, None) =
+            (self.role, self.listening, self.quit, self.stop)
+        {
+            let message = format!("waiting for the next client on {addr}");
+            screen.show(&Line::Notice { message: &message }, now);
         }
         self.code = match self.stop {
             Some(sig) if ending.code == exit::OK => exit::signalled(sig),
@@ -455,6 +520,12 @@ impl Chat {
             Some(s) if s.is_open() => match s.outstanding() {
                 0 => "> ".to_string(),
                 n => format!("({n} unacked) > "),
+            },
+            // Connected, the peer's HELLO awaited: a server greets a
+            // client that came to it; a client is still connecting.
+            Some(_) if self.role == Role::Server => match self.peer_addr {
+                Some(addr) => format!("(greeting {addr}) > "),
+                None => "(greeting) > ".to_string(),
             },
             Some(_) => "(connecting) > ".to_string(),
             None if let Some(addr) = self.dialing => format!("(connecting to {addr}) > "),
@@ -527,7 +598,7 @@ impl Chat {
                 .is_some_and(|s| !s.handshake_done() && !s.is_closed());
         let echo = what.as_ref().map_or(&msg[..], |w| w.as_bytes()).to_vec();
         match session.map(|s| s.handle_input(Cow::Owned(msg), now)) {
-            Some(Ok(id)) => screen.echo_sent(id, &echo),
+            Some(Ok(id)) => screen.echo_sent(id, &echo, now),
             Some(Err(InputRefused::TooLarge { .. })) => {} // the session reports it
             None | Some(Err(InputRefused::NotOpen)) => {
                 let message = if connecting {
@@ -545,6 +616,18 @@ impl Chat {
         screen.show(&Line::Error { message: &message }, now);
     }
 }
+
+/// `/help`: the keys and the commands, as notice lines.
+pub const HELP: &[&str] = &[
+    "keys: Enter send, Ctrl-J new line, Up/Down earlier lines, Ctrl-L clear the screen, Ctrl-Z suspend",
+    "keys: Left/Right, Alt-B/F (by word), Home/End, Ctrl-A/E move; Backspace, Ctrl-W, Ctrl-U/K delete",
+    "keys: Ctrl-C clears the draft, and on an empty one leaves; Ctrl-D on an empty draft leaves",
+    "commands: /quit leave, /stats the summary so far, /send PATH a file as one message, // a line that starts with /",
+    "commands: /next (server) end this chat and wait for the next client",
+];
+
+/// The hint on the first screen of an interactive chat.
+pub const HINT: &str = "type /help for commands, Ctrl-D to leave";
 
 /// The name shown for a peer before its HELLO, or with an empty name.
 const DEFAULT_PEER: &[u8] = b"peer";
@@ -576,7 +659,7 @@ pub struct Ending {
 
 /// How a chat that ended with `end` reads, with `undelivered` messages.
 pub fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> Ending {
-    let who = escape_to_string(peer);
+    let who = peer_label(peer);
     let delivered_code = if undelivered == 0 {
         exit::OK
     } else {

@@ -349,8 +349,14 @@ impl Editor {
     /// moved to its column. `prompt` is plain text of `prompt_width`
     /// columns (it may hold colour sequences). Control characters in the
     /// draft show as `^X`, newlines as `⏎`, a tab as spaces to the next
-    /// tab stop (every 8 columns of the draft).
-    pub fn render(&self, prompt: &str, prompt_width: usize, columns: usize, out: &mut Vec<u8>) {
+    /// tab stop (every 8 columns of the draft). Returns the cursor's column.
+    pub fn render(
+        &self,
+        prompt: &str,
+        prompt_width: usize,
+        columns: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
         let room = columns.saturating_sub(prompt_width + 1).max(1);
         let mut col = 0;
         let cells: Vec<(usize, usize, String)> = self
@@ -401,6 +407,7 @@ impl Editor {
         if to > 0 {
             let _ = write!(StrBuf(out), "\x1b[{to}C");
         }
+        to
     }
 }
 

@@ -308,11 +308,13 @@ pub fn escape_to_string(bytes: &[u8]) -> String {
     String::from_utf8(out).expect("escaping produces UTF-8")
 }
 
-/// A peer's name as a tag: escaped, spaces too, so it cannot imitate one
-/// of our `* ` notice lines.
+/// A peer's name as it goes between the brackets of `<name>`: escaped,
+/// and so are spaces, `<` and `>` (`\x20`, `\x3c`, `\x3e`), so the
+/// bracketed name is one visible word that no name can close early.
 pub(crate) fn escape_name(name: &[u8], out: &mut Vec<u8>) {
+    let special = |b: &u8| matches!(b, b' ' | b'<' | b'>');
     // Names are short and usually plain: copy them as they are.
-    if plain_run(name, false) == name.len() && !name.contains(&b' ') {
+    if plain_run(name, false) == name.len() && !name.iter().any(special) {
         out.extend_from_slice(name);
         return;
     }
@@ -320,13 +322,30 @@ pub(crate) fn escape_name(name: &[u8], out: &mut Vec<u8>) {
     escape_into(name, false, out);
     let mut i = start;
     while i < out.len() {
-        if out[i] == b' ' {
-            out.splice(i..i + 1, *b"\\x20");
-            i += 4;
-        } else {
-            i += 1;
-        }
+        let code: &[u8; 4] = match out[i] {
+            b' ' => b"\\x20",
+            b'<' => b"\\x3c",
+            b'>' => b"\\x3e",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.splice(i..i + 1, *code);
+        i += 4;
     }
+}
+
+/// A peer's name as every text line shows it: `<name>`, escaped as
+/// [`escape_name`] does. Our own lines (`you> `) and duet's notices (`* `,
+/// `--- `) never start with `<`, and a name cannot close its bracket, so
+/// no name imitates them, whatever it looks like.
+pub fn peer_label(name: &[u8]) -> String {
+    let mut out = Vec::with_capacity(name.len() + 2);
+    out.push(b'<');
+    escape_name(name, &mut out);
+    out.push(b'>');
+    String::from_utf8(out).expect("escaping produces UTF-8")
 }
 
 #[cfg(test)]

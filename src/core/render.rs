@@ -8,13 +8,18 @@
 //! become visible escapes (`\x1b`, `\u{202e}`, `\xff`, `\\`). In JSON the
 //! same characters become `\uXXXX` escapes, so a JSON stream printed on a
 //! terminal is as safe as the transcript.
+//!
+//! A peer's name always appears bracketed, `<name>` (escaped, with its
+//! spaces and brackets escaped too): its message lines start `<name> `,
+//! our own start `you> `, duet's notices `* ` or `--- `, so no name a peer
+//! picks (`you`, `*`, a look-alike) can pass for us or for duet.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::core::escape::{
-    MAX_UNIT, escape_marked, escape_name, escape_to_string, incomplete, incomplete_tail, is_unsafe,
+    MAX_UNIT, escape_marked, escape_name, incomplete, incomplete_tail, is_unsafe, peer_label,
     plain_run, tag_sequence_len, unit_len,
 };
 use crate::core::rtt::RttSummary;
@@ -96,16 +101,30 @@ pub enum Line<'a> {
     Closed {
         reason: &'a str,
     },
+    /// A server busy with another chat turned us away: no chat began.
+    /// Text output shows nothing (the error line on stderr says it once);
+    /// JSON has its `closed` event.
+    TurnedAway {
+        reason: &'a str,
+    },
     Error {
         message: &'a str,
     },
+    /// A notice from duet: help, a hint, what the server does next.
+    Notice {
+        message: &'a str,
+    },
+    /// The chat's figures. In JSON, `peer` is the address, as in
+    /// `connected`, and `name` the name.
     Summary {
         peer: &'a [u8],
+        addr: SocketAddr,
         stats: &'a Stats,
     },
     /// `duet bench` results: the summary plus throughput.
     Bench {
         peer: &'a [u8],
+        addr: SocketAddr,
         size: u64,
         window: u64,
         elapsed: Duration,
@@ -171,7 +190,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             let _ = writeln!(out, "* listening on {addr}");
         }
         Line::Connected { peer, name } => {
-            let _ = writeln!(out, "* connected to {} ({peer})", escape_to_string(name));
+            let _ = writeln!(out, "* connected to {} ({peer})", peer_label(name));
         }
         // The sender sees its own words already; the ack line reports them.
         Line::Sent { .. } => {}
@@ -206,8 +225,12 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Closed { reason } => {
             let _ = writeln!(out, "* chat ended: {reason}");
         }
+        Line::TurnedAway { .. } => {}
         Line::Error { message } => {
             let _ = writeln!(out, "* error: {message}");
+        }
+        Line::Notice { message } => {
+            let _ = writeln!(out, "* {message}");
         }
         Line::Bench {
             peer,
@@ -215,11 +238,12 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             window,
             elapsed,
             stats,
+            ..
         } => {
             let _ = writeln!(
                 out,
                 "--- bench with {}: {} messages of {size} B, window {window} ---",
-                escape_to_string(peer),
+                peer_label(peer),
                 stats.sent
             );
             let (msgs, mb) = rates(stats.acked, size, elapsed);
@@ -231,8 +255,8 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             );
             rtt_lines(&stats.rtt, out);
         }
-        Line::Summary { peer, stats } => {
-            let _ = writeln!(out, "--- chat with {} ---", escape_to_string(peer));
+        Line::Summary { peer, stats, .. } => {
+            let _ = writeln!(out, "--- chat with {} ---", peer_label(peer));
             let lost = stats.sent - stats.acked;
             let _ = write!(
                 out,
@@ -309,8 +333,9 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Sent { .. } => "sent",
         Line::Acked { .. } => "ack",
         Line::Message { .. } => "message",
-        Line::Closed { .. } => "closed",
+        Line::Closed { .. } | Line::TurnedAway { .. } => "closed",
         Line::Error { .. } => "error",
+        Line::Notice { .. } => "notice",
         Line::Summary { .. } => "summary",
         Line::Bench { .. } => "bench",
     };
@@ -356,16 +381,16 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
             }
             out.push(b'"');
         }
-        Line::Closed { reason } => {
+        Line::Closed { reason } | Line::TurnedAway { reason } => {
             out.extend_from_slice(b",\"reason\":");
             json_str(reason, out);
         }
-        Line::Error { message } => {
+        Line::Error { message } | Line::Notice { message } => {
             out.extend_from_slice(b",\"message\":");
             json_str(message, out);
         }
-        Line::Summary { peer, stats } => {
-            out.extend_from_slice(b",\"peer\":");
+        Line::Summary { peer, addr, stats } => {
+            let _ = write!(out, ",\"peer\":\"{addr}\",\"name\":");
             json_lossy(peer, out);
             let _ = write!(
                 out,
@@ -376,12 +401,13 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
         }
         Line::Bench {
             peer,
+            addr,
             size,
             window,
             elapsed,
             stats,
         } => {
-            out.extend_from_slice(b",\"peer\":");
+            let _ = write!(out, ",\"peer\":\"{addr}\",\"name\":");
             json_lossy(peer, out);
             let (msgs, mb) = rates(stats.acked, size, elapsed);
             let _ = write!(
@@ -406,7 +432,16 @@ fn rates(acked: u64, size: u64, elapsed: Duration) -> (f64, f64) {
     (acked as f64 / secs, (acked * size) as f64 / secs / 1e6)
 }
 
+/// The RTT figures; with no round trip, `null` for each (not a 0.000 that
+/// reads as a measurement).
 fn json_rtt(r: &RttSummary, out: &mut Vec<u8>) {
+    if r.n == 0 {
+        out.extend_from_slice(
+            b"{\"n\":0,\"min\":null,\"avg\":null,\"max\":null,\"mdev\":null,\
+              \"p50\":null,\"p90\":null,\"p99\":null,\"p999\":null}",
+        );
+        return;
+    }
     let _ = write!(
         out,
         "{{\"n\":{},\"min\":{},\"avg\":{},\"max\":{},\"mdev\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{}}}",
@@ -491,7 +526,7 @@ fn thousandths(n: u64) -> String {
     String::from_utf8(digits).expect("ASCII digits")
 }
 
-/// The tag in front of every line of a peer's message: `name> `.
+/// The tag in front of every line of a peer's message: `<name> `.
 fn tag(from: &[u8], style: &Style, out: &mut Vec<u8>) {
     if let Some(t) = &style.time {
         out.extend_from_slice(t.as_bytes());
@@ -499,11 +534,12 @@ fn tag(from: &[u8], style: &Style, out: &mut Vec<u8>) {
     if style.color {
         out.extend_from_slice(b"\x1b[1;36m");
     }
+    out.push(b'<');
     match &style.name {
         Some((name, escaped)) if name == from => out.extend_from_slice(escaped),
         _ => escape_name(from, out),
     }
-    out.extend_from_slice(b">");
+    out.push(b'>');
     if style.color {
         out.extend_from_slice(SGR_RESET.as_bytes());
     }
@@ -689,6 +725,7 @@ pub fn base64_into(data: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::escape::escape_to_string;
 
     #[test]
     fn a_message_cut_inside_a_character_ends_with_the_bytes_escaped() {
@@ -698,7 +735,7 @@ mod tests {
         let mut state = PartState::default();
         let mut parts = Vec::new();
         text_part(b"p", b"ab\xc3", true, false, &style, &mut state, &mut parts);
-        assert_eq!(parts, b"p> ab", "the lone lead byte waits");
+        assert_eq!(parts, b"<p> ab", "the lone lead byte waits");
         text_part(b"p", b"", false, true, &style, &mut state, &mut parts);
         let mut whole = Vec::new();
         let line = Line::Message {
@@ -708,7 +745,7 @@ mod tests {
         };
         render(Format::Text, &line, Stamp::default(), &mut whole);
         assert_eq!(parts, whole);
-        assert_eq!(parts, b"p> ab\\xc3\n");
+        assert_eq!(parts, b"<p> ab\\xc3\n");
     }
 
     #[test]
@@ -798,8 +835,8 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "12:34:56 \x1b[1;36mbob>\x1b[0m hi\n\
-             12:34:56 \x1b[1;36mbob>\x1b[0m \x1b[7m\\x1b\x1b[27m!\n\
+            "12:34:56 \x1b[1;36m<bob>\x1b[0m hi\n\
+             12:34:56 \x1b[1;36m<bob>\x1b[0m \x1b[7m\\x1b\x1b[27m!\n\
              12:34:56 \x1b[31m* error: bad\x1b[0m\n"
         );
         // JSON output is never dressed.
@@ -901,7 +938,7 @@ mod tests {
     fn every_line_of_a_message_carries_the_tag() {
         assert_eq!(
             shown(b"bob", b"hi\n* connected to mallory\n", &Style::default()),
-            "bob> hi\nbob> * connected to mallory\nbob> \n"
+            "<bob> hi\n<bob> * connected to mallory\n<bob> \n"
         );
     }
 
@@ -909,8 +946,49 @@ mod tests {
     fn names_cannot_imitate_notices() {
         assert_eq!(
             shown(b"* bob left\x1b", b"x", &Style::default()),
-            "*\\x20bob\\x20left\\x1b> x\n"
+            "<*\\x20bob\\x20left\\x1b> x\n"
         );
+    }
+
+    /// Whatever name a peer picks, its lines start with `<` and its name
+    /// is one bracketed word: never `you> ` (our lines), `* ` or `--- `
+    /// (duet's notices), even for look-alikes of "you".
+    #[test]
+    fn no_name_imitates_you_or_duet() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"you", "<you> hi\n"),
+            (b"*", "<*> hi\n"),
+            (
+                b"* chat ended: you left",
+                "<*\\x20chat\\x20ended:\\x20you\\x20left> hi\n",
+            ),
+            (b"you> x", "<you\\x3e\\x20x> hi\n"),
+            (b"a> <b", "<a\\x3e\\x20\\x3cb> hi\n"),
+            (
+                b"--- chat with bob ---",
+                "<---\\x20chat\\x20with\\x20bob\\x20---> hi\n",
+            ),
+            ("yo\u{200b}u".as_bytes(), "<yo\\u{200b}u> hi\n"),
+            ("yo\u{200d}u".as_bytes(), "<yo\u{200d}u> hi\n"),
+            ("\u{443}\u{43e}u".as_bytes(), "<\u{443}\u{43e}u> hi\n"),
+            ("\u{202e}uoy".as_bytes(), "<\\u{202e}uoy> hi\n"),
+            (b"", "<> hi\n"),
+        ];
+        for (name, want) in cases {
+            let line = shown(name, b"hi", &Style::default());
+            assert_eq!(line, *want, "{name:?}");
+            assert!(line.starts_with('<') && !line.starts_with("you> "));
+            let label = peer_label(name);
+            assert_eq!(label.matches('>').count(), 1, "{label}");
+            let mut out = Vec::new();
+            let connected = Line::Connected {
+                peer: "127.0.0.1:1".parse().unwrap(),
+                name,
+            };
+            render(Format::Text, &connected, Stamp::default(), &mut out);
+            let want = format!("* connected to {label} (127.0.0.1:1)\n");
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 
     #[test]
@@ -921,9 +999,9 @@ mod tests {
             shown(b"* bob\x1b", b"x", &style),
             shown(b"* bob\x1b", b"x", &Style::default())
         );
-        assert_eq!(shown(b"* bob\x1b", b"x", &style), "*\\x20bob\\x1b> x\n");
+        assert_eq!(shown(b"* bob\x1b", b"x", &style), "<*\\x20bob\\x1b> x\n");
         // Another name is escaped afresh, not given the remembered tag.
-        assert_eq!(shown(b"eve", b"x", &style), "eve> x\n");
+        assert_eq!(shown(b"eve", b"x", &style), "<eve> x\n");
     }
 
     #[test]
@@ -1011,6 +1089,7 @@ mod tests {
             Format::Text,
             &Line::Summary {
                 peer: b"bob",
+                addr: "127.0.0.1:1".parse().unwrap(),
                 stats: &stats,
             },
             Stamp::default(),
@@ -1018,10 +1097,48 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "--- chat with bob ---\n\
+            "--- chat with <bob> ---\n\
              3 sent, 2 acknowledged, 1 unacknowledged, 1 received\n\
              rtt min/avg/max/mdev = 0.021/0.030/0.040/0.009 ms\n\
              rtt p50/p90/p99/p99.9 = 0.021/0.040/0.040/0.040 ms\n"
+        );
+    }
+
+    /// `peer` is the address in `summary` as in `connected`; with no round
+    /// trip the RTT figures are null.
+    #[test]
+    fn json_summary_names_the_peer_as_connected_does_and_has_null_rtts_without_samples() {
+        let stats = Stats {
+            sent: 0,
+            acked: 0,
+            received: 2,
+            refused: 0,
+            rtt: RttSummary::default(),
+        };
+        let addr: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        let mut out = Vec::new();
+        let connected = Line::Connected {
+            peer: addr,
+            name: b"bob",
+        };
+        render(Format::Jsonl, &connected, Stamp::default(), &mut out);
+        let summary = Line::Summary {
+            peer: b"bob",
+            addr,
+            stats: &stats,
+        };
+        render(Format::Jsonl, &summary, Stamp::default(), &mut out);
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        let tail = ",\"peer\":\"127.0.0.1:7\",\"name\":\"bob\"";
+        assert!(lines[0].ends_with(&format!("{tail}}}")), "{out}");
+        assert!(lines[1].contains(tail), "{out}");
+        assert!(
+            lines[1].ends_with(
+                "\"rtt_us\":{\"n\":0,\"min\":null,\"avg\":null,\"max\":null,\"mdev\":null,\
+                 \"p50\":null,\"p90\":null,\"p99\":null,\"p999\":null}}"
+            ),
+            "{out}"
         );
     }
 

@@ -158,6 +158,43 @@ impl fmt::Display for SessionError {
 impl std::error::Error for SessionError {}
 
 impl SessionError {
+    /// The error as the peer reads it in our BYE's detail: from its side,
+    /// so "you did not answer 3 heartbeats", not "peer did not …" (the
+    /// peer would take "peer" for us).
+    pub fn for_peer(&self) -> String {
+        match self {
+            SessionError::Version { peer } => format!(
+                "you speak duet protocol version {peer}, this duet speaks {}",
+                protocol::VERSION
+            ),
+            SessionError::Protocol(e) => format!("protocol error in what you sent: {e}"),
+            SessionError::Unexpected(what) => format!("protocol error in what you sent: {what}"),
+            SessionError::OutOfOrder { expected, got } => format!(
+                "protocol error in what you sent: data for message {got}, expected {expected}"
+            ),
+            SessionError::TooLarge { limit } => {
+                format!("you sent a message over my limit of {limit} bytes")
+            }
+            SessionError::StrayAck { id } => format!(
+                "protocol error in what you sent: acknowledgment for message {id}, which is not in flight"
+            ),
+            SessionError::HandshakeTimeout => "you did not complete the handshake".to_string(),
+            SessionError::Dead { pings, silent } => format!(
+                "you did not answer {pings} heartbeats (silent for {:.1} s)",
+                silent.as_secs_f64()
+            ),
+            SessionError::WriteStall { after } => format!(
+                "you stopped reading: no write progress for {:.1} s",
+                after.as_secs_f64()
+            ),
+            // Never sent: the connection is gone, or the peer is not duet.
+            SessionError::NotDuet { .. }
+            | SessionError::Truncated
+            | SessionError::NoBye
+            | SessionError::NoHello => self.to_string(),
+        }
+    }
+
     fn bye_reason(&self) -> ByeReason {
         match self {
             SessionError::Version { .. } => ByeReason::VersionMismatch,
@@ -1004,7 +1041,7 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        let detail = err.to_string();
+        let detail = err.for_peer();
         self.queue_bye(err.bye_reason(), detail.as_bytes());
         self.finish(End::Failed(err));
     }

@@ -13,7 +13,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, RawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::core::chat::Screen;
+use crate::core::chat::{self, Screen};
 use crate::core::editor::{self, Editor};
 use crate::core::escape;
 use crate::core::render::{self, Format, Line, Stamp, Style};
@@ -63,6 +63,8 @@ pub struct Display {
     /// A wall-clock reading (µs since the epoch) and the instant it was
     /// taken: lines are stamped with it plus the time since (see `wall_at`).
     wall_base: (Instant, u64),
+    /// Reads the wall clock (`wall_us`; a test's own clock in tests).
+    wall_clock: fn() -> u64,
     /// A message being shown as it arrives.
     part: Option<Streaming>,
     /// Readable once a stop signal has come: from then on, output that
@@ -101,6 +103,7 @@ impl Display {
             broken: false,
             mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
             wall_base: (base, wall_us()),
+            wall_clock: wall_us,
             style: Style::with_color(color),
             timestamps,
             prompt: None,
@@ -309,7 +312,7 @@ impl Display {
     fn wall_at(&mut self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.wall_base.0);
         if since >= WALL_REREAD {
-            self.wall_base = (now, wall_us());
+            self.wall_base = (now, (self.wall_clock)());
             return self.wall_base.1;
         }
         self.wall_base.1 + since.as_micros() as u64
@@ -318,15 +321,15 @@ impl Display {
     /// In interactive mode, the first output of a turn clears the prompt
     /// line it will be printed over.
     pub fn begin_output(&mut self) {
-        if let Some(p) = self.prompt.as_mut().filter(|p| p.visible) {
-            self.out.extend_from_slice(b"\r\x1b[K");
-            p.visible = false;
+        if let Some(p) = self.prompt.as_mut() {
+            p.erase(&mut self.out);
         }
     }
 
-    /// Echoes a message we sent, above the prompt, and remembers it for the
-    /// inline delivery mark. Every line carries the tag.
-    pub fn echo_sent(&mut self, id: u64, data: &[u8]) {
+    /// Echoes a message we sent at `now`, above the prompt, and remembers
+    /// it for the inline delivery mark. Every line carries the tag, and
+    /// with `--timestamps` the time it was sent.
+    pub fn echo_sent(&mut self, id: u64, data: &[u8], now: Instant) {
         self.begin_output();
         let tag = if self.style.color {
             "\x1b[1;32myou>\x1b[0m "
@@ -334,7 +337,11 @@ impl Display {
             "you> "
         };
         let marks = self.style.color.then_some(("\x1b[7m", "\x1b[27m"));
-        let time = self.style.time.clone().unwrap_or_default();
+        let time = if self.timestamps {
+            local_time(self.wall_at(now))
+        } else {
+            String::new()
+        };
         let mut lines = Vec::new();
         for (i, part) in data.split(|&b| b == b'\n').enumerate() {
             if i > 0 {
@@ -357,22 +364,23 @@ impl Display {
     /// is left blocking: if its reader pauses, the loop waits here and TCP
     /// flow control holds the peer back.
     pub fn flush(&mut self) {
+        if let Some(p) = self.prompt.as_mut().filter(|p| p.hint) {
+            // The first screen with a prompt says where help is.
+            p.hint = false;
+            let message = chat::HINT;
+            self.show(&Line::Notice { message }, Instant::now());
+        }
         self.render_sent();
         self.held_since = None;
         if let Some(p) = &mut self.prompt {
             let held = logging::take_held();
             if !held.is_empty() {
-                if p.visible {
-                    self.out.extend_from_slice(b"\r\x1b[K");
-                    p.visible = false;
-                }
+                p.erase(&mut self.out);
                 self.out.extend_from_slice(&held);
                 p.last_sent = None;
             }
             if !self.out.is_empty() || p.dirty {
-                if p.visible {
-                    self.out.extend_from_slice(b"\r\x1b[K");
-                }
+                p.erase(&mut self.out);
                 let mut label = p.label.as_str();
                 let mut width = editor::str_width(label);
                 if !Editor::label_fits(width, p.columns) {
@@ -383,7 +391,8 @@ impl Display {
                 } else {
                     label.to_string()
                 };
-                p.editor.render(&label, width, p.columns, &mut self.out);
+                p.cursor_col = p.editor.render(&label, width, p.columns, &mut self.out);
+                p.drawn_at = p.columns;
                 p.visible = true;
                 p.dirty = false;
             }
@@ -476,14 +485,19 @@ impl Display {
         }
     }
 
-    /// Before stopping: the terminal as it was, the prompt left on screen.
+    /// Before stopping: the terminal as it was, the prompt and draft left
+    /// on screen once, and the cursor on the next line for the shell.
     pub fn suspend_terminal(&mut self) {
+        self.flush();
         if let Some(p) = &mut self.prompt {
             p.terminal.suspend();
             self.out.extend_from_slice(b"\r\n");
             p.visible = false;
+            p.dirty = true;
+            // Written as it is: a flush would draw the prompt again below.
+            let stop = self.stop.as_ref().map(StopFd::raw);
+            write_out(&mut self.stdout, &mut self.out, &mut self.broken, stop);
         }
-        self.flush();
     }
 
     /// After continuing: cbreak mode again, and a redraw.
@@ -497,12 +511,19 @@ impl Display {
         }
     }
 
-    /// At exit: leave the prompt and any unsent draft on screen with a new
-    /// line below it for the shell, and give the terminal back.
+    /// At exit: the prompt line is cleared (its label would be stale once
+    /// we are gone); an unsent draft stays, after a bare `> `, with a new
+    /// line below it for the shell. The terminal is given back.
     pub fn leave_terminal(&mut self) {
+        self.flush();
         if let Some(mut p) = self.prompt.take() {
-            self.out.extend_from_slice(b"\r\n");
-            self.flush();
+            p.erase(&mut self.out);
+            if !p.editor.draft().is_empty() {
+                p.editor.render("> ", 2, p.columns, &mut self.out);
+                self.out.extend_from_slice(b"\r\n");
+            }
+            let stop = self.stop.as_ref().map(StopFd::raw);
+            write_out(&mut self.stdout, &mut self.out, &mut self.broken, stop);
             p.terminal.suspend();
             logging::capture(false);
         }
@@ -530,8 +551,8 @@ impl Screen for Display {
         Display::cut_off(self, from, now);
     }
 
-    fn echo_sent(&mut self, id: u64, data: &[u8]) {
-        Display::echo_sent(self, id, data);
+    fn echo_sent(&mut self, id: u64, data: &[u8], now: Instant) {
+        Display::echo_sent(self, id, data, now);
     }
 }
 
@@ -548,6 +569,12 @@ pub struct Prompt {
     /// The line just above the prompt is our message: its id, the bytes
     /// printed, and their width (for the inline delivery mark).
     last_sent: Option<(u64, Vec<u8>, usize)>,
+    /// The terminal's width when the prompt was drawn, and the cursor's
+    /// column then (see [`Prompt::erase`]).
+    drawn_at: usize,
+    cursor_col: usize,
+    /// The hint (`chat::HINT`) is still to be shown.
+    hint: bool,
 }
 
 impl Prompt {
@@ -561,7 +588,32 @@ impl Prompt {
             visible: false,
             dirty: true,
             last_sent: None,
+            drawn_at: 0,
+            cursor_col: 0,
+            hint: true,
         }
+    }
+
+    /// Erases the prompt from the screen, if it is there. After a resize,
+    /// a terminal that rewraps its lines (tmux, VTE, kitty, iTerm2,
+    /// Windows Terminal) has wrapped a prompt wider than the new width
+    /// onto several rows, the cursor on one of them: erasing goes up to
+    /// the first of them and clears to the end of the screen.
+    fn erase(&mut self, out: &mut Vec<u8>) {
+        if !self.visible {
+            return;
+        }
+        self.visible = false;
+        let rows = match self.columns {
+            0 => 0,
+            c if c != self.drawn_at => self.cursor_col / c,
+            _ => 0,
+        };
+        out.extend_from_slice(b"\r");
+        if rows > 0 {
+            let _ = write!(out, "\x1b[{rows}A");
+        }
+        out.extend_from_slice(b"\x1b[J");
     }
 }
 
@@ -662,6 +714,42 @@ mod tests {
             "{stamp} vs {wall}"
         );
         assert_eq!(d.wall_base, (later, stamp));
+    }
+
+    /// The wall clock of `stamps_of_our_own_lines_are_true_after_idling`.
+    static FAKE_WALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn fake_wall() -> u64 {
+        FAKE_WALL.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// With `--timestamps`, a line we send after idling carries the time
+    /// it was sent, not the time of the last line shown before the idle.
+    #[test]
+    fn stamps_of_our_own_lines_are_true_after_idling() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut d = Display::new(Format::Text, false, true);
+        d.wall_clock = fake_wall;
+        let t0 = Instant::now();
+        let start = 1_800_000_000_500_000; // µs since the epoch, half a second in
+        FAKE_WALL.store(start, Relaxed);
+        d.wall_base = (t0, start);
+        d.show(&Line::Error { message: "before" }, t0);
+        let first = String::from_utf8(std::mem::take(&mut d.out)).unwrap();
+        assert_eq!(first, format!("{}* error: before\n", local_time(start)));
+        // Twelve seconds idle, by both clocks; then a line is sent.
+        let idle = Duration::from_secs(12);
+        FAKE_WALL.store(start + idle.as_micros() as u64, Relaxed);
+        d.echo_sent(1, b"after", t0 + idle);
+        let echoed = String::from_utf8(std::mem::take(&mut d.out)).unwrap();
+        let want = local_time(start + idle.as_micros() as u64);
+        assert_eq!(echoed, format!("{want}you> after\n"));
+        // Within the second, stamps follow the monotonic clock.
+        d.echo_sent(2, b"soon", t0 + idle + Duration::from_millis(700));
+        let echoed = String::from_utf8(std::mem::take(&mut d.out)).unwrap();
+        let want = local_time(start + 12_700_000);
+        assert_ne!(want, local_time(start + 12_000_000), "the next second");
+        assert_eq!(echoed, format!("{want}you> soon\n"));
     }
 
     /// A JSON display whose stdout is a pipe; returns the pipe's other end

@@ -32,7 +32,7 @@ use crate::core::chat::{Chat, ChatConfig, Request, Role};
 use crate::core::editor::Action;
 use crate::core::exit;
 use crate::core::input::Splitter;
-use crate::core::render::{Format, Line};
+use crate::core::render::Format;
 use crate::core::session::{Config, Session};
 use crate::os::addr::IpLiteral;
 use crate::os::conn::{Clock, Conn};
@@ -252,7 +252,8 @@ impl Loop {
                 err,
             })?;
         self.listener = Some(listener);
-        self.display.show(&Line::Listening { addr }, Instant::now());
+        self.chat
+            .handle_listening(addr, once, &mut self.display, Instant::now());
         // The prompt is drawn with this first line, before any event.
         self.refresh_label();
         self.display.flush();
@@ -313,6 +314,7 @@ impl Loop {
             match self.add_conn(stream, peer, now, busy) {
                 Ok(key) if busy => {
                     log::info!("turned away {peer}: busy with another chat");
+                    self.chat.handle_turned_away(peer, &mut self.display, now);
                     self.conns[key].ready(&mut Clock::at(now));
                 }
                 Ok(key) => {

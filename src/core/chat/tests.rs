@@ -42,7 +42,7 @@ impl Screen for Recorder {
         }
     }
 
-    fn echo_sent(&mut self, id: u64, data: &[u8]) {
+    fn echo_sent(&mut self, id: u64, data: &[u8], _now: Instant) {
         self.lines
             .push(format!("echo #{id} {}", String::from_utf8_lossy(data)));
     }
@@ -146,8 +146,8 @@ fn open_pair(t0: Instant) -> (Side, Side) {
 fn the_connected_line_names_the_peer_and_its_address() {
     let t0 = Instant::now();
     let (mut c, mut s) = open_pair(t0);
-    assert_eq!(c.screen.take(), ["* connected to alice (127.0.0.1:7777)"]);
-    assert_eq!(s.screen.take(), ["* connected to bob (127.0.0.1:7777)"]);
+    assert_eq!(c.screen.take(), ["* connected to <alice> (127.0.0.1:7777)"]);
+    assert_eq!(s.screen.take(), ["* connected to <bob> (127.0.0.1:7777)"]);
 }
 
 #[test]
@@ -158,7 +158,7 @@ fn a_peer_with_an_empty_name_is_called_peer() {
     pump(&mut c.session, &mut s.session, t0);
     pump(&mut s.session, &mut c.session, t0);
     c.show(t0);
-    assert_eq!(c.screen.take(), ["* connected to peer (127.0.0.1:7777)"]);
+    assert_eq!(c.screen.take(), ["* connected to <peer> (127.0.0.1:7777)"]);
 }
 
 #[test]
@@ -171,10 +171,7 @@ fn a_typed_line_is_echoed_sent_acknowledged_and_shown_with_its_sender() {
     assert_eq!(c.screen.take(), ["echo #1 hello alice"]);
     pump(&mut c.session, &mut s.session, t0 + MS);
     s.show(t0 + MS);
-    assert_eq!(
-        s.screen.take(),
-        ["alice> hello alice".replace("alice>", "bob>")]
-    );
+    assert_eq!(s.screen.take(), ["<bob> hello alice"]);
     pump(&mut s.session, &mut c.session, t0 + 2 * MS);
     c.show(t0 + 2 * MS);
     // Sent at t0 + 1 ms (the write), acknowledged at t0 + 2 ms.
@@ -191,10 +188,32 @@ fn commands() {
     c.line("//etc/hosts is a path", t0);
     assert_eq!(c.screen.take(), ["echo #1 /etc/hosts is a path"]);
     c.line("/nonsense", t0);
-    assert!(c.screen.take()[0].contains("unknown command (try /quit, /stats, /send PATH"));
+    assert!(c.screen.take()[0].contains("unknown command (try /help, /quit, /stats, /send PATH"));
+    c.line("/help", t0);
+    let help = c.screen.take();
+    assert_eq!(help.len(), HELP.len());
+    for needle in [
+        "Ctrl-D",
+        "Ctrl-J",
+        "/quit",
+        "/stats",
+        "/send PATH",
+        "/next",
+        "//",
+    ] {
+        assert!(
+            help.iter().any(|l| l.contains(needle)),
+            "{needle}: {help:?}"
+        );
+    }
+    assert!(help.iter().all(|l| l.starts_with("* ")), "{help:?}");
+    // /next is the server's.
+    c.line("/next", t0);
+    assert!(c.screen.take()[0].contains("/next is for a server"));
+    assert!(c.session.is_open());
     c.line("/stats", t0);
     let stats = c.screen.take();
-    assert!(stats[0].contains("--- chat with alice ---"), "{stats:?}");
+    assert!(stats[0].contains("--- chat with <alice> ---"), "{stats:?}");
     assert!(stats[1].starts_with("1 sent, 0 acknowledged"), "{stats:?}");
     // /send: usage, then a request for the shell to read the file.
     c.line("/send", t0);
@@ -314,6 +333,13 @@ fn prompt_labels() {
     assert_eq!(client.prompt_label(None), "(chat ended) > ");
     let waiting = Session::new(session_cfg("bob"), t0);
     assert_eq!(client.prompt_label(Some(&waiting)), "(connecting) > ");
+    // A server with a client's HELLO still to come is not connecting.
+    let mut server = chat(Role::Server);
+    server.handle_chat_start(ADDR);
+    assert_eq!(
+        server.prompt_label(Some(&waiting)),
+        "(greeting 127.0.0.1:7777) > "
+    );
     let (mut c, _s) = open_pair(t0);
     assert_eq!(c.chat.prompt_label(Some(&c.session)), "> ");
     c.line("one", t0);
@@ -348,11 +374,11 @@ fn a_peer_leaving_ends_the_chat_with_a_summary_and_exit_0() {
     assert!(s.chat.poll_end(&s.session, &mut s.screen, t0));
     let shown = s.screen.take();
     assert!(
-        shown.contains(&"* chat ended: bob left".to_string()),
+        shown.contains(&"* chat ended: <bob> left".to_string()),
         "{shown:?}"
     );
     assert!(
-        shown.contains(&"--- chat with bob ---".to_string()),
+        shown.contains(&"--- chat with <bob> ---".to_string()),
         "{shown:?}"
     );
     assert_eq!(s.chat.exit_code(), exit::OK);
@@ -402,8 +428,11 @@ fn a_stop_signal_turns_a_clean_end_into_the_signal_code() {
     assert_eq!(c.chat.exit_code(), 143);
 }
 
+/// Turned away, the client says so once: its error line (stderr). The
+/// transcript has no "chat ended" for a chat that never began, and no
+/// summary; JSON still has the `closed` event.
 #[test]
-fn a_busy_server_shows_one_line_no_summary_and_exit_4() {
+fn a_busy_server_is_reported_once_with_no_summary_and_exit_4() {
     let t0 = Instant::now();
     let mut c = Side::new(Role::Client, "bob", t0);
     let mut s = Side::new(Role::Server, "alice", t0);
@@ -411,15 +440,127 @@ fn a_busy_server_shows_one_line_no_summary_and_exit_4() {
     pump(&mut s.session, &mut c.session, t0);
     c.show(t0);
     assert!(c.chat.poll_end(&c.session, &mut c.screen, t0));
-    assert_eq!(
-        c.screen.take(),
-        ["* chat ended: server is busy with another chat"]
+    assert_eq!(c.screen.take(), Vec::<String>::new());
+    let mut json = Vec::new();
+    let reason = "server is busy with another chat";
+    render::render(
+        Format::Jsonl,
+        &Line::TurnedAway { reason },
+        Stamp::default(),
+        &mut json,
+    );
+    assert!(
+        String::from_utf8(json)
+            .unwrap()
+            .starts_with("{\"event\":\"closed\"")
     );
     assert_eq!(c.chat.exit_code(), exit::BUSY);
     assert_eq!(
         c.chat.take_error().as_deref(),
         Some("server is busy with another chat")
     );
+}
+
+/// A peer that never said HELLO (not duet, or gone first) had no chat:
+/// the end is shown, with no summary of zeros.
+#[test]
+fn a_chat_that_never_began_has_no_summary() {
+    let t0 = Instant::now();
+    for role in [Role::Client, Role::Server] {
+        let mut side = Side::new(role, "bob", t0);
+        side.chat.handle_quit(Some(&mut side.session), t0);
+        assert!(side.session.is_closed());
+        assert!(side.chat.poll_end(&side.session, &mut side.screen, t0));
+        assert_eq!(side.screen.take(), ["* chat ended: you left"], "{role:?}");
+    }
+}
+
+/// The side that gave up on heartbeats explains it in its BYE from the
+/// reader's side: "you did not answer", not "peer did not answer".
+#[test]
+fn a_heartbeat_timeout_reads_from_the_readers_side() {
+    let t0 = Instant::now();
+    let (mut c, mut s) = open_pair(t0);
+    s.session = {
+        let mut cfg = session_cfg("alice");
+        cfg.heartbeat = Some(Duration::from_secs(1));
+        Session::new(cfg, t0)
+    };
+    c.session = Session::new(session_cfg("bob"), t0);
+    pump(&mut c.session, &mut s.session, t0);
+    pump(&mut s.session, &mut c.session, t0);
+    c.show(t0);
+    c.screen.take();
+    // The client never answers the pings.
+    let mut now = t0;
+    while !s.session.is_closed() {
+        now += 500 * MS;
+        s.session.handle_timeout(now);
+        assert!(now < t0 + Duration::from_secs(60), "never declared dead");
+    }
+    pump(&mut s.session, &mut c.session, now);
+    c.show(now);
+    assert!(c.chat.poll_end(&c.session, &mut c.screen, now));
+    let shown = c.screen.take();
+    assert!(
+        shown[0].starts_with(
+            "* chat ended: <alice> ended the chat: timeout: you did not answer 3 heartbeats (silent for"
+        ),
+        "{shown:?}"
+    );
+    // Locally, the side that noticed says who did not answer: the peer.
+    assert!(s.chat.poll_end(&s.session, &mut s.screen, now));
+    assert!(
+        s.screen.has("peer did not answer 3 heartbeats"),
+        "{:?}",
+        s.screen.lines
+    );
+}
+
+/// `/next` ends the server's chat, not the server: the end says so and
+/// the server says where it waits for the next client. A busy server says
+/// whom it turned away.
+#[test]
+fn next_ends_the_chat_and_the_server_waits_for_the_next_client() {
+    let t0 = Instant::now();
+    let (_c, mut s) = open_pair(t0);
+    let listen: SocketAddr = "[::]:7777".parse().unwrap();
+    s.chat.handle_listening(listen, false, &mut s.screen, t0);
+    s.screen.take();
+    let other: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+    s.chat.handle_turned_away(other, &mut s.screen, t0);
+    assert_eq!(
+        s.screen.take(),
+        ["* turned away 192.0.2.9:4000: busy with the chat with <bob>"]
+    );
+    s.line("/next", t0);
+    assert!(s.session.is_closed(), "nothing unacknowledged to wait for");
+    assert!(!s.chat.quitting(), "the server stays");
+    assert!(s.chat.poll_end(&s.session, &mut s.screen, t0));
+    let shown = s.screen.take();
+    assert_eq!(shown[0], "* chat ended: you ended it (/next)");
+    assert_eq!(
+        shown.last().unwrap(),
+        "* waiting for the next client on [::]:7777"
+    );
+    assert_eq!(s.chat.exit_code(), exit::OK);
+    // With --once, or after /quit, there is no next client.
+    for once in [true, false] {
+        let (mut c, mut s) = open_pair(t0);
+        s.chat.handle_listening(listen, once, &mut s.screen, t0);
+        if !once {
+            s.chat.handle_quit(Some(&mut s.session), t0);
+        }
+        c.session.close(ByeReason::Normal);
+        pump(&mut c.session, &mut s.session, t0);
+        s.show(t0);
+        assert!(s.chat.poll_end(&s.session, &mut s.screen, t0));
+        assert!(
+            !s.screen.has("waiting for the next"),
+            "{:?}",
+            s.screen.lines
+        );
+    }
 }
 
 #[test]
@@ -499,7 +640,7 @@ fn how_each_end_reads() {
                 detail: Vec::new(),
             },
             0,
-            "bob left",
+            "<bob> left",
             exit::OK,
             false,
         ),
@@ -519,7 +660,7 @@ fn how_each_end_reads() {
                 detail: b"bad\x1b[2J".to_vec(),
             },
             0,
-            "bob ended the chat: protocol error: bad\\x1b[2J",
+            "<bob> ended the chat: protocol error: bad\\x1b[2J",
             exit::FAILURE,
             true,
         ),
