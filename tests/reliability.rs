@@ -747,3 +747,111 @@ fn a_signal_stops_a_server_whose_stdout_is_blocked() {
     assert_eq!(s.code(), 143, "the signal's exit status");
     drop(read_end);
 }
+
+/// A TCP connection to `to` from the loopback address `from` (the
+/// server limits greetings per source address).
+fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only");
+    };
+    let sockaddr = |ip: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own, with sockaddrs
+    // that outlive them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let stream = TcpStream::from_raw_fd(fd);
+        let src = sockaddr(from, 0);
+        assert_eq!(
+            libc::bind(fd, (&src as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        let dst = sockaddr(to.ip().octets(), to.port());
+        assert_eq!(
+            libc::connect(fd, (&dst as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream
+    }
+}
+
+/// The first frame from the server (its HELLO), then what follows until
+/// it closes.
+fn hello_then_rest(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    parse_frames(&all)
+}
+
+/// Silent connections do not hold the chat: it goes to the first peer to
+/// complete its greeting, and the silent ones are then turned away.
+#[test]
+fn a_silent_connection_does_not_hold_the_chat() {
+    let (mut s, addr) = Duet::server(&[]);
+    let mut silent: Vec<TcpStream> = (0..3).map(|_| connect_from([127, 0, 0, 2], addr)).collect();
+    let mut c = Duet::client(addr, &["--name", "real"]);
+    c.expect_event("connected");
+    // The silent ones are turned away as the chat is granted, then it
+    // opens.
+    for _ in &silent {
+        let notice = s.expect_event("notice");
+        let says = notice["message"].as_str().unwrap();
+        assert!(says.contains("127.0.0.2"), "{notice}");
+        assert!(says.ends_with("another client greeted first"), "{notice}");
+    }
+    assert_eq!(s.expect_event("connected")["name"], "real");
+    c.send(b"through\n");
+    assert_eq!(c.expect_event("ack")["id"], 1);
+    assert_eq!(s.expect_event("message")["text"], "through");
+    for conn in &mut silent {
+        let frames = hello_then_rest(conn);
+        assert_eq!(frames.first().map(|f| f.0), Some(0x01), "{frames:?}");
+        assert_eq!(frames.last(), Some(&(0x04, vec![1])), "BYE(busy)");
+    }
+}
+
+/// Greetings under way are bounded per source address and in all; past a
+/// bound, a connection is turned away at once with BYE(busy), and the
+/// server's user is told why.
+#[test]
+fn greetings_under_way_are_bounded() {
+    let (mut s, addr) = Duet::server(&[]);
+    let _four: Vec<TcpStream> = (0..4).map(|_| connect_from([127, 0, 0, 2], addr)).collect();
+    let mut fifth = connect_from([127, 0, 0, 2], addr);
+    let frames = hello_then_rest(&mut fifth);
+    assert_eq!(frames.last(), Some(&(0x04, vec![1])), "{frames:?}");
+    let notice = s.expect_event("notice");
+    assert!(
+        notice["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("too many connections waiting to greet from that address"),
+        "{notice}"
+    );
+    // Another address still gets in, up to 16 greetings in all.
+    let _more: Vec<TcpStream> = (3..6)
+        .flat_map(|last| (0..4).map(move |_| [127, 0, 0, last]))
+        .map(|from| connect_from(from, addr))
+        .collect();
+    let mut seventeenth = connect_from([127, 0, 0, 9], addr);
+    let frames = hello_then_rest(&mut seventeenth);
+    assert_eq!(frames.last(), Some(&(0x04, vec![1])), "{frames:?}");
+    let notice = s.expect_event("notice");
+    assert!(
+        notice["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("too many connections waiting to greet"),
+        "{notice}"
+    );
+}

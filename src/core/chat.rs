@@ -67,6 +67,19 @@ struct Bench {
     queued: u64,
 }
 
+/// Why a server turned a connection away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A chat is under way.
+    Busy,
+    /// Its greeting was under way when another client's completed first.
+    Outpaced,
+    /// Too many connections have not greeted yet.
+    TooManyGreetings,
+    /// Too many of those come from its address.
+    TooManyFromAddress,
+}
+
 /// What the shell must do for the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -133,6 +146,8 @@ pub struct Chat {
     peer_name: Vec<u8>,
     /// A client's connect in progress, for the prompt's label.
     dialing: Option<SocketAddr>,
+    /// A server's client whose HELLO is awaited, for the prompt's label.
+    greeting: Option<SocketAddr>,
     /// The first stop signal received.
     stop: Option<i32>,
     /// The person asked to leave (Ctrl-D, Ctrl-C, /quit).
@@ -160,6 +175,7 @@ impl Chat {
             peer_addr: None,
             peer_name: DEFAULT_PEER.to_vec(),
             dialing: None,
+            greeting: None,
             stop: None,
             quit: false,
             request: None,
@@ -187,6 +203,12 @@ impl Chat {
         screen.show(&Line::Listening { addr }, now);
     }
 
+    /// A server is greeting the client at `addr` (the first of those whose
+    /// HELLO has not come yet), or none.
+    pub fn handle_greeting(&mut self, addr: Option<SocketAddr>) {
+        self.greeting = addr;
+    }
+
     /// A chat with the peer at `addr` begins (its session was just made).
     pub fn handle_chat_start(&mut self, addr: SocketAddr) {
         self.peer_addr = Some(addr);
@@ -194,14 +216,45 @@ impl Chat {
         self.next = false;
     }
 
-    /// A server busy with a chat turned away a client from `addr`: its
-    /// person is told who came, and from where.
-    pub fn handle_turned_away(&mut self, addr: SocketAddr, screen: &mut impl Screen, now: Instant) {
-        let message = format!(
-            "turned away {addr}: busy with the chat with {}",
-            peer_label(&self.peer_name)
-        );
+    /// A server turned away a client from `addr`: its person is told who
+    /// came, from where, and why.
+    pub fn handle_turned_away(
+        &mut self,
+        addr: SocketAddr,
+        why: Refusal,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        let why = match why {
+            Refusal::Busy => format!("busy with the chat with {}", peer_label(&self.peer_name)),
+            Refusal::Outpaced => "another client greeted first".to_string(),
+            Refusal::TooManyGreetings => "too many connections waiting to greet".to_string(),
+            Refusal::TooManyFromAddress => {
+                "too many connections waiting to greet from that address".to_string()
+            }
+        };
+        let message = format!("turned away {addr}: {why}");
         screen.show(&Line::Notice { message: &message }, now);
+    }
+
+    /// A connection's greeting failed before it was granted the chat (no
+    /// HELLO in time, not a duet peer, gone): shown as that chat's end, with
+    /// no summary and no effect on the exit code.
+    pub fn handle_greeting_failed(
+        &mut self,
+        session: &Session,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        if let Some(end) = session.end() {
+            let ending = describe_end(end, DEFAULT_PEER, 0);
+            screen.show(
+                &Line::Closed {
+                    reason: &ending.reason,
+                },
+                now,
+            );
+        }
     }
 
     /// Shows every event the active session has queued.
@@ -521,14 +574,12 @@ impl Chat {
                 0 => "> ".to_string(),
                 n => format!("({n} unacked) > "),
             },
-            // Connected, the peer's HELLO awaited: a server greets a
-            // client that came to it; a client is still connecting.
-            Some(_) if self.role == Role::Server => match self.peer_addr {
-                Some(addr) => format!("(greeting {addr}) > "),
-                None => "(greeting) > ".to_string(),
-            },
+            // Connected, the server's HELLO awaited.
             Some(_) => "(connecting) > ".to_string(),
             None if let Some(addr) = self.dialing => format!("(connecting to {addr}) > "),
+            // A server greets the clients that came to it until one of
+            // them has said HELLO.
+            None if let Some(addr) = self.greeting => format!("(greeting {addr}) > "),
             None if self.role == Role::Server => "(nobody connected) > ".to_string(),
             None => "(chat ended) > ".to_string(),
         }

@@ -390,6 +390,12 @@ pub struct Session {
     /// on the test VM, as long as the copying into the outbox takes):
     /// done at once, it held back the writes of the message's last half
     /// megabyte. It is freed at the end of the turn that sees its ack.
+    /// Received message bytes waiting for display above which no more
+    /// peer bytes are taken: `DISPLAY_CAP`, or 0 while held after HELLO.
+    display_cap: usize,
+    /// Take nothing after the peer's HELLO until `release` (a server's
+    /// connection waiting to be granted the chat).
+    held: bool,
     spent: Option<(u64, Vec<u8>)>,
     in_flight: VecDeque<InFlight>,
     /// Index in `in_flight` of the first entry without `sent_at`.
@@ -440,6 +446,8 @@ impl Session {
             pending: VecDeque::new(),
             pending_bytes: 0,
             spent: None,
+            display_cap: DISPLAY_CAP,
+            held: false,
             in_flight: VecDeque::with_capacity(64),
             unsent: 0,
             queue: QueueLimit::default(),
@@ -616,6 +624,21 @@ impl Session {
             State::Handshake { .. } => self.close(ByeReason::Normal),
             State::Closed => {}
         }
+    }
+
+    /// Stop taking peer bytes once the peer's HELLO has been handled,
+    /// until [`Session::release`]: a server holds every connection whose
+    /// handshake is under way, and grants the chat to the first one that
+    /// completes it. Nothing the peer sends after its HELLO is acknowledged
+    /// before then, so a connection turned away has had no message taken.
+    pub fn hold_after_hello(&mut self) {
+        self.held = true;
+    }
+
+    /// Takes peer bytes again (the chat was granted).
+    pub fn release(&mut self) {
+        self.held = false;
+        self.display_cap = DISPLAY_CAP;
     }
 
     /// The connection failed underneath us; no BYE can be sent.
@@ -810,7 +833,9 @@ impl Session {
     /// Whether the caller should read (and pass on) more peer bytes. False
     /// while the display queue or the outbox is full: TCP then pushes back.
     pub fn wants_peer_bytes(&self) -> bool {
-        self.state != State::Closed && self.arena.len() < DISPLAY_CAP && self.unsent_out() < OUT_CAP
+        self.state != State::Closed
+            && self.arena.len() < self.display_cap
+            && self.unsent_out() < OUT_CAP
     }
 
     /// Unsent bytes the kernel should hold for this connection at most
@@ -883,6 +908,10 @@ impl Session {
                 self.state = State::Open;
                 self.handshake_done = true;
                 self.events.push_back(Record::Connected);
+                if self.held {
+                    // Nothing after the HELLO is taken until `release`.
+                    self.display_cap = 0;
+                }
                 if self.input_ended {
                     self.handle_input_end(now);
                 }

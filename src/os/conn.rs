@@ -82,6 +82,8 @@ pub struct Conn {
     /// The peer's FIN or an error was reported: read until read says so,
     /// even after a short read.
     hangup: bool,
+    /// How the session ended has been shown (or needs no showing).
+    end_shown: bool,
 }
 
 impl Conn {
@@ -118,6 +120,7 @@ impl Conn {
             shut_down: false,
             eof: false,
             hangup: false,
+            end_shown: false,
         })
     }
 
@@ -213,6 +216,14 @@ impl Conn {
     /// the connection close within its grace.
     pub fn finish(&mut self, now: Instant) {
         self.closing.get_or_insert(now + close_grace(&self.session));
+    }
+
+    /// True once, when the session has ended and its end was not shown
+    /// yet: the caller shows it (or decides it needs no showing).
+    pub fn take_end(&mut self) -> bool {
+        let take = !self.end_shown && self.session.end().is_some();
+        self.end_shown |= take;
+        take
     }
 
     /// Closed after the chat: the peer's EOF came, or the grace ran out.

@@ -28,10 +28,11 @@ use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGTERM, SIGTSTP, SIGWINCH};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::core::chat::{Chat, ChatConfig, Request, Role};
+use crate::core::chat::{Chat, ChatConfig, Refusal, Request, Role};
 use crate::core::editor::Action;
 use crate::core::exit;
 use crate::core::input::Splitter;
+use crate::core::protocol::ByeReason;
 use crate::core::render::Format;
 use crate::core::session::{Config, Session};
 use crate::os::addr::IpLiteral;
@@ -58,6 +59,11 @@ const FIRST_CONN: usize = 5;
 /// Connections being turned away or closed at once, beyond which new
 /// arrivals during a chat are closed without HELLO and BYE.
 const MAX_CLOSING: usize = 64;
+/// Handshakes a server lets run at once while nobody holds the chat; the
+/// chat goes to the first to complete.
+const MAX_PENDING: usize = 16;
+/// Of those, how many may come from one address.
+const MAX_PENDING_PER_SOURCE: usize = 4;
 /// Bytes read from stdin per `read` call.
 const STDIN_CHUNK: usize = 64 * 1024;
 /// Reads of stdin per loop turn before the sockets get their turn.
@@ -305,24 +311,95 @@ impl Loop {
                 log::warn!("accepting connections again");
             }
             let peer = unmap(peer);
-            let busy = self.active.is_some();
-            if busy && self.conns.len() > MAX_CLOSING {
+            let refusal = self.refusal(peer.ip());
+            if refusal.is_some() && self.conns.len() > MAX_CLOSING {
                 // Too many already being turned away: no courtesy, just close.
-                log::debug!("dropped {peer}: busy, and {MAX_CLOSING} others are closing");
+                log::debug!("dropped {peer}: {MAX_CLOSING} others are closing");
                 continue;
             }
-            match self.add_conn(stream, peer, now, busy) {
-                Ok(key) if busy => {
-                    log::info!("turned away {peer}: busy with another chat");
-                    self.chat.handle_turned_away(peer, &mut self.display, now);
-                    self.conns[key].ready(&mut Clock::at(now));
-                }
-                Ok(key) => {
-                    log::info!("accepted {peer}");
-                    self.start_chat(key, peer);
-                }
+            match self.add_conn(stream, peer, now, refusal.is_some()) {
+                Ok(key) => match refusal {
+                    Some(why) => self.turn_away(key, why, now),
+                    None => {
+                        log::info!("accepted {peer}: waiting for its HELLO");
+                        self.conns[key].session_mut().hold_after_hello();
+                    }
+                },
                 Err(e) => log::warn!("cannot set up connection from {peer}: {}", io_msg(&e)),
             }
+        }
+    }
+
+    /// Why a new connection from `ip` is turned away, if it is: a chat is
+    /// under way, or too many handshakes are (in all, or from `ip`).
+    fn refusal(&self, ip: IpAddr) -> Option<Refusal> {
+        if self.active.is_some() {
+            return Some(Refusal::Busy);
+        }
+        let (mut all, mut same) = (0, 0);
+        for (_, c) in self.conns.iter().filter(|(_, c)| !c.session().is_closed()) {
+            all += 1;
+            same += usize::from(c.peer().ip() == ip);
+        }
+        if all >= MAX_PENDING {
+            Some(Refusal::TooManyGreetings)
+        } else if same >= MAX_PENDING_PER_SOURCE {
+            Some(Refusal::TooManyFromAddress)
+        } else {
+            None
+        }
+    }
+
+    /// Says BYE(busy) on connection `key` and tells the server's user.
+    fn turn_away(&mut self, key: usize, why: Refusal, now: Instant) {
+        let conn = &mut self.conns[key];
+        let peer = conn.peer();
+        log::info!("turned away {peer}: {why:?}");
+        // Its end is the notice below, not a chat's end.
+        conn.session_mut().close(ByeReason::Busy);
+        conn.take_end();
+        conn.ready(&mut Clock::at(now));
+        self.chat
+            .handle_turned_away(peer, why, &mut self.display, now);
+    }
+
+    /// Shows how each greeting that failed ended (no HELLO in time, not a
+    /// duet peer, ...): the server's user sees who tried.
+    fn show_failed_greetings(&mut self, now: Instant) {
+        for (_, conn) in self.conns.iter_mut() {
+            if conn.take_end() {
+                self.chat
+                    .handle_greeting_failed(conn.session(), &mut self.display, now);
+            }
+        }
+    }
+
+    /// With no chat under way, grants it to the first connection whose
+    /// handshake has completed, and turns the others away: a connection
+    /// that never says HELLO holds nothing.
+    fn grant_chat(&mut self, now: Instant) {
+        let Some(key) = self
+            .conns
+            .iter()
+            .find(|(_, c)| c.session().handshake_done() && !c.session().is_closed())
+            .map(|(k, _)| k)
+        else {
+            return;
+        };
+        let conn = &mut self.conns[key];
+        conn.session_mut().release();
+        let peer = conn.peer();
+        // What came behind its HELLO is taken now (the backlog).
+        conn.ready(&mut Clock::at(now));
+        self.start_chat(key, peer);
+        let others: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(k, c)| *k != key && !c.session().is_closed())
+            .map(|(k, _)| k)
+            .collect();
+        for other in others {
+            self.turn_away(other, Refusal::Outpaced, now);
         }
     }
 
@@ -557,6 +634,10 @@ impl Loop {
         for (_, conn) in self.conns.iter_mut() {
             conn.ready(&mut clock);
         }
+        if self.active.is_none() && self.listener.is_some() && !self.conns.is_empty() {
+            self.show_failed_greetings(clock.now());
+            self.grant_chat(clock.now());
+        }
         if self.chat.is_bench() {
             if let Some(s) = active_session(&mut self.conns, self.active) {
                 self.chat.feed_bench(s, clock.now());
@@ -581,8 +662,7 @@ impl Loop {
         if self.display.is_broken() {
             // Nobody reads our output any more: leave politely.
             if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
-                conn.session_mut()
-                    .close(crate::core::protocol::ByeReason::Normal);
+                conn.session_mut().close(ByeReason::Normal);
                 conn.ready(&mut clock);
             }
         }
@@ -685,6 +765,15 @@ impl Loop {
     #[inline(always)]
     fn refresh_label(&mut self) {
         if self.display.interactive() {
+            let greeting = match self.active {
+                Some(_) => None,
+                None => self
+                    .conns
+                    .iter()
+                    .find(|(_, c)| !c.session().is_closed())
+                    .map(|(_, c)| c.peer()),
+            };
+            self.chat.handle_greeting(greeting);
             let session = self
                 .active
                 .and_then(|k| self.conns.get(k))

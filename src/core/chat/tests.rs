@@ -335,11 +335,10 @@ fn prompt_labels() {
     assert_eq!(client.prompt_label(Some(&waiting)), "(connecting) > ");
     // A server with a client's HELLO still to come is not connecting.
     let mut server = chat(Role::Server);
-    server.handle_chat_start(ADDR);
-    assert_eq!(
-        server.prompt_label(Some(&waiting)),
-        "(greeting 127.0.0.1:7777) > "
-    );
+    server.handle_greeting(Some(ADDR));
+    assert_eq!(server.prompt_label(None), "(greeting 127.0.0.1:7777) > ");
+    server.handle_greeting(None);
+    assert_eq!(server.prompt_label(None), "(nobody connected) > ");
     let (mut c, _s) = open_pair(t0);
     assert_eq!(c.chat.prompt_label(Some(&c.session)), "> ");
     c.line("one", t0);
@@ -528,11 +527,29 @@ fn next_ends_the_chat_and_the_server_waits_for_the_next_client() {
     s.chat.handle_listening(listen, false, &mut s.screen, t0);
     s.screen.take();
     let other: SocketAddr = "192.0.2.9:4000".parse().unwrap();
-    s.chat.handle_turned_away(other, &mut s.screen, t0);
+    s.chat
+        .handle_turned_away(other, Refusal::Busy, &mut s.screen, t0);
     assert_eq!(
         s.screen.take(),
         ["* turned away 192.0.2.9:4000: busy with the chat with <bob>"]
     );
+    for (why, says) in [
+        (Refusal::Outpaced, "another client greeted first"),
+        (
+            Refusal::TooManyGreetings,
+            "too many connections waiting to greet",
+        ),
+        (
+            Refusal::TooManyFromAddress,
+            "too many connections waiting to greet from that address",
+        ),
+    ] {
+        s.chat.handle_turned_away(other, why, &mut s.screen, t0);
+        assert_eq!(
+            s.screen.take(),
+            [format!("* turned away 192.0.2.9:4000: {says}")]
+        );
+    }
     s.line("/next", t0);
     assert!(s.session.is_closed(), "nothing unacknowledged to wait for");
     assert!(!s.chat.quitting(), "the server stays");

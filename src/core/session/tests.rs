@@ -1291,3 +1291,43 @@ fn a_message_crossing_our_bye_is_not_delivered_and_its_sender_knows() {
     let st = p.c.stats();
     assert_eq!((st.sent, st.acked, st.undelivered()), (1, 0, 1));
 }
+
+/// A held session takes the peer's HELLO and nothing after it until
+/// released: no message is acknowledged before the chat is granted.
+#[test]
+fn a_held_session_takes_nothing_after_hello_until_released() {
+    let now = Instant::now();
+    let mut s = Session::new(cfg("server"), now);
+    s.hold_after_hello();
+    let mut wire = hello(b"client", 1 << 20);
+    let hello_len = wire.len();
+    encode(
+        &Frame::Data {
+            id: 1,
+            last: true,
+            chunk: b"early",
+        },
+        &mut wire,
+    );
+    assert_eq!(s.handle_peer_bytes(&wire, now), hello_len);
+    assert!(s.handshake_done());
+    assert!(!s.wants_peer_bytes(), "held");
+    assert_eq!(s.stats().received, 0);
+    // Only our own HELLO waits to be sent: no ACK.
+    let out = s.poll_transmit().bytes.to_vec();
+    assert_eq!(decode(&out).unwrap().map(|(_, n)| n), Some(out.len()));
+    s.release();
+    assert!(s.wants_peer_bytes());
+    assert_eq!(
+        s.handle_peer_bytes(&wire[hello_len..], now),
+        wire.len() - hello_len
+    );
+    assert_eq!(s.stats().received, 1);
+    assert_eq!(
+        events(&mut s),
+        vec![
+            Ev::Connected(b"client".to_vec(), 1 << 20),
+            Ev::Message(1, b"early".to_vec())
+        ]
+    );
+}
