@@ -386,10 +386,10 @@ pub struct Session {
     pending: VecDeque<Pending>,
     pending_bytes: usize,
     /// The buffer of a large message whose last chunk is encoded, and its
-    /// id. Freeing it is an `munmap` of every page (about 15 ms for 100 MB
-    /// on the test VM, as long as the copying into the outbox takes):
-    /// done at once, it held back the writes of the message's last half
-    /// megabyte. It is freed at the end of the turn that sees its ack.
+    /// id. Freeing it unmaps every page, which takes about as long as
+    /// copying the message into the outbox (docs/PERFORMANCE.md): done at
+    /// once, it held back the writes of the message's last half megabyte.
+    /// It is freed at the end of the turn that sees its ack.
     /// Received message bytes waiting for display above which no more
     /// peer bytes are taken: `DISPLAY_CAP`, or 0 while held after HELLO.
     display_cap: usize,

@@ -9,6 +9,12 @@
 //! of file). Bytes already read but declined by the session (its display
 //! queue or outbox was full) are its `backlog`: they are offered again as
 //! soon as the session wants them, without waiting for another edge.
+//!
+//! The code here is on the ack path and is shaped around what the
+//! compiler inlines: each session call that matters has one call site
+//! (so it is inlined into `ready`), and rare work (closing) sits behind an
+//! inlined check in a cold function. Instruction counts per message are in
+//! docs/PERFORMANCE.md; `benches/syscalls.sh` measures them.
 
 use std::io::{self, ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr};

@@ -57,7 +57,7 @@ pub struct Display {
     /// output is written. So a stop-and-wait sender renders its `sent`
     /// line after the ack has been read, with the `ack` line, and not
     /// while the message's round trip runs: on one CPU the peer cannot
-    /// answer until we sleep, and the rendering took 0.1–0.2 µs of it.
+    /// answer until we sleep, so rendering then would lengthen the RTT.
     sent: Vec<(u64, u64, Instant)>,
     mono_base: (Instant, u64),
     /// A wall-clock reading (µs since the epoch) and the instant it was
@@ -307,8 +307,8 @@ impl Display {
     /// The wall clock at `now`, in µs since the epoch: the last reading of
     /// it plus the monotonic time since. The wall clock is read again once
     /// a second has passed (so a step in it shows within a second), not for
-    /// every line: a piped client stamps two lines per message, at about
-    /// 25 ns a reading.
+    /// every line: a piped client stamps two lines per message, and each
+    /// reading has a cost on the ack path (docs/PERFORMANCE.md).
     fn wall_at(&mut self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.wall_base.0);
         if since >= WALL_REREAD {
@@ -414,7 +414,7 @@ impl Display {
     pub fn end_turn(&mut self, now: Instant) {
         if self.out.is_empty() && self.sent.is_empty() && self.prompt.is_none() {
             // Nothing to write: what `flush` would do, without its call
-            // (every turn of `duet bench`: 50 instructions per message).
+            // (every turn of `duet bench` ends here).
             self.held_since = None;
             return;
         }
@@ -443,8 +443,8 @@ impl Display {
 
     /// Whether the loop's timer should carry the hold's deadline, rather
     /// than the wait's own timeout. A wait with a timeout makes the kernel
-    /// arm and cancel a timer for that wait: about 0.3 µs of a one-CPU
-    /// round trip, for every message of a stop-and-wait sender. The loop's
+    /// arm and cancel a timer for that wait, for every message of a
+    /// stop-and-wait sender (docs/PERFORMANCE.md). The loop's
     /// timer is left armed and serves every hold until it fires, but that
     /// costs three or four syscalls (the wake-up, reading it, setting it
     /// again, once or twice), and it fires 10 ms after a run of holds has

@@ -4,8 +4,8 @@
 //!
 //! Passing the nearest deadline to every `epoll_wait` as its timeout makes
 //! the kernel arm and cancel a timer on each wait: with heartbeats on, that
-//! is every turn, every message (about 5% of a one-CPU round trip on these
-//! machines). Deadlines mostly move later (each message pushes the next
+//! is every turn, every message, and a measurable part of a one-CPU round
+//! trip (figures in docs/PERFORMANCE.md). Deadlines mostly move later (each message pushes the next
 //! heartbeat back), so a timer that is left armed wakes the loop at most
 //! once too early per deadline, and the loop re-arms it then. A deadline
 //! found close after such a wake-up (within [`Timer::fired`]'s tolerance:
