@@ -803,21 +803,28 @@ fn a_silent_connection_does_not_hold_the_chat() {
     c.expect_event("connected");
     // The silent ones are turned away as the chat is granted, then it
     // opens.
-    for _ in &silent {
-        let notice = s.expect_event("notice");
-        let says = notice["message"].as_str().unwrap();
-        assert!(says.contains("127.0.0.2"), "{notice}");
-        assert!(says.ends_with("another client greeted first"), "{notice}");
+    for conn in &mut silent {
+        assert_turned_away(conn, &mut s, "another client greeted first");
     }
     assert_eq!(s.expect_event("connected")["name"], "real");
     c.send(b"through\n");
     assert_eq!(c.expect_event("ack")["id"], 1);
     assert_eq!(s.expect_event("message")["text"], "through");
-    for conn in &mut silent {
-        let frames = hello_then_rest(conn);
-        assert_eq!(frames.first().map(|f| f.0), Some(0x01), "{frames:?}");
-        assert_eq!(frames.last(), Some(&(0x04, vec![1])), "BYE(busy)");
-    }
+}
+
+/// `conn` got the server's HELLO and then BYE(busy), and the server's
+/// user was told why it was turned away.
+fn assert_turned_away(conn: &mut TcpStream, s: &mut Duet, why: &str) {
+    let frames = hello_then_rest(conn);
+    assert_eq!(frames.first().map(|f| f.0), Some(0x01), "{frames:?}");
+    assert_eq!(
+        frames.last(),
+        Some(&(0x04, vec![1])),
+        "BYE(busy): {frames:?}"
+    );
+    let notice = s.expect_event("notice");
+    let says = notice["message"].as_str().unwrap();
+    assert!(says.ends_with(why), "{notice}");
 }
 
 /// Greetings under way are bounded per source address and in all; past a
@@ -828,30 +835,17 @@ fn greetings_under_way_are_bounded() {
     let (mut s, addr) = Duet::server(&[]);
     let _four: Vec<TcpStream> = (0..4).map(|_| connect_from([127, 0, 0, 2], addr)).collect();
     let mut fifth = connect_from([127, 0, 0, 2], addr);
-    let frames = hello_then_rest(&mut fifth);
-    assert_eq!(frames.last(), Some(&(0x04, vec![1])), "{frames:?}");
-    let notice = s.expect_event("notice");
-    assert!(
-        notice["message"]
-            .as_str()
-            .unwrap()
-            .ends_with("too many connections waiting to greet from that address"),
-        "{notice}"
-    );
-    // Another address still gets in, up to 16 greetings in all.
+    let from_there = "too many connections waiting to greet from that address";
+    assert_turned_away(&mut fifth, &mut s, from_there);
+    // Other addresses still get in, up to 16 greetings in all.
     let _more: Vec<TcpStream> = (3..6)
         .flat_map(|last| (0..4).map(move |_| [127, 0, 0, last]))
         .map(|from| connect_from(from, addr))
         .collect();
     let mut seventeenth = connect_from([127, 0, 0, 9], addr);
-    let frames = hello_then_rest(&mut seventeenth);
-    assert_eq!(frames.last(), Some(&(0x04, vec![1])), "{frames:?}");
-    let notice = s.expect_event("notice");
-    assert!(
-        notice["message"]
-            .as_str()
-            .unwrap()
-            .ends_with("too many connections waiting to greet"),
-        "{notice}"
+    assert_turned_away(
+        &mut seventeenth,
+        &mut s,
+        "too many connections waiting to greet",
     );
 }
