@@ -1,13 +1,18 @@
 //! IP address literals as typed on the command line, including IPv6
 //! addresses with a zone (`fe80::1%eth0`, `fe80::1%2`), which a link-local
 //! address needs to say which interface it is on; and the socket addresses
-//! they stand for. Host names are left to the system's resolver.
+//! they stand for; resolving a client's target (names are left to the
+//! system's resolver) and binding a server's listener.
 
 use std::ffi::CString;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, ToSocketAddrs};
 use std::str::FromStr;
+
+use mio::net::TcpListener;
+
+use crate::os::error::Error;
 
 /// An IP address, with the zone an IPv6 address may carry after `%`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +111,54 @@ fn scope_id(zone: &str) -> io::Result<u32> {
     match unsafe { libc::if_nametoindex(name.as_ptr()) } {
         0 => Err(no_such()),
         index => Ok(index),
+    }
+}
+
+/// The addresses `host` stands for: an IP literal's one (its zone turned
+/// into an interface index), else what the system's resolver says.
+pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    let resolved = match host.parse::<IpLiteral>() {
+        Ok(lit) => lit.socket_addr(port).map(|addr| vec![addr]),
+        Err(_) => (host, port).to_socket_addrs().map(Iterator::collect),
+    };
+    resolved.map_err(|err| Error::Resolve {
+        host: host.to_string(),
+        err,
+    })
+}
+
+/// Shows an IPv4 peer of a dual-stack listener as IPv4, not `::ffff:a.b.c.d`.
+pub fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+/// Binds the listener: the given address, else `[::]` (dual-stack), else
+/// `0.0.0.0` when IPv6 is unavailable.
+pub fn bind(listen: Option<IpLiteral>, port: u16) -> Result<TcpListener, Error> {
+    let bind_one =
+        |addr: SocketAddr| TcpListener::bind(addr).map_err(|err| Error::Bind { addr, err });
+    match listen {
+        Some(lit) => bind_one(lit.socket_addr(port).map_err(|err| Error::Resolve {
+            host: lit.to_string(),
+            err,
+        })?),
+        None => match bind_one((Ipv6Addr::UNSPECIFIED, port).into()) {
+            Err(Error::Bind { err, .. })
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+                ) =>
+            {
+                bind_one((Ipv4Addr::UNSPECIFIED, port).into())
+            }
+            other => other,
+        },
     }
 }
 

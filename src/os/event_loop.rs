@@ -19,7 +19,7 @@
 //!    lines, and the display writes stdout once, with the prompt after it.
 
 use std::io::{self, ErrorKind, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -35,8 +35,9 @@ use crate::core::input::Splitter;
 use crate::core::protocol::ByeReason;
 use crate::core::render::Format;
 use crate::core::session::{Config, Session};
-use crate::os::addr::IpLiteral;
+use crate::os::addr::{IpLiteral, bind, resolve, unmap};
 use crate::os::conn::{Clock, Conn};
+use crate::os::dial::{Dial, Dialed};
 use crate::os::display::{Display, Prompt};
 use crate::os::error::{Error, io_msg};
 use crate::os::logging;
@@ -95,34 +96,6 @@ pub fn run(opts: Options) -> Result<u8, Error> {
     code
 }
 
-/// The addresses `host` stands for: an IP literal's one (its zone turned
-/// into an interface index), else what the system's resolver says.
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
-    let resolved = match host.parse::<IpLiteral>() {
-        Ok(lit) => lit.socket_addr(port).map(|addr| vec![addr]),
-        Err(_) => (host, port).to_socket_addrs().map(Iterator::collect),
-    };
-    resolved.map_err(|err| Error::Resolve {
-        host: host.to_string(),
-        err,
-    })
-}
-
-/// A client's nonblocking connect, one address after another. A connect is
-/// done when the socket is writable, has no pending error and has a peer
-/// address.
-struct Dial {
-    /// Addresses not tried yet, in the resolver's order.
-    addrs: std::vec::IntoIter<SocketAddr>,
-    timeout: Duration,
-    /// The attempt under way: socket, address, deadline.
-    attempt: Option<(TcpStream, SocketAddr, Instant)>,
-    writable: bool,
-    last_err: io::Error,
-    /// Every address failed.
-    failed: bool,
-}
-
 struct Loop {
     session_cfg: Config,
     poll: Poll,
@@ -136,6 +109,8 @@ struct Loop {
     /// Accepting fails (for example EMFILE); warned once per streak.
     accept_failing: bool,
     dial: Option<Dial>,
+    /// The client's connect failed on every address.
+    dial_failed: Option<io::Error>,
     conns: Slab<Conn>,
     /// The connection whose chat is current (at most one).
     active: Option<usize>,
@@ -220,6 +195,7 @@ impl Loop {
             accept_retry: None,
             accept_failing: false,
             dial: None,
+            dial_failed: None,
             conns: Slab::new(),
             active: None,
             stdin_ready: stdin.kind() == StdinKind::Direct,
@@ -412,15 +388,21 @@ impl Loop {
         addrs: Vec<SocketAddr>,
         timeout: Duration,
     ) -> Result<u8, Error> {
-        self.dial = Some(Dial {
-            addrs: addrs.into_iter(),
-            timeout,
-            attempt: None,
-            writable: false,
-            last_err: io::Error::new(ErrorKind::NotFound, "no addresses"),
-            failed: false,
-        });
-        self.next_attempt(Instant::now());
+        let target = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let connect_failed = |err| Error::Connect {
+            target: target.clone(),
+            err,
+        };
+        let mut dial = Dial::new(addrs, timeout, DIAL);
+        if let Dialed::Failed(err) = dial.start(self.poll.registry(), Instant::now()) {
+            return Err(connect_failed(err));
+        }
+        self.chat.handle_dialing(dial.trying());
+        self.dial = Some(dial);
         // The prompt says where we are connecting before the first wait.
         if self.display.interactive() {
             self.refresh_label();
@@ -428,16 +410,8 @@ impl Loop {
         }
         loop {
             let now = self.turn()?;
-            if let Some(dial) = self.dial.take_if(|d| d.failed) {
-                let target = if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                };
-                return Err(Error::Connect {
-                    target,
-                    err: dial.last_err,
-                });
+            if let Some(err) = self.dial_failed.take() {
+                return Err(connect_failed(err));
             }
             if self.dial.is_some()
                 && let Some(sig) = self.chat.stopped()
@@ -458,94 +432,27 @@ impl Loop {
         }
     }
 
-    /// Starts a connect to the next address that takes one; marks the dial
-    /// failed when none is left.
-    fn next_attempt(&mut self, now: Instant) {
-        let Some(dial) = self.dial.as_mut() else {
-            return;
-        };
-        if let Some((mut stream, _, _)) = dial.attempt.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
-        }
-        dial.writable = false;
-        for addr in dial.addrs.by_ref() {
-            let started = TcpStream::connect(addr).and_then(|mut stream| {
-                self.poll
-                    .registry()
-                    .register(&mut stream, DIAL, Interest::WRITABLE)?;
-                Ok(stream)
-            });
-            match started {
-                Ok(stream) => {
-                    let deadline = now.checked_add(dial.timeout);
-                    let deadline = deadline.unwrap_or(now + Duration::from_secs(86_400 * 365));
-                    dial.attempt = Some((stream, addr, deadline));
-                    self.chat.handle_dialing(Some(addr));
-                    return;
-                }
-                Err(e) => {
-                    log::info!("cannot connect to {addr}: {}", io_msg(&e));
-                    dial.last_err = e;
-                }
-            }
-        }
-        dial.failed = true;
-        self.chat.handle_dialing(None);
-    }
-
-    /// Checks the connect in progress: done, failed, or past its deadline.
+    /// Moves the connect in progress on: connected (the chat begins),
+    /// failed, or still under way.
     fn advance_dial(&mut self, now: Instant) {
         let Some(dial) = self.dial.as_mut() else {
             return;
         };
-        let Some((stream, addr, deadline)) = dial.attempt.as_mut() else {
-            return;
-        };
-        let addr = *addr;
-        let outcome = if std::mem::take(&mut dial.writable) {
-            match stream.take_error() {
-                Ok(Some(e)) | Err(e) => Some(Err(e)),
-                Ok(None) => match stream.peer_addr() {
-                    Ok(_) => Some(Ok(())),
-                    Err(e) if e.kind() == ErrorKind::NotConnected => None,
-                    Err(e) => Some(Err(e)),
-                },
+        let connected = match dial.advance(self.poll.registry(), now) {
+            Dialed::Pending => {
+                self.chat.handle_dialing(dial.trying());
+                return;
             }
-        } else {
-            None
+            Dialed::Failed(err) => Err(err),
+            Dialed::Connected(stream, addr) => self
+                .add_conn(stream, addr, now, false)
+                .map(|key| (key, addr)),
         };
-        let outcome = match outcome {
-            None if now >= *deadline => Some(Err(io::Error::new(ErrorKind::TimedOut, "timed out"))),
-            other => other,
-        };
-        match outcome {
-            None => {}
-            Some(Err(e)) => {
-                log::info!("cannot connect to {addr}: {}", io_msg(&e));
-                dial.last_err = e;
-                self.next_attempt(now);
-            }
-            Some(Ok(())) => {
-                let Some((mut stream, _, _)) = self.dial.take().and_then(|d| d.attempt) else {
-                    return;
-                };
-                let _ = self.poll.registry().deregister(&mut stream);
-                self.chat.handle_dialing(None);
-                log::info!("connected to {addr}");
-                match self.add_conn(stream, addr, now, false) {
-                    Ok(key) => self.start_chat(key, addr),
-                    Err(e) => {
-                        self.dial = Some(Dial {
-                            addrs: Vec::new().into_iter(),
-                            timeout: Duration::ZERO,
-                            attempt: None,
-                            writable: false,
-                            last_err: e,
-                            failed: true,
-                        });
-                    }
-                }
-            }
+        self.dial = None;
+        self.chat.handle_dialing(None);
+        match connected {
+            Ok((key, addr)) => self.start_chat(key, addr),
+            Err(err) => self.dial_failed = Some(err),
         }
     }
 
@@ -611,7 +518,7 @@ impl Loop {
                 }
                 DIAL => {
                     if let Some(d) = self.dial.as_mut() {
-                        d.writable = true;
+                        d.handle_writable();
                     }
                 }
                 Token(t) => {
@@ -688,8 +595,8 @@ impl Loop {
         for (_, c) in self.conns.iter() {
             c.deadlines(&mut fold);
         }
-        if let Some((_, _, t)) = self.dial.as_ref().and_then(|d| d.attempt.as_ref()) {
-            fold(*t);
+        if let Some(t) = self.dial.as_ref().and_then(Dial::deadline) {
+            fold(t);
         }
         let (next, mut wait_until) = split_deadlines(
             nearest,
@@ -951,41 +858,6 @@ fn split_deadlines(
     match hold {
         Some(hold) if hold_on_timer => (Some(next.map_or(hold, |t| t.min(hold))), None),
         _ => (next, hold),
-    }
-}
-
-/// Shows an IPv4 peer of a dual-stack listener as IPv4, not `::ffff:a.b.c.d`.
-fn unmap(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
-}
-
-/// Binds the listener: the given address, else `[::]` (dual-stack), else
-/// `0.0.0.0` when IPv6 is unavailable.
-fn bind(listen: Option<IpLiteral>, port: u16) -> Result<TcpListener, Error> {
-    let bind_one =
-        |addr: SocketAddr| TcpListener::bind(addr).map_err(|err| Error::Bind { addr, err });
-    match listen {
-        Some(lit) => bind_one(lit.socket_addr(port).map_err(|err| Error::Resolve {
-            host: lit.to_string(),
-            err,
-        })?),
-        None => match bind_one((Ipv6Addr::UNSPECIFIED, port).into()) {
-            Err(Error::Bind { err, .. })
-                if matches!(
-                    err.raw_os_error(),
-                    Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
-                ) =>
-            {
-                bind_one((Ipv4Addr::UNSPECIFIED, port).into())
-            }
-            other => other,
-        },
     }
 }
 

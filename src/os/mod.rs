@@ -5,6 +5,7 @@
 pub mod addr;
 pub mod buf;
 pub mod conn;
+pub mod dial;
 pub mod display;
 pub mod error;
 pub mod event_loop;
