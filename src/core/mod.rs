@@ -12,3 +12,4 @@ pub mod queue_limit;
 pub mod render;
 pub mod rtt;
 pub mod session;
+pub mod transport;
