@@ -6,6 +6,7 @@ pub mod chat;
 pub mod editor;
 pub mod escape;
 pub mod exit;
+pub mod identity;
 pub mod input;
 pub mod protocol;
 pub mod queue_limit;
