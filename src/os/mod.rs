@@ -8,6 +8,7 @@ pub mod conn;
 pub mod display;
 pub mod error;
 pub mod event_loop;
+pub mod identity;
 pub mod logging;
 pub mod options;
 pub mod sendfile;
