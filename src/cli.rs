@@ -131,6 +131,13 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Print this side's fingerprint: the identity a peer can check.
+    ///
+    /// The identity is a key pair kept in $DUET_HOME (default
+    /// $XDG_DATA_HOME/duet, else ~/.local/share/duet), created on first
+    /// use with mode 0600. Give the fingerprint to a peer over a channel
+    /// you trust.
+    Id,
     /// Print a shell completion script to stdout.
     ///
     /// For bash: `duet completions bash > ~/.local/share/bash-completion/completions/duet`;
@@ -154,7 +161,7 @@ pub enum Command {
 }
 
 /// The subcommands, each with its own manual page (duet(1) lists them).
-const SUBCOMMANDS: [&str; 5] = ["server", "client", "bench", "completions", "man"];
+const SUBCOMMANDS: [&str; 6] = ["server", "client", "bench", "id", "completions", "man"];
 
 /// Text the command line describes itself with, printed instead of a chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,7 +323,7 @@ impl Cli {
             Command::Server { common, .. }
             | Command::Client { common, .. }
             | Command::Bench { common, .. } => Some(common),
-            Command::Completions { .. } | Command::Man { .. } => None,
+            Command::Id | Command::Completions { .. } | Command::Man { .. } => None,
         }
     }
 
@@ -325,7 +332,10 @@ impl Cli {
         match &self.command {
             Command::Completions { shell } => Some(Generated::Completions(*shell)),
             Command::Man { command } => Some(Generated::Man(command.clone())),
-            Command::Server { .. } | Command::Client { .. } | Command::Bench { .. } => None,
+            Command::Server { .. }
+            | Command::Client { .. }
+            | Command::Bench { .. }
+            | Command::Id => None,
         }
     }
 
@@ -363,9 +373,10 @@ impl Cli {
                 let mode = target.into_mode(Some(bench))?;
                 (mode, Keyboard::default(), common, "bench")
             }
-            Command::Completions { .. } | Command::Man { .. } => {
+            Command::Id | Command::Completions { .. } | Command::Man { .. } => {
                 return Err(UsageError(
-                    "`duet completions` and `duet man` print text; they do not chat".into(),
+                    "`duet id`, `duet completions` and `duet man` print text; they do not chat"
+                        .into(),
                 ));
             }
         };

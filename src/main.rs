@@ -1,12 +1,13 @@
 //! The `duet` binary: parse the command line, set up logging, run the
 //! event loop, and map the result to an exit code. Errors are one line on
 //! stderr, prefixed with `duet: `. `duet completions` and `duet man` print
-//! their text and exit before any of that.
+//! their text and exit before any of that; so does `duet id`, the local
+//! fingerprint.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use duet::cli::Cli;
+use duet::cli::{Cli, Command};
 use duet::core::exit;
 use duet::os::event_loop;
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if matches!(cli.command, Command::Id) {
+        return print_id();
+    }
     if let Some(common) = cli.common()
         && let Err(msg) = init_logging(common)
     {
@@ -59,6 +63,34 @@ fn main() -> ExitCode {
         Err(e) => {
             say(&e);
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `duet id`: the local fingerprint on stdout, the identity created on
+/// first use (said on stderr).
+fn print_id() -> ExitCode {
+    use duet::os::identity;
+    let id = match identity::home().and_then(|home| identity::load_or_create(&home)) {
+        Ok(id) => id,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    if id.created {
+        say(&format_args!(
+            "created a new identity in {}",
+            id.path.display()
+        ));
+    }
+    use std::io::Write;
+    match writeln!(std::io::stdout(), "{}", id.fingerprint()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format_args!("cannot write to stdout: {e}"));
+            ExitCode::from(exit::FAILURE)
         }
     }
 }

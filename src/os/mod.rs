@@ -9,6 +9,7 @@ pub mod dial;
 pub mod display;
 pub mod error;
 pub mod event_loop;
+pub mod identity;
 pub mod logging;
 pub mod options;
 pub mod sendfile;
