@@ -15,12 +15,13 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 
 use crate::core::chat::BenchSpec;
+use crate::core::identity::Fingerprint;
 use crate::core::input::InputMode;
 use crate::core::protocol::MAX_NAME;
 use crate::core::render::Format;
 use crate::core::session::Config;
 use crate::os::addr::{IpLiteral, LiteralError};
-use crate::os::options::{Mode, Options};
+use crate::os::options::{Mode, Options, Security};
 
 /// The default TCP port.
 pub const DEFAULT_PORT: u16 = 7777;
@@ -93,6 +94,10 @@ pub enum Command {
         /// Exit after the first chat ends
         #[arg(long)]
         once: bool,
+        /// Let in only the keys listed in FILE (one fingerprint a line, `#`
+        /// comments); every other client is refused after the handshake
+        #[arg(long, value_name = "FILE", conflicts_with = "plain")]
+        allow: Option<PathBuf>,
         #[command(flatten)]
         keyboard: Keyboard,
         #[command(flatten)]
@@ -217,6 +222,10 @@ pub struct Target {
     /// Give up on an address after this long and try the next (e.g. 10s, 500ms; more than 0)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     connect_timeout: Duration,
+    /// Chat only with the server whose key has this fingerprint (as `duet
+    /// id` prints it), whatever known_peers says
+    #[arg(long, value_name = "FINGERPRINT", value_parser = parse_fingerprint, conflicts_with = "plain")]
+    peer: Option<Fingerprint>,
 }
 
 /// How `server` and `client` read what is typed or piped in; `bench`
@@ -277,6 +286,10 @@ pub struct Common {
     /// Start text lines with the local time
     #[arg(long)]
     pub timestamps: bool,
+    /// Speak protocol v1 unencrypted and unauthenticated (both sides must
+    /// agree): for reading the bytes in strace, and for v1 peers
+    #[arg(long)]
+    pub plain: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -340,23 +353,34 @@ impl Cli {
     }
 
     pub fn into_options(self) -> Result<Options, UsageError> {
-        let (mode, keyboard, common, default_name) = match self.command {
+        let (mode, keyboard, common, default_name, security) = match self.command {
             Command::Server {
                 listen,
                 port,
                 once,
+                allow,
                 keyboard,
                 common,
             } => {
                 let listen = listen.as_deref().map(parse_listen).transpose()?;
                 let mode = Mode::Server { listen, port, once };
-                (mode, keyboard, common, "server")
+                let security = security(common.plain, None, allow);
+                (mode, keyboard, common, "server", security)
             }
             Command::Client {
                 target,
                 keyboard,
                 common,
-            } => (target.into_mode(None)?, keyboard, common, "client"),
+            } => {
+                let security = security(common.plain, target.peer, None);
+                (
+                    target.into_mode(None)?,
+                    keyboard,
+                    common,
+                    "client",
+                    security,
+                )
+            }
             Command::Bench {
                 target,
                 count,
@@ -370,8 +394,9 @@ impl Cli {
                         .map_err(|_| UsageError("--size too large".into()))?,
                     window,
                 };
+                let security = security(common.plain, target.peer, None);
                 let mode = target.into_mode(Some(bench))?;
-                (mode, Keyboard::default(), common, "bench")
+                (mode, Keyboard::default(), common, "bench", security)
             }
             Command::Id | Command::Completions { .. } | Command::Man { .. } => {
                 return Err(UsageError(
@@ -396,6 +421,7 @@ impl Cli {
         }
         Ok(Options {
             mode,
+            security,
             session: Config {
                 name: name.into_bytes(),
                 max_message: common.max_message,
@@ -425,6 +451,21 @@ impl Cli {
             timestamps: common.timestamps,
         })
     }
+}
+
+/// Encrypted unless `--plain`, with the client's pin or the server's
+/// allow file.
+fn security(plain: bool, pin: Option<Fingerprint>, allow: Option<PathBuf>) -> Security {
+    if plain {
+        Security::Plain
+    } else {
+        Security::Noise { pin, allow }
+    }
+}
+
+/// A fingerprint as `duet id` prints it.
+fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {
+    Fingerprint::parse(s).map_err(|e| e.to_string())
 }
 
 fn nonzero(d: Duration) -> Option<Duration> {

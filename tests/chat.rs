@@ -481,7 +481,7 @@ fn closed_stdout_ends_quietly() {
     let (mut s, addr) = Duet::server(&[]);
     let a = addr.to_string();
     let mut child = std::process::Command::new(BIN)
-        .args(["client", &a, "--format", "jsonl"])
+        .args(["client", &a, "--format", "jsonl", "--plain"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

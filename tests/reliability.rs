@@ -207,7 +207,7 @@ fn endless_stdin_line_is_skipped_not_buffered() {
 fn undrained_stdout_loses_nothing() {
     use std::process::{Command, Stdio};
     let mut server = Command::new(BIN)
-        .args([SERVER_ARGS, &["--once"]].concat())
+        .args([SERVER_ARGS, &["--once", "--plain"]].concat())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -442,6 +442,7 @@ fn accept_errors_do_not_spin_and_the_server_recovers() {
     // A descriptor limit that leaves room for only a few connections.
     let mut cmd = Command::new(BIN);
     cmd.args(SERVER_ARGS)
+        .arg("--plain")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

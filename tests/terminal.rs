@@ -138,7 +138,7 @@ fn client_in_tmux(addr: std::net::SocketAddr, extra: &str) -> Option<Tmux> {
     let t = Tmux::new()?;
     let (before, after) = (t.file("stty.before"), t.file("stty.after"));
     t.run(&format!(
-        "stty -g > {before}; {BIN} client {addr} --name cli {extra}; echo EXIT=$?; stty -g > {after}.tmp && mv {after}.tmp {after}; sleep 600"
+        "stty -g > {before}; {BIN} client --plain {addr} --name cli {extra}; echo EXIT=$?; stty -g > {after}.tmp && mv {after}.tmp {after}; sleep 600"
     ));
     t.wait_for("* connected to");
     Some(t)
@@ -177,7 +177,10 @@ fn typing_is_not_clobbered_by_an_incoming_message() {
     // Ctrl-D on the empty line leaves with the summary.
     t.key("C-d");
     let screen = t.wait_for("EXIT=0");
-    assert!(screen.contains("--- chat with <srv> ---"), "{screen}");
+    assert!(
+        screen.contains("--- chat with <srv> (plain) ---"),
+        "{screen}"
+    );
     assert!(screen.contains("1 sent, 1 acknowledged"), "{screen}");
     stty_same(&t);
 }
@@ -261,7 +264,7 @@ fn editing_keys_and_commands() {
     assert_eq!(s.expect_event("message")["text"], "/etc");
     t.type_text("/stats");
     t.key("Enter");
-    t.wait_for("--- chat with <srv> ---");
+    t.wait_for("--- chat with <srv> (plain) ---");
     t.type_text("/bogus");
     t.key("Enter");
     t.wait_for("unknown command");
@@ -331,7 +334,7 @@ fn a_narrow_terminal_keeps_the_draft_on_one_line() {
         return;
     };
     t.run(&format!(
-        "{BIN} server --listen 127.0.0.1 --port 0; sleep 600"
+        "{BIN} server --plain --listen 127.0.0.1 --port 0; sleep 600"
     ));
     t.wait_for("(nobody connected) >");
     t.resize(20, 6);
@@ -376,7 +379,7 @@ fn keys_and_resizes_work_while_connecting() {
         return;
     };
     t.run(&format!(
-        "{BIN} client {addr} --connect-timeout 60s; echo EXIT=$?; sleep 600"
+        "{BIN} client --plain {addr} --connect-timeout 60s; echo EXIT=$?; sleep 600"
     ));
     t.wait_for(&format!("(connecting to {addr}) >"));
     t.resize(70, 20);
@@ -398,7 +401,7 @@ fn a_line_before_the_handshake_is_refused_as_early() {
         return;
     };
     t.run(&format!(
-        "{BIN} client {addr} --handshake-timeout 60s; echo EXIT=$?; sleep 600"
+        "{BIN} client --plain {addr} --handshake-timeout 60s; echo EXIT=$?; sleep 600"
     ));
     t.wait_for("(connecting) >");
     t.type_text("early");
@@ -431,7 +434,7 @@ fn no_editor_keeps_the_kernel_line_mode() {
 
 fn client_pid(addr: std::net::SocketAddr) -> i32 {
     let pids = Command::new("pgrep")
-        .args(["-f", &format!("client {addr}")])
+        .args(["-f", &format!("client --plain {addr}")])
         .output()
         .unwrap();
     String::from_utf8_lossy(&pids.stdout)
@@ -561,7 +564,7 @@ fn term_dumb_keeps_the_kernel_line_mode() {
     let (mut s, addr) = Duet::server(&[]);
     let Some(t) = Tmux::new() else { return };
     t.run(&format!(
-        "TERM=dumb {BIN} client {addr}; echo EXIT=$?; sleep 600"
+        "TERM=dumb {BIN} client --plain {addr}; echo EXIT=$?; sleep 600"
     ));
     t.wait_for("* connected to");
     s.expect_event("connected");
@@ -614,14 +617,17 @@ fn the_server_greets_and_leaves_no_prompt_behind() {
     };
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     t.run(&format!(
-        "{BIN} server --listen 127.0.0.1 --port {port}; echo EXIT=$?; sleep 600"
+        "{BIN} server --plain --listen 127.0.0.1 --port {port}; echo EXIT=$?; sleep 600"
     ));
     t.wait_for("(nobody connected) >");
     // Connected, silent: no HELLO.
     let _silent = std::net::TcpStream::connect(addr).unwrap();
     t.wait_for("(greeting 127.0.0.1:");
     let pid = Command::new("pgrep")
-        .args(["-f", &format!("server --listen 127.0.0.1 --port {port}")])
+        .args([
+            "-f",
+            &format!("server --plain --listen 127.0.0.1 --port {port}"),
+        ])
         .output()
         .unwrap();
     for p in String::from_utf8_lossy(&pid.stdout).lines() {
@@ -647,7 +653,9 @@ fn a_busy_server_is_reported_once() {
     let Some(t) = Tmux::new() else {
         return;
     };
-    t.run(&format!("{BIN} client {addr}; echo EXIT=$?; sleep 600"));
+    t.run(&format!(
+        "{BIN} client --plain {addr}; echo EXIT=$?; sleep 600"
+    ));
     let screen = t.wait_for("EXIT=4");
     assert_eq!(count_lines(&screen, "busy"), 1, "{screen}");
     assert!(screen.contains("duet: server is busy"), "{screen}");
@@ -720,7 +728,7 @@ fn the_server_hints_reports_busy_and_moves_on_with_next() {
     };
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     t.run(&format!(
-        "{BIN} server --listen 127.0.0.1 --port {port} --name srv; echo EXIT=$?; sleep 600"
+        "{BIN} server --plain --listen 127.0.0.1 --port {port} --name srv; echo EXIT=$?; sleep 600"
     ));
     t.wait_for("* type /help for commands, Ctrl-D to leave");
     let mut first = Duet::client(addr, &["--name", "one"]);

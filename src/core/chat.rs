@@ -22,8 +22,8 @@ use crate::core::escape::{escape_to_string, peer_label};
 use crate::core::exit;
 use crate::core::input::InputError;
 use crate::core::protocol::ByeReason;
-use crate::core::render::Line;
-use crate::core::session::{End, Event, InputRefused, Session};
+use crate::core::render::{Line, PeerKey};
+use crate::core::session::{End, Event, InputRefused, Session, SessionError};
 
 /// How long a stop (a signal, or leaving before the handshake) waits for
 /// the last acknowledgments.
@@ -128,6 +128,8 @@ pub struct ChatConfig {
     pub max_message: u64,
     /// How long a leaving side waits for acknowledgments.
     pub linger: Duration,
+    /// The chat runs over the encrypted transport (not `--plain`).
+    pub encrypted: bool,
 }
 
 /// The chat controller. See the module documentation.
@@ -153,6 +155,9 @@ pub struct Chat {
     /// The person asked to leave (Ctrl-D, Ctrl-C, /quit).
     quit: bool,
     request: Option<Request>,
+    encrypted: bool,
+    /// The current peer's key, once checked (encrypted chats).
+    peer_key: Option<PeerKey>,
     /// Exit code of the last finished chat.
     code: u8,
     /// A finished chat's failure, reported by the client as its error.
@@ -179,6 +184,8 @@ impl Chat {
             stop: None,
             quit: false,
             request: None,
+            encrypted: cfg.encrypted,
+            peer_key: None,
             code: exit::OK,
             error: None,
         }
@@ -209,9 +216,16 @@ impl Chat {
         self.greeting = addr;
     }
 
+    /// The current peer's key passed the checks (encrypted chats): shown
+    /// with the `connected` line.
+    pub fn handle_peer_key(&mut self, key: PeerKey) {
+        self.peer_key = Some(key);
+    }
+
     /// A chat with the peer at `addr` begins (its session was just made).
     pub fn handle_chat_start(&mut self, addr: SocketAddr) {
         self.peer_addr = Some(addr);
+        self.peer_key = None;
         self.peer_name = DEFAULT_PEER.to_vec();
         self.next = false;
     }
@@ -274,7 +288,8 @@ impl Chat {
                     };
                     let peer = self.peer_addr.unwrap_or(UNKNOWN_ADDR);
                     let name = &self.peer_name;
-                    screen.show(&Line::Connected { peer, name }, now);
+                    let key = self.peer_key.as_ref();
+                    screen.show(&Line::Connected { peer, name, key }, now);
                 }
                 Event::Sent { id, len } if per_message => screen.show(&Line::Sent { id, len }, now),
                 Event::Acked { id, len, rtt } if per_message => {
@@ -397,6 +412,7 @@ impl Chat {
                             peer,
                             addr,
                             stats: &stats,
+                            encrypted: self.encrypted,
                         },
                         now,
                     );
@@ -549,6 +565,7 @@ impl Chat {
                     peer,
                     addr,
                     stats: &stats,
+                    encrypted: self.encrypted,
                 },
                 now,
             );
@@ -735,7 +752,14 @@ pub fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> Ending {
                 msg.push_str(": ");
                 msg.push_str(&escape_to_string(detail));
             }
-            (msg.clone(), exit::FAILURE, Some(msg))
+            let code = match reason {
+                ByeReason::KeyRefused => exit::KEY,
+                _ => exit::FAILURE,
+            };
+            (msg.clone(), code, Some(msg))
+        }
+        End::Failed(e @ SessionError::KeyRefused(_)) => {
+            (e.to_string(), exit::KEY, Some(e.to_string()))
         }
         End::Failed(e) => (e.to_string(), exit::FAILURE, Some(e.to_string())),
         End::Lost(msg) => (msg.clone(), exit::FAILURE, Some(msg.clone())),

@@ -6,6 +6,9 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 pub const UNDELIVERED: u8 = 3;
 pub const BUSY: u8 = 4;
+/// A key was refused: the peer's is not the one expected, or ours is not
+/// accepted by the peer.
+pub const KEY: u8 = 5;
 
 /// The code of a process stopped by signal `sig` (129 SIGHUP, 130 SIGINT,
 /// 143 SIGTERM), as a shell reports it.

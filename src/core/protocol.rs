@@ -91,6 +91,8 @@ pub enum ByeReason {
     MessageTooLarge,
     Timeout,
     VersionMismatch,
+    /// The encrypted handshake proved a key this side does not accept.
+    KeyRefused,
     /// A code this version does not know; kept so it can be shown.
     Other(u8),
 }
@@ -104,6 +106,7 @@ impl ByeReason {
             ByeReason::MessageTooLarge => 3,
             ByeReason::Timeout => 4,
             ByeReason::VersionMismatch => 5,
+            ByeReason::KeyRefused => 6,
             ByeReason::Other(c) => c,
         }
     }
@@ -116,6 +119,7 @@ impl ByeReason {
             3 => ByeReason::MessageTooLarge,
             4 => ByeReason::Timeout,
             5 => ByeReason::VersionMismatch,
+            6 => ByeReason::KeyRefused,
             c => ByeReason::Other(c),
         }
     }
@@ -130,6 +134,7 @@ impl fmt::Display for ByeReason {
             ByeReason::MessageTooLarge => f.write_str("message too large"),
             ByeReason::Timeout => f.write_str("timeout"),
             ByeReason::VersionMismatch => f.write_str("version mismatch"),
+            ByeReason::KeyRefused => f.write_str("key refused"),
             ByeReason::Other(c) => write!(f, "reason {c}"),
         }
     }
@@ -726,6 +731,7 @@ mod tests {
             ("bye-too-large", bye(3, b"")),
             ("bye-timeout", bye(4, b"")),
             ("bye-version", bye(5, b"")),
+            ("bye-key-refused", bye(6, b"")),
             ("bye-unknown", bye(200, b"")),
         ]
     }

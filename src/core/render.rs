@@ -83,6 +83,8 @@ pub enum Line<'a> {
     Connected {
         peer: SocketAddr,
         name: &'a [u8],
+        /// The peer's key, when the chat is encrypted.
+        key: Option<&'a PeerKey>,
     },
     Sent {
         id: u64,
@@ -120,6 +122,7 @@ pub enum Line<'a> {
         peer: &'a [u8],
         addr: SocketAddr,
         stats: &'a Stats,
+        encrypted: bool,
     },
     /// `duet bench` results: the summary plus throughput.
     Bench {
@@ -131,6 +134,17 @@ pub enum Line<'a> {
         stats: &'a Stats,
     },
 }
+/// The peer's key in an encrypted chat, as shown when it connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerKey {
+    /// Its fingerprint, as `duet id` prints it.
+    pub fingerprint: String,
+    /// The safety code of both keys: the same on both screens.
+    pub safety: String,
+    /// First contact: the `known_peers` file the key was added to.
+    pub remembered: Option<String>,
+}
+
 /// Appends `line` to `out` in `format`.
 pub fn render(format: Format, line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>) {
     render_in_pieces(format, line, stamp, &Style::default(), out, &mut |_| {});
@@ -189,8 +203,18 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Listening { addr } => {
             let _ = writeln!(out, "* listening on {addr}");
         }
-        Line::Connected { peer, name } => {
+        Line::Connected { peer, name, key } => {
             let _ = writeln!(out, "* connected to {} ({peer})", peer_label(name));
+            if let Some(k) = key {
+                let _ = writeln!(
+                    out,
+                    "* encrypted; key {}, safety code {}",
+                    k.fingerprint, k.safety
+                );
+                if let Some(path) = &k.remembered {
+                    let _ = writeln!(out, "* first contact: key remembered in {path}");
+                }
+            }
         }
         // The sender sees its own words already; the ack line reports them.
         Line::Sent { .. } => {}
@@ -255,8 +279,14 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             );
             rtt_lines(&stats.rtt, out);
         }
-        Line::Summary { peer, stats, .. } => {
-            let _ = writeln!(out, "--- chat with {} ---", peer_label(peer));
+        Line::Summary {
+            peer,
+            stats,
+            encrypted,
+            ..
+        } => {
+            let how = if encrypted { "encrypted" } else { "plain" };
+            let _ = writeln!(out, "--- chat with {} ({how}) ---", peer_label(peer));
             let lost = stats.sent - stats.acked;
             let _ = write!(
                 out,
@@ -351,9 +381,22 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Listening { addr } => {
             let _ = write!(out, ",\"addr\":\"{addr}\"");
         }
-        Line::Connected { peer, name } => {
+        Line::Connected { peer, name, key } => {
             let _ = write!(out, ",\"peer\":\"{peer}\",\"name\":");
             json_lossy(name, out);
+            match key {
+                Some(k) => {
+                    out.extend_from_slice(b",\"encrypted\":true,\"fingerprint\":");
+                    json_str(&k.fingerprint, out);
+                    out.extend_from_slice(b",\"safety_code\":");
+                    json_str(&k.safety, out);
+                    if let Some(path) = &k.remembered {
+                        out.extend_from_slice(b",\"remembered_in\":");
+                        json_str(path, out);
+                    }
+                }
+                None => out.extend_from_slice(b",\"encrypted\":false"),
+            }
         }
         Line::Sent { id, len } => id_len(id, len, out),
         Line::Acked { id, len, rtt } => {
@@ -389,9 +432,15 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
             out.extend_from_slice(b",\"message\":");
             json_str(message, out);
         }
-        Line::Summary { peer, addr, stats } => {
+        Line::Summary {
+            peer,
+            addr,
+            stats,
+            encrypted,
+        } => {
             let _ = write!(out, ",\"peer\":\"{addr}\",\"name\":");
             json_lossy(peer, out);
+            let _ = write!(out, ",\"encrypted\":{encrypted}");
             let _ = write!(
                 out,
                 ",\"sent\":{},\"acked\":{},\"received\":{},\"refused\":{},\"rtt_us\":",
@@ -983,6 +1032,7 @@ mod tests {
             let connected = Line::Connected {
                 peer: "127.0.0.1:1".parse().unwrap(),
                 name,
+                key: None,
             };
             render(Format::Text, &connected, Stamp::default(), &mut out);
             let want = format!("* connected to {label} (127.0.0.1:1)\n");
@@ -1090,13 +1140,14 @@ mod tests {
                 peer: b"bob",
                 addr: "127.0.0.1:1".parse().unwrap(),
                 stats: &stats,
+                encrypted: false,
             },
             Stamp::default(),
             &mut out,
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "--- chat with <bob> ---\n\
+            "--- chat with <bob> (plain) ---\n\
              3 sent, 2 acknowledged, 1 unacknowledged, 1 received\n\
              rtt min/avg/max/mdev = 0.021/0.030/0.040/0.009 ms\n\
              rtt p50/p90/p99/p99.9 = 0.021/0.040/0.040/0.040 ms\n"
@@ -1119,18 +1170,23 @@ mod tests {
         let connected = Line::Connected {
             peer: addr,
             name: b"bob",
+            key: None,
         };
         render(Format::Jsonl, &connected, Stamp::default(), &mut out);
         let summary = Line::Summary {
             peer: b"bob",
             addr,
             stats: &stats,
+            encrypted: false,
         };
         render(Format::Jsonl, &summary, Stamp::default(), &mut out);
         let out = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         let tail = ",\"peer\":\"127.0.0.1:7\",\"name\":\"bob\"";
-        assert!(lines[0].ends_with(&format!("{tail}}}")), "{out}");
+        assert!(
+            lines[0].ends_with(&format!("{tail},\"encrypted\":false}}")),
+            "{out}"
+        );
         assert!(lines[1].contains(tail), "{out}");
         assert!(
             lines[1].ends_with(

@@ -107,6 +107,12 @@ pub enum SessionError {
     Dead { pings: u32, silent: Duration },
     /// Queued bytes made no write progress: the peer stopped reading.
     WriteStall { after: Duration },
+    /// The encrypted handshake proved a key this side does not accept; the
+    /// text says whose and why (it names the file and line that say so).
+    KeyRefused(String),
+    /// The encrypted transport failed (a record did not authenticate, a
+    /// handshake message was wrong, the peer runs with --plain, ...).
+    Transport(String),
 }
 
 impl fmt::Display for SessionError {
@@ -151,6 +157,7 @@ impl fmt::Display for SessionError {
                 "peer stopped reading: no write progress for {:.1} s",
                 after.as_secs_f64()
             ),
+            SessionError::KeyRefused(why) | SessionError::Transport(why) => f.write_str(why),
         }
     }
 }
@@ -187,6 +194,8 @@ impl SessionError {
                 "you stopped reading: no write progress for {:.1} s",
                 after.as_secs_f64()
             ),
+            SessionError::KeyRefused(_) => "your key is not the one expected here".to_string(),
+            SessionError::Transport(why) => why.clone(),
             // Never sent: the connection is gone, or the peer is not duet.
             SessionError::NotDuet { .. }
             | SessionError::Truncated
@@ -202,6 +211,7 @@ impl SessionError {
             SessionError::HandshakeTimeout
             | SessionError::Dead { .. }
             | SessionError::WriteStall { .. } => ByeReason::Timeout,
+            SessionError::KeyRefused(_) => ByeReason::KeyRefused,
             _ => ByeReason::ProtocolError,
         }
     }
@@ -633,6 +643,18 @@ impl Session {
     /// before then, so a connection turned away has had no message taken.
     pub fn hold_after_hello(&mut self) {
         self.held = true;
+    }
+
+    /// The peer's key, proved by the encrypted handshake, is not accepted:
+    /// BYE(key refused) and the end, `why` being this side's account.
+    pub fn refuse_key(&mut self, why: String) {
+        self.fail(SessionError::KeyRefused(why));
+    }
+
+    /// The encrypted transport under the session failed: BYE(protocol
+    /// error) with the reason, if it can still be sealed, and the end.
+    pub fn handle_transport_error(&mut self, why: String) {
+        self.fail(SessionError::Transport(why));
     }
 
     /// Takes peer bytes again (the chat was granted).

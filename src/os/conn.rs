@@ -24,7 +24,9 @@ use mio::event::Event;
 use mio::net::TcpStream;
 
 use crate::core::protocol::{self, ByeReason};
+use crate::core::render::PeerKey;
 use crate::core::session::{Config, End, Session, SessionError};
+use crate::core::transport::{self, Transport};
 use crate::os::buf::ReadBuf;
 use crate::os::error::io_msg;
 
@@ -90,7 +92,30 @@ pub struct Conn {
     hangup: bool,
     /// How the session ended has been shown (or needs no showing).
     end_shown: bool,
+    /// The encrypted transport between the socket and the session; `None`
+    /// with `--plain`.
+    crypto: Option<Box<Crypto>>,
 }
+
+/// A connection's Noise state and its buffers.
+struct Crypto {
+    transport: Transport,
+    /// Decrypted bytes the session has not taken yet.
+    plain: Vec<u8>,
+    /// Sealed records (or handshake messages) not written yet, from
+    /// `out_pos`.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The peer's key has been handed over for checking.
+    key_taken: bool,
+    /// The checked key, kept until the chat is granted (a server's
+    /// connection still greeting).
+    shown: Option<PeerKey>,
+}
+
+/// Plaintext sealed per batch: the ciphertext waiting for the socket is
+/// at most one batch, so the session's outbox stays the queue.
+const SEAL_BATCH: usize = 256 * 1024;
 
 impl Conn {
     /// A connected socket with a fresh session. A connection turned away
@@ -102,6 +127,7 @@ impl Conn {
         cfg: Config,
         now: Instant,
         busy: bool,
+        transport: Option<Transport>,
     ) -> io::Result<Conn> {
         stream.set_nodelay(true)?;
         let mut session = Session::new(cfg, now);
@@ -127,6 +153,19 @@ impl Conn {
             eof: false,
             hangup: false,
             end_shown: false,
+            crypto: transport.map(|transport| {
+                let mut c = Box::new(Crypto {
+                    transport,
+                    plain: Vec::new(),
+                    out: Vec::new(),
+                    out_pos: 0,
+                    key_taken: false,
+                    shown: None,
+                });
+                // The initiator's first handshake message leaves at once.
+                c.transport.poll_handshake(&mut c.out);
+                c
+            }),
         })
     }
 
@@ -212,7 +251,18 @@ impl Conn {
         if self.closing.is_none() {
             self.closing = Some(clock.now() + close_grace(&self.session));
         }
-        if !self.shut_down && self.session.poll_transmit().bytes.is_empty() {
+        let sent_all = match &self.crypto {
+            None => self.session.poll_transmit().bytes.is_empty(),
+            // Before the handshake completes, the session's BYE cannot be
+            // sealed: only the transport's own bytes can leave.
+            Some(c) => {
+                c.out_pos == c.out.len()
+                    && (c.transport.error().is_some()
+                        || (c.transport.is_established()
+                            && self.session.poll_transmit().bytes.is_empty()))
+            }
+        };
+        if !self.shut_down && sent_all {
             let _ = self.stream.shutdown(Shutdown::Write);
             self.shut_down = true;
         }
@@ -298,9 +348,86 @@ impl Conn {
     /// pushing back becomes the backlog.
     #[inline]
     fn offer(&mut self, now: Instant) {
+        if self.crypto.is_some() {
+            return self.offer_sealed(now);
+        }
+        if !self.session.handshake_done() && self.refuse_encrypted_peer() {
+            return;
+        }
         let used = self.session.handle_peer_bytes(self.rbuf.data(), now);
         self.rbuf.consume(used);
         self.backlog = !self.rbuf.data().is_empty() && !self.session.wants_peer_bytes();
+    }
+
+    /// A plain side whose peer opens with a Noise handshake: say which
+    /// flag to use instead of "not a duet peer".
+    #[cold]
+    fn refuse_encrypted_peer(&mut self) -> bool {
+        match transport::encrypted_peer(self.rbuf.data()) {
+            Some(e) => {
+                self.session.handle_transport_error(e.to_string());
+                self.rbuf.consume(self.rbuf.data().len());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `offer` through the encrypted transport: records are opened into
+    /// `plain`, and the session takes what it wants from there.
+    fn offer_sealed(&mut self, now: Instant) {
+        let Some(c) = self.crypto.as_mut() else {
+            return;
+        };
+        match c
+            .transport
+            .handle_ciphertext(self.rbuf.data(), &mut c.plain)
+        {
+            Ok(n) => self.rbuf.consume(n),
+            Err(e) => {
+                self.rbuf.consume(self.rbuf.data().len());
+                // What was opened before the bad record is genuine.
+                self.session.handle_peer_bytes(&c.plain, now);
+                c.plain.clear();
+                self.session.handle_transport_error(e.to_string());
+                return;
+            }
+        }
+        if c.plain.is_empty() {
+            return;
+        }
+        let used = self.session.handle_peer_bytes(&c.plain, now);
+        c.plain.drain(..used);
+        self.backlog = !c.plain.is_empty() && !self.session.wants_peer_bytes();
+    }
+
+    /// The peer's static key, once, when the encrypted handshake has
+    /// proved it: the caller checks it (and refuses it through the
+    /// session if it must).
+    pub fn take_peer_key(&mut self) -> Option<[u8; transport::KEY_LEN]> {
+        let c = self.crypto.as_mut()?;
+        if c.key_taken || !c.transport.is_established() {
+            return None;
+        }
+        c.key_taken = true;
+        c.transport.remote_static()
+    }
+
+    /// Keeps the checked peer key until the chat is granted.
+    pub fn set_peer_key(&mut self, key: PeerKey) {
+        if let Some(c) = self.crypto.as_mut() {
+            c.shown = Some(key);
+        }
+    }
+
+    /// The checked peer key kept by `set_peer_key`.
+    pub fn take_shown_key(&mut self) -> Option<PeerKey> {
+        self.crypto.as_mut()?.shown.take()
+    }
+
+    /// Whether the chat is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.crypto.is_some()
     }
 
     /// Writes the session's outbox until it is empty or the socket is
@@ -308,8 +435,73 @@ impl Conn {
     /// queued has already left): that check is inlined into the callers.
     #[inline]
     pub fn flush(&mut self, clock: &mut Clock) {
-        if self.writable && self.session.has_transmit() {
+        if self.crypto.is_some() {
+            if self.writable {
+                self.write_sealed(clock);
+            }
+        } else if self.writable && self.session.has_transmit() {
             self.write(clock);
+        }
+    }
+
+    /// `flush` through the encrypted transport: handshake messages first,
+    /// then the session's bytes sealed a batch at a time, each batch
+    /// written before the next is sealed. A sealed batch counts as written
+    /// for the session (its RTT starts there, just before the write).
+    #[inline(never)]
+    fn write_sealed(&mut self, clock: &mut Clock) {
+        let Conn {
+            stream,
+            session,
+            writable,
+            crypto: Some(c),
+            ..
+        } = self
+        else {
+            return;
+        };
+        let mut socket: &TcpStream = stream;
+        let mut batches = 0;
+        while *writable {
+            if c.out_pos == c.out.len() {
+                c.out.clear();
+                c.out_pos = 0;
+                c.transport.poll_handshake(&mut c.out);
+                if c.out.is_empty() && c.transport.is_established() {
+                    let tx = session.poll_transmit();
+                    if tx.bytes.is_empty() {
+                        break;
+                    }
+                    let take = tx.bytes.len().min(SEAL_BATCH);
+                    let handed = if tx.starts_message || batches > 0 {
+                        clock.read()
+                    } else {
+                        clock.now()
+                    };
+                    batches += 1;
+                    if let Err(e) = c.transport.seal(&tx.bytes[..take], &mut c.out) {
+                        session.handle_lost(format!("connection lost: {e}"));
+                        break;
+                    }
+                    session.handle_written(take, handed);
+                }
+                if c.out.is_empty() {
+                    break;
+                }
+            }
+            match socket.write(&c.out[c.out_pos..]) {
+                Ok(0) => {
+                    *writable = false;
+                    session.handle_lost("connection lost: the socket took no bytes".to_string());
+                }
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => *writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    *writable = false;
+                    session.handle_lost(format!("connection lost: {}", io_msg(&e)));
+                }
+            }
         }
     }
 

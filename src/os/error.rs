@@ -27,6 +27,8 @@ pub enum Error {
         what: &'static str,
         err: io::Error,
     },
+    /// The identity or a file about peers could not be used.
+    Identity(crate::os::identity::IdentityError),
     /// The chat ended badly (protocol error, connection lost, busy); the
     /// exit code tells which.
     Chat {
@@ -54,6 +56,7 @@ impl fmt::Display for Error {
             }
             Error::Bind { addr, err } => write!(f, "cannot listen on {addr}: {}", io_msg(err)),
             Error::Io { what, err } => write!(f, "{what}: {}", io_msg(err)),
+            Error::Identity(e) => write!(f, "{e}"),
             Error::Chat { msg, .. } => f.write_str(msg),
         }
     }

@@ -31,10 +31,12 @@ use slab::Slab;
 use crate::core::chat::{Chat, ChatConfig, Refusal, Request, Role};
 use crate::core::editor::Action;
 use crate::core::exit;
+use crate::core::identity;
 use crate::core::input::Splitter;
 use crate::core::protocol::ByeReason;
-use crate::core::render::Format;
+use crate::core::render::{Format, PeerKey};
 use crate::core::session::{Config, Session};
+use crate::core::transport::{self, Transport};
 use crate::os::addr::{IpLiteral, bind, resolve, unmap};
 use crate::os::conn::{Clock, Conn};
 use crate::os::dial::{Dial, Dialed};
@@ -47,6 +49,7 @@ use crate::os::stdin::{Stdin, StdinKind};
 use crate::os::stopfd::StopFd;
 use crate::os::terminal::{self, Terminal};
 use crate::os::timer::Timer;
+use crate::os::trust::Trust;
 
 const LISTENER: Token = Token(0);
 const STDIN: Token = Token(1);
@@ -123,6 +126,10 @@ struct Loop {
     splitter: Splitter,
     display: Display,
     chat: Chat,
+    /// This side's identity and whom it trusts; `None` with `--plain`.
+    trust: Option<Trust>,
+    /// A client's `HOST:PORT` as typed, the name known_peers keys on.
+    target: Option<String>,
     /// The signal source reported readiness this turn.
     signal_ready: bool,
 }
@@ -175,7 +182,9 @@ impl Loop {
         // Plain text output can show a long message as it arrives; JSON
         // needs its length and encoding first, and the prompt whole lines.
         session_cfg.stream = opts.format == Format::Text && !display.interactive();
+        let trust = Trust::load(&opts.security)?;
         let chat = Chat::new(ChatConfig {
+            encrypted: trust.is_some(),
             role,
             bench,
             max_message: opts.session.max_message,
@@ -195,6 +204,8 @@ impl Loop {
             accept_retry: None,
             accept_failing: false,
             dial: None,
+            trust,
+            target: None,
             dial_failed: None,
             conns: Slab::new(),
             active: None,
@@ -339,6 +350,43 @@ impl Loop {
             .handle_turned_away(peer, why, &mut self.display, now);
     }
 
+    /// Checks each peer key the encrypted handshake has just proved: a
+    /// refused key ends that connection with BYE(key refused); an accepted
+    /// one is shown with the chat's `connected` line.
+    fn check_keys(&mut self, now: Instant) {
+        let Some(trust) = &self.trust else {
+            return;
+        };
+        for (key, conn) in self.conns.iter_mut() {
+            let Some(peer_key) = conn.take_peer_key() else {
+                continue;
+            };
+            let checked = match &self.target {
+                Some(target) => trust.check_server(target, &peer_key),
+                None => trust.check_client(&peer_key),
+            };
+            match checked {
+                Ok(v) => {
+                    let shown = PeerKey {
+                        fingerprint: v.fingerprint.to_string(),
+                        safety: v.safety.to_string(),
+                        remembered: v.remembered.map(|p| p.display().to_string()),
+                    };
+                    if Some(key) == self.active {
+                        self.chat.handle_peer_key(shown);
+                    } else {
+                        conn.set_peer_key(shown);
+                    }
+                }
+                Err(why) => {
+                    log::info!("refused the key of {}: {why}", conn.peer());
+                    conn.session_mut().refuse_key(why);
+                    conn.ready(&mut Clock::at(now));
+                }
+            }
+        }
+    }
+
     /// Shows how each greeting that failed ended (no HELLO in time, not a
     /// duet peer, ...): the server's user sees who tried.
     fn show_failed_greetings(&mut self, now: Instant) {
@@ -365,9 +413,13 @@ impl Loop {
         let conn = &mut self.conns[key];
         conn.session_mut().release();
         let peer = conn.peer();
+        let peer_key = conn.take_shown_key();
         // What came behind its HELLO is taken now (the backlog).
         conn.ready(&mut Clock::at(now));
         self.start_chat(key, peer);
+        if let Some(k) = peer_key {
+            self.chat.handle_peer_key(k);
+        }
         let others: Vec<usize> = self
             .conns
             .iter()
@@ -397,6 +449,7 @@ impl Loop {
             target: target.clone(),
             err,
         };
+        self.target = Some(identity::peer_name(host, port));
         let mut dial = Dial::new(addrs, timeout, DIAL);
         if let Dialed::Failed(err) = dial.start(self.poll.registry(), Instant::now()) {
             return Err(connect_failed(err));
@@ -465,7 +518,19 @@ impl Loop {
         now: Instant,
         busy: bool,
     ) -> io::Result<usize> {
-        let mut conn = Conn::new(stream, peer, self.session_cfg.clone(), now, busy)?;
+        let transport = match &self.trust {
+            Some(trust) => {
+                let role = match self.listener {
+                    Some(_) => transport::Role::Responder,
+                    None => transport::Role::Initiator,
+                };
+                let t = Transport::new(role, trust.private_key())
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                Some(t)
+            }
+            None => None,
+        };
+        let mut conn = Conn::new(stream, peer, self.session_cfg.clone(), now, busy, transport)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(
@@ -540,6 +605,9 @@ impl Loop {
         }
         for (_, conn) in self.conns.iter_mut() {
             conn.ready(&mut clock);
+        }
+        if self.trust.is_some() {
+            self.check_keys(clock.now());
         }
         if self.active.is_none() && self.listener.is_some() && !self.conns.is_empty() {
             self.show_failed_greetings(clock.now());
@@ -812,6 +880,8 @@ impl Loop {
             return false;
         }
         self.display.flush();
+        // Its end was shown as the chat's.
+        conn.take_end();
         conn.finish(now);
         self.active = None;
         true

@@ -17,3 +17,4 @@ pub mod stdin;
 pub mod stopfd;
 pub mod terminal;
 pub mod timer;
+pub mod trust;

@@ -31,6 +31,36 @@ pub const SERVER_ARGS: &[&str] = &[
     "jsonl",
 ];
 
+/// `args` with `--plain` for a chat: most tests exercise the chat over the
+/// v1 wire, which their raw peers speak and read; `tests/security.rs` runs
+/// duet's default, encrypted transport (`Duet::spawn_encrypted`).
+fn plain(args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if matches!(args.first(), Some(&"server" | &"client" | &"bench")) {
+        v.push("--plain".to_string());
+    }
+    v
+}
+
+/// The `DUET_HOME` every test's duet shares: one identity, made once
+/// before any test's duet runs (so that two first uses do not race), and
+/// one `known_peers`. Every server has the same key, so trust on first use
+/// never sees a key change between tests that reuse a port.
+pub fn duet_home() -> &'static str {
+    static HOME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let home = format!("{}/duet-home", env!("CARGO_TARGET_TMPDIR"));
+        let out = Command::new(BIN)
+            .arg("id")
+            .env("DUET_HOME", &home)
+            .stdin(Stdio::null())
+            .output()
+            .expect("duet id");
+        assert!(out.status.success(), "duet id: {out:?}");
+        home
+    })
+}
+
 /// A running duet process.
 pub struct Duet {
     pub args: Vec<String>,
@@ -59,23 +89,30 @@ impl Duet {
     }
 
     pub fn spawn_with(args: &[&str], stdin: Stdin, env: &[(&str, &str)]) -> Duet {
-        Duet::spawn_full(args, stdin, env, None)
+        Duet::spawn_full(&plain(args), stdin, env, None)
+    }
+
+    /// A duet with its default transport, encrypted (the other helpers add
+    /// `--plain`).
+    pub fn spawn_encrypted(args: &[&str]) -> Duet {
+        Duet::spawn_full(args, Stdin::Piped, &[], None)
     }
 
     /// A child whose stdout is `stdout` (say, a pipe the test never
     /// reads) instead of the line reader's pipe: its lines are not seen.
     pub fn spawn_to(args: &[&str], stdout: std::os::fd::OwnedFd) -> Duet {
-        Duet::spawn_full(args, Stdin::Piped, &[], Some(stdout))
+        Duet::spawn_full(&plain(args), Stdin::Piped, &[], Some(stdout))
     }
 
     fn spawn_full(
-        args: &[&str],
+        args: &[impl AsRef<std::ffi::OsStr> + std::fmt::Display],
         stdin: Stdin,
         env: &[(&str, &str)],
         stdout: Option<std::os::fd::OwnedFd>,
     ) -> Duet {
         let given_stdout = stdout.is_some();
         let mut cmd = Command::new(BIN);
+        cmd.env("DUET_HOME", duet_home());
         cmd.args(args)
             .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
             .stderr(Stdio::piped())

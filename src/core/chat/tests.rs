@@ -77,6 +77,7 @@ fn chat(role: Role) -> Chat {
         bench: None,
         max_message: 1 << 20,
         linger: Duration::from_secs(5),
+        encrypted: false,
     })
 }
 
@@ -213,7 +214,10 @@ fn commands() {
     assert!(c.session.is_open());
     c.line("/stats", t0);
     let stats = c.screen.take();
-    assert!(stats[0].contains("--- chat with <alice> ---"), "{stats:?}");
+    assert!(
+        stats[0].contains("--- chat with <alice> (plain) ---"),
+        "{stats:?}"
+    );
     assert!(stats[1].starts_with("1 sent, 0 acknowledged"), "{stats:?}");
     // /send: usage, then a request for the shell to read the file.
     c.line("/send", t0);
@@ -377,7 +381,7 @@ fn a_peer_leaving_ends_the_chat_with_a_summary_and_exit_0() {
         "{shown:?}"
     );
     assert!(
-        shown.contains(&"--- chat with <bob> ---".to_string()),
+        shown.contains(&"--- chat with <bob> (plain) ---".to_string()),
         "{shown:?}"
     );
     assert_eq!(s.chat.exit_code(), exit::OK);
@@ -616,6 +620,7 @@ fn the_bench_keeps_its_window_and_ends_its_input_after_the_last() {
         }),
         max_message: 1 << 20,
         linger: Duration::from_secs(5),
+        encrypted: false,
     });
     bench.handle_chat_start(ADDR);
     bench.feed_bench(&mut c.session, t0);
