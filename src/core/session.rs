@@ -646,9 +646,16 @@ impl Session {
     }
 
     /// The peer's key, proved by the encrypted handshake, is not accepted:
-    /// BYE(key refused) and the end, `why` being this side's account.
+    /// the end, `why` being this side's account. Nothing queued is sent
+    /// (not even our HELLO, which names us): the caller tells the peer
+    /// with [`refusal_frames`].
     pub fn refuse_key(&mut self, why: String) {
-        self.fail(SessionError::KeyRefused(why));
+        if self.state == State::Closed {
+            return;
+        }
+        self.outbox.clear();
+        self.out_pos = 0;
+        self.finish(End::Failed(SessionError::KeyRefused(why)));
     }
 
     /// The encrypted transport under the session failed: BYE(protocol
@@ -1104,6 +1111,21 @@ impl Session {
         self.pending_bytes = 0;
         self.events.push_back(Record::Ended);
     }
+}
+
+/// What a side that refuses the peer's key sends it, inside the encrypted
+/// channel, in place of the session's own frames: BYE(key refused) alone,
+/// without our HELLO (its name is not for a peer we do not trust). A BYE
+/// is valid before HELLO.
+pub fn refusal_frames(out: &mut Vec<u8>) {
+    let detail = SessionError::KeyRefused(String::new()).for_peer();
+    protocol::encode(
+        &Frame::Bye {
+            reason: ByeReason::KeyRefused,
+            detail: detail.as_bytes(),
+        },
+        out,
+    );
 }
 
 /// `t + d`, or when that overflows the clock's range, the latest instant

@@ -111,6 +111,9 @@ struct Crypto {
     /// The checked key, kept until the chat is granted (a server's
     /// connection still greeting).
     shown: Option<PeerKey>,
+    /// The peer's key was accepted: the session's bytes (our HELLO first,
+    /// with our name) may be sealed.
+    verified: bool,
 }
 
 /// Plaintext sealed per batch: the ciphertext waiting for the socket is
@@ -161,6 +164,7 @@ impl Conn {
                     out_pos: 0,
                     key_taken: false,
                     shown: None,
+                    verified: false,
                 });
                 // The initiator's first handshake message leaves at once.
                 c.transport.poll_handshake(&mut c.out);
@@ -259,7 +263,7 @@ impl Conn {
                 c.out_pos == c.out.len()
                     && (c.transport.error().is_some()
                         || (c.transport.is_established()
-                            && self.session.poll_transmit().bytes.is_empty()))
+                            && (!c.verified || self.session.poll_transmit().bytes.is_empty())))
             }
         };
         if !self.shut_down && sent_all {
@@ -413,6 +417,26 @@ impl Conn {
         c.transport.remote_static()
     }
 
+    /// The peer's key passed the checks: the session's bytes may leave.
+    pub fn accept_key(&mut self) {
+        if let Some(c) = self.crypto.as_mut() {
+            c.verified = true;
+        }
+    }
+
+    /// The peer's key was refused: it is told so (a nameless HELLO and
+    /// BYE(key refused), sealed) and nothing of the session's leaves.
+    pub fn refuse_key(&mut self, why: String) {
+        if let Some(c) = self.crypto.as_mut() {
+            let mut frames = Vec::new();
+            crate::core::session::refusal_frames(&mut frames);
+            if let Err(e) = c.transport.seal(&frames, &mut c.out) {
+                log::debug!("cannot seal the refusal: {e}");
+            }
+        }
+        self.session.refuse_key(why);
+    }
+
     /// Keeps the checked peer key until the chat is granted.
     pub fn set_peer_key(&mut self, key: PeerKey) {
         if let Some(c) = self.crypto.as_mut() {
@@ -467,7 +491,7 @@ impl Conn {
                 c.out.clear();
                 c.out_pos = 0;
                 c.transport.poll_handshake(&mut c.out);
-                if c.out.is_empty() && c.transport.is_established() {
+                if c.out.is_empty() && c.transport.is_established() && c.verified {
                     let tx = session.poll_transmit();
                     if tx.bytes.is_empty() {
                         break;

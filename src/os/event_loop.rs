@@ -367,6 +367,8 @@ impl Loop {
             };
             match checked {
                 Ok(v) => {
+                    conn.accept_key();
+                    conn.ready(&mut Clock::at(now));
                     let shown = PeerKey {
                         fingerprint: v.fingerprint.to_string(),
                         safety: v.safety.to_string(),
@@ -380,7 +382,7 @@ impl Loop {
                 }
                 Err(why) => {
                     log::info!("refused the key of {}: {why}", conn.peer());
-                    conn.session_mut().refuse_key(why);
+                    conn.refuse_key(why);
                     conn.ready(&mut Clock::at(now));
                 }
             }

@@ -93,9 +93,9 @@ impl Duet {
     }
 
     /// A duet with its default transport, encrypted (the other helpers add
-    /// `--plain`).
-    pub fn spawn_encrypted(args: &[&str]) -> Duet {
-        Duet::spawn_full(args, Stdin::Piped, &[], None)
+    /// `--plain`), and its identity in `home`.
+    pub fn spawn_encrypted(args: &[&str], home: &str) -> Duet {
+        Duet::spawn_full(args, Stdin::Piped, &[("DUET_HOME", home)], None)
     }
 
     /// A child whose stdout is `stdout` (say, a pipe the test never
