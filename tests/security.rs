@@ -72,30 +72,29 @@ impl Relay {
         thread::spawn(move || {
             let (c, _) = l.accept().unwrap();
             let s = TcpStream::connect(to).unwrap();
-            let pipe =
-                |mut from: TcpStream,
-                 mut into: TcpStream,
-                 log: Arc<Mutex<Vec<u8>>>,
-                 tamper: Option<Box<dyn Fn(usize, &mut [u8]) + Send>>| {
-                    thread::spawn(move || {
-                        let mut buf = [0u8; 65536];
-                        let mut at = 0;
-                        while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 {
-                                break;
-                            }
-                            if let Some(t) = &tamper {
-                                t(at, &mut buf[..n]);
-                            }
-                            at += n;
-                            log.lock().unwrap().extend_from_slice(&buf[..n]);
-                            if into.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
+            let pipe = |mut from: TcpStream,
+                        mut into: TcpStream,
+                        log: Arc<Mutex<Vec<u8>>>,
+                        tamper: Option<Tamper>| {
+                thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    let mut at = 0;
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
                         }
-                        let _ = into.shutdown(std::net::Shutdown::Write);
-                    })
-                };
+                        if let Some(t) = &tamper {
+                            t(at, &mut buf[..n]);
+                        }
+                        at += n;
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if into.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                })
+            };
             let up = pipe(
                 c.try_clone().unwrap(),
                 s.try_clone().unwrap(),
