@@ -1,5 +1,5 @@
 //! Properties checked on arbitrary input (frames, sessions, escaping, the
-//! command line): the bodies of the fuzz targets in
+//! command line, the encrypted transport): the bodies of the fuzz targets in
 //! `fuzz/`, and of `tests/properties.rs`, which replays the fuzz corpus and
 //! a seeded random stream on stable Rust so CI checks the same things.
 //!
@@ -13,6 +13,7 @@ use crate::core::escape;
 use crate::core::protocol::{self, ByeReason, Frame, Hello};
 use crate::core::render;
 use crate::core::session::{Config, Event, Session};
+use crate::core::transport::{self, Role, Transport, TransportError};
 
 /// Decoding in arbitrary chunks gives the same frames, the same error and
 /// the same leftover as decoding all at once. The first byte picks the
@@ -435,10 +436,177 @@ pub fn cli(data: &[u8]) {
     s.handle_timeout(far + 2 * cli::MAX_DURATION);
 }
 
+/// Fixed keys, so a fuzz input always meets the same transports.
+const CHECK_KEYS: [[u8; 32]; 4] = [[1; 32], [2; 32], [3; 32], [4; 32]];
+
+/// A transport with fixed static and ephemeral keys.
+fn check_transport(role: Role) -> Transport {
+    let (s, e) = match role {
+        Role::Initiator => (&CHECK_KEYS[0], &CHECK_KEYS[2]),
+        Role::Responder => (&CHECK_KEYS[1], &CHECK_KEYS[3]),
+    };
+    Transport::new_for_testing_only(role, s, transport::PROLOGUE, e).expect("fixed keys")
+}
+
+/// Feeds `input` to `t` through a receive buffer in chunks of the given
+/// sizes (cycled), as a connection would, checking at every step that
+/// nothing panics, no more is consumed than given, no more plaintext
+/// comes out than was consumed, a partial record left over is under one
+/// record, and an error stays. Returns the plaintext and the error.
+fn feed_transport(
+    t: &mut Transport,
+    input: &[u8],
+    sizes: &[usize],
+) -> (Vec<u8>, Option<TransportError>) {
+    let mut rx = Vec::new();
+    let mut plain = Vec::new();
+    let mut consumed = 0;
+    let mut rest = input;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = sizes[i % sizes.len()].clamp(1, rest.len());
+        i += 1;
+        rx.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        let before = plain.len();
+        match t.handle_ciphertext(&rx, &mut plain) {
+            Ok(used) => {
+                assert!(used <= rx.len());
+                assert!(plain.len() - before <= used, "plaintext from nowhere");
+                consumed += used;
+                rx.drain(..used);
+                assert!(rx.len() < transport::LEN_PREFIX + transport::MAX_RECORD);
+            }
+            Err(e) => {
+                assert_eq!(t.error(), Some(e));
+                assert_eq!(t.handle_ciphertext(b"", &mut plain), Err(e), "not sticky");
+                consumed += rx.len();
+                assert!(plain.len() <= consumed);
+                return (plain, Some(e));
+            }
+        }
+        assert!(plain.len() <= consumed, "more plaintext than ciphertext");
+    }
+    if !t.is_established() {
+        assert!(plain.is_empty(), "plaintext before the handshake");
+    }
+    (plain, t.handle_eof(rx.len()).err())
+}
+
+/// The handshake on arbitrary bytes: the first byte picks the side and
+/// the chunking; the rest goes to a responder, to an initiator, or to a
+/// responder after a genuine message 1 (so message 3 and records are
+/// reached). Never a panic, bounded memory and output, and never a
+/// handshake completed on forged bytes.
+pub fn handshake(data: &[u8]) {
+    let Some((&sel, input)) = data.split_first() else {
+        return;
+    };
+    let sizes = [1 + usize::from(sel >> 4), 7, 33, 1];
+    let mut t = match sel % 3 {
+        0 => check_transport(Role::Responder),
+        1 => check_transport(Role::Initiator),
+        _ => {
+            let mut c = check_transport(Role::Initiator);
+            let mut s = check_transport(Role::Responder);
+            let mut m1 = Vec::new();
+            c.poll_handshake(&mut m1);
+            assert_eq!(s.handle_ciphertext(&m1, &mut Vec::new()), Ok(m1.len()));
+            s
+        }
+    };
+    let mut out = Vec::new();
+    t.poll_handshake(&mut out);
+    feed_transport(&mut t, input, &sizes);
+    t.poll_handshake(&mut out);
+    // At most our own messages (and a plain BYE to a v1 peer).
+    assert!(out.len() <= 2 * (transport::LEN_PREFIX + 96) + 300);
+    // Completing it would take X25519 and ChaChaPoly computed by the input.
+    assert!(!t.is_established(), "forged bytes completed the handshake");
+}
+
+/// The record layer on arbitrary bytes, after a genuine handshake: forged
+/// records never yield plaintext; and a genuine stream sealed from the
+/// input, with one byte changed (or none), yields only a prefix of what
+/// was sealed (all of it when unchanged).
+pub fn records(data: &[u8]) {
+    let Some((&sel, input)) = data.split_first() else {
+        return;
+    };
+    let sizes = [1 + usize::from(sel & 0x3f), 5, 100];
+
+    // Forged records: no plaintext, ever.
+    let (_, mut s) = check_pair();
+    let (plain, _) = feed_transport(&mut s, input, &sizes);
+    assert!(plain.is_empty(), "a forged record opened");
+
+    // A genuine stream, cut into seal calls at the input's own bytes,
+    // with one bit flipped when the selector's high bit is set.
+    let (mut c, mut s) = check_pair();
+    let mut sealed = Vec::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let n = (usize::from(rest[0]) * 3 + 1).min(rest.len());
+        c.seal(&rest[..n], &mut sealed).expect("established");
+        rest = &rest[n..];
+    }
+    assert_eq!(sealed.len(), transport_len(input));
+    let flip = sel & 0x80 != 0 && !sealed.is_empty();
+    if flip {
+        let at = usize::from(sel & 0x7f) * 7 % sealed.len();
+        sealed[at] ^= 1 << (sel % 8);
+    }
+    let (plain, err) = feed_transport(&mut s, &sealed, &sizes);
+    assert!(
+        input.starts_with(&plain),
+        "a changed stream gave other plaintext"
+    );
+    if !flip {
+        assert_eq!((plain.as_slice(), err), (input, None));
+    } else {
+        assert!(
+            err.is_some() || plain.len() < input.len(),
+            "a flip went unnoticed"
+        );
+    }
+}
+
+/// What `records` seals from `input`: its seal calls' records.
+fn transport_len(input: &[u8]) -> usize {
+    let mut total = 0;
+    let mut rest = input;
+    while !rest.is_empty() {
+        let n = (usize::from(rest[0]) * 3 + 1).min(rest.len());
+        total += transport::sealed_len(n);
+        rest = &rest[n..];
+    }
+    total
+}
+
+/// An initiator and a responder with fixed keys, handshake done.
+fn check_pair() -> (Transport, Transport) {
+    let mut c = check_transport(Role::Initiator);
+    let mut s = check_transport(Role::Responder);
+    let mut wire = Vec::new();
+    for step in 0..3 {
+        wire.clear();
+        let (from, to) = if step == 1 {
+            (&mut s, &mut c)
+        } else {
+            (&mut c, &mut s)
+        };
+        from.poll_handshake(&mut wire);
+        assert_eq!(to.handle_ciphertext(&wire, &mut Vec::new()), Ok(wire.len()));
+    }
+    assert!(c.is_established() && s.is_established());
+    (c, s)
+}
+
 /// Runs every frame, session and escaping property over the input (for
 /// replaying a mixed corpus). `cli` is left out: building the command line
 /// parser costs far more than these, and a raw byte stream rarely makes a
-/// command line; `tests/properties.rs` drives it on its own.
+/// command line; so are `handshake` and `records`, each of which costs
+/// X25519 operations. `tests/properties.rs` drives those on their own.
 pub fn all(data: &[u8]) {
     decode_chunked(data);
     roundtrip(data);

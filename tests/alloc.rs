@@ -1,6 +1,7 @@
 //! The ack path allocates nothing once warm: a counting global allocator
-//! watches two sessions exchange small messages in memory, and a session
-//! receive a long message in streamed pieces.
+//! watches two sessions exchange small messages in memory, a session
+//! receive a long message in streamed pieces, and two Noise transports
+//! seal and open records of every size into buffers the caller keeps.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
@@ -167,4 +168,60 @@ fn streamed_receive_does_not_allocate_once_warm() {
     let n = allocs() - before;
     COUNTED.with(|c| c.set(false));
     assert_eq!(n, 0, "1000 warm streamed messages allocated {n} times");
+}
+
+/// Two established transports, handshake done in memory.
+fn transports() -> (
+    duet::core::transport::Transport,
+    duet::core::transport::Transport,
+) {
+    use duet::core::transport::{Role, Transport};
+    let mut c = Transport::new(Role::Initiator, &[1; 32]).expect("randomness");
+    let mut s = Transport::new(Role::Responder, &[2; 32]).expect("randomness");
+    let mut wire = Vec::new();
+    for step in 0..3 {
+        wire.clear();
+        let (from, to) = if step == 1 {
+            (&mut s, &mut c)
+        } else {
+            (&mut c, &mut s)
+        };
+        from.poll_handshake(&mut wire);
+        assert_eq!(to.handle_ciphertext(&wire, &mut Vec::new()), Ok(wire.len()));
+    }
+    assert!(c.is_established() && s.is_established());
+    (c, s)
+}
+
+#[test]
+fn sealing_and_opening_records_does_not_allocate_once_warm() {
+    let (mut c, mut s) = transports();
+    // The caller's buffers, kept across turns (cleared, not dropped).
+    let mut wire = Vec::with_capacity(1 << 18);
+    let mut plain = Vec::with_capacity(1 << 18);
+    let msg = vec![0x5a_u8; 200_000];
+    let mut round = |c: &mut duet::core::transport::Transport,
+                     s: &mut duet::core::transport::Transport,
+                     size: usize| {
+        wire.clear();
+        plain.clear();
+        c.seal(&msg[..size], &mut wire).expect("established");
+        assert_eq!(s.handle_ciphertext(&wire, &mut plain), Ok(wire.len()));
+        assert_eq!(plain.len(), size);
+    };
+    for size in [0, 16, 1024, 65_519, 65_520, 200_000] {
+        round(&mut c, &mut s, size);
+        round(&mut s, &mut c, size);
+    }
+    COUNTED.with(|f| f.set(true));
+    let before = allocs();
+    for size in [0, 16, 1024, 65_519, 65_520, 200_000] {
+        for _ in 0..50 {
+            round(&mut c, &mut s, size);
+            round(&mut s, &mut c, size);
+        }
+    }
+    let n = allocs() - before;
+    COUNTED.with(|f| f.set(false));
+    assert_eq!(n, 0, "600 warm seal/open rounds allocated {n} times");
 }

@@ -1,5 +1,6 @@
 //! The fuzz properties on stable Rust: replay the committed fuzz seeds, and
-//! a seeded random stream (plain and mutated valid frames, command lines),
+//! a seeded random stream (plain and mutated valid frames, command lines,
+//! Noise handshakes and records),
 //! through the same functions the cargo-fuzz targets call (`duet::check`).
 
 use duet::check;
@@ -25,8 +26,10 @@ impl Rng {
 fn fuzz_seed_corpus_replays_clean() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
     type Property = fn(&[u8]);
-    let targets: [(&str, Property); 5] = [
+    let targets: [(&str, Property); 7] = [
         ("decode_chunked", check::decode_chunked),
+        ("handshake", check::handshake),
+        ("records", check::records),
         ("roundtrip", check::roundtrip),
         ("session", check::session_ops),
         ("escape", check::escape),
@@ -87,6 +90,24 @@ fn mutated_valid_streams_hold_every_property() {
         let cut = (rng.next() as usize) % (data.len() + 1);
         data.truncate(cut);
         check::all(&data);
+    }
+}
+
+#[test]
+fn random_bytes_hold_the_transport_properties() {
+    let mut rng = Rng(0x0015_e5ca);
+    for _ in 0..1_500 {
+        let data = rng.bytes(300);
+        check::handshake(&data);
+        check::records(&data);
+    }
+    // Long inputs: records over several seal calls, and a flip in each.
+    for _ in 0..50 {
+        let mut data = rng.bytes(5_000);
+        if let Some(sel) = data.first_mut() {
+            *sel |= 0x80;
+        }
+        check::records(&data);
     }
 }
 

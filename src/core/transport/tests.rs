@@ -572,3 +572,99 @@ fn every_error_is_one_line() {
         "encrypted handshake message 2 has 5 bytes, expected 96"
     );
 }
+
+/// The entries of docs/PROTOCOL.md's "Encrypted test vectors" block:
+/// name and text (hex bytes, or a line of text).
+fn doc_vectors() -> Vec<(String, String)> {
+    const DOC: &str = include_str!("../../../docs/PROTOCOL.md");
+    let section = DOC
+        .split("\n## Encrypted test vectors\n")
+        .nth(1)
+        .expect("docs/PROTOCOL.md has an Encrypted test vectors section");
+    let block = section
+        .split("```text\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the vectors are in a text block");
+    block
+        .split("\n\n")
+        .map(|entry| {
+            let (name, value) = entry.split_once(":\n").expect("name:\nvalue");
+            (
+                name.to_string(),
+                value.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    s.split(' ')
+        .map(|h| u8::from_str_radix(h, 16).unwrap_or_else(|_| panic!("not hex: {h}")))
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn the_documented_test_vectors_are_what_the_transport_does() {
+    use crate::core::identity::{Fingerprint, safety_code};
+    let doc = doc_vectors();
+    let get = |name: &str| -> &str {
+        &doc.iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no vector {name:?} in docs/PROTOCOL.md"))
+            .1
+    };
+    let key = |name: &str| -> [u8; 32] { unhex(get(name)).try_into().expect("32 bytes") };
+    let (is, ie) = (
+        key("initiator static private key"),
+        key("initiator ephemeral private key"),
+    );
+    let (rs, re) = (
+        key("responder static private key"),
+        key("responder ephemeral private key"),
+    );
+    let mut c = Transport::new_for_testing_only(Role::Initiator, &is, PROLOGUE, &ie).unwrap();
+    let mut s = Transport::new_for_testing_only(Role::Responder, &rs, PROLOGUE, &re).unwrap();
+    let mut ours = vec![
+        ("initiator static public key", hex(&public_key(&is))),
+        ("responder static public key", hex(&public_key(&rs))),
+    ];
+    ours.push(("message 1", hex(&pump(&mut c, &mut s))));
+    ours.push(("message 2", hex(&pump(&mut s, &mut c))));
+    ours.push(("message 3", hex(&pump(&mut c, &mut s))));
+    assert_eq!(c.handshake_hash(), s.handshake_hash());
+    ours.push(("handshake hash", hex(&c.handshake_hash().unwrap())));
+    for n in [1, 2] {
+        let (from, to) = if n == 1 {
+            (&mut c, &mut s)
+        } else {
+            (&mut s, &mut c)
+        };
+        let plain = unhex(get(&format!("record {n} plaintext")));
+        let wire = seal(from, &plain);
+        assert_eq!(open(to, &wire), Ok((wire.len(), plain)));
+        ours.push((if n == 1 { "record 1" } else { "record 2" }, hex(&wire)));
+    }
+    let (ip, rp) = (public_key(&is), public_key(&rs));
+    ours.push(("initiator fingerprint", Fingerprint::of(&ip).to_string()));
+    ours.push(("responder fingerprint", Fingerprint::of(&rp).to_string()));
+    ours.push(("safety code", safety_code(&ip, &rp).to_string()));
+    for (name, value) in &ours {
+        assert_eq!(get(name), value, "vector {name:?}");
+    }
+    // Nothing in the doc that this test does not check.
+    let checked = ours.len() + 6; // the four private keys, two plaintexts
+    assert_eq!(doc.len(), checked, "{doc:?}");
+    // The record plaintexts are frames of the v1 test vectors.
+    for n in [1, 2] {
+        let plain = unhex(get(&format!("record {n} plaintext")));
+        assert!(matches!(decode(&plain), Ok(Some((Frame::Hello(_), l))) if l == plain.len()));
+    }
+}
