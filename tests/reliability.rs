@@ -747,3 +747,113 @@ fn a_signal_stops_a_server_whose_stdout_is_blocked() {
     assert_eq!(s.code(), 143, "the signal's exit status");
     drop(read_end);
 }
+
+/// The documented memory bound with `--max-message 1KiB` (README, "Memory";
+/// docs/RELIABILITY.md): `16 MiB + 3 × max_message`, of which about 11 MiB
+/// are queue caps and buffers and the rest the program itself.
+const FLOOD_BOUND_MIB: f64 = 16.0;
+/// How long each flood runs before its peak is read: long enough for
+/// every queue to reach its cap.
+const FLOOD_FOR: Duration = Duration::from_millis(2500);
+
+/// A server whose stdout goes to a pipe that a thread drains (a flood's
+/// millions of lines would otherwise pile up in the test's line reader);
+/// returns it with its address.
+fn server_draining(extra: &[&str]) -> (Duet, SocketAddr) {
+    let (read_end, write_end) = pipe();
+    let args = [&["server", "--listen", "127.0.0.1", "--port", "0"], extra].concat();
+    let s = Duet::spawn_to(&args, write_end);
+    let mut out = std::io::BufReader::new(std::fs::File::from(read_end));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    // `* listening on ADDR` or the JSON `listening` event.
+    let addr = match serde_json::from_str::<Value>(&first) {
+        Ok(v) => v["addr"].as_str().unwrap().to_string(),
+        Err(_) => first.trim().rsplit(' ').next().unwrap().to_string(),
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (s, addr.parse().unwrap())
+}
+
+/// `/dev/null` for a child's stdout.
+fn dev_null() -> std::os::fd::OwnedFd {
+    let f = std::fs::OpenOptions::new().write(true).open("/dev/null");
+    f.unwrap().into()
+}
+
+/// `yes '' | duet client`: every line an empty message. The client stops
+/// reading stdin while its window is full, in the middle of a read if it
+/// must; memory on both sides stays within the bound, and every message
+/// is delivered.
+#[test]
+fn empty_line_flood_on_stdin_stays_within_the_memory_bound() {
+    for format in ["text", "jsonl"] {
+        let common = ["--format", format, "--max-message", "1KiB"];
+        let (s, addr) = server_draining(&common);
+        let target = addr.to_string();
+        let args = [&["client", target.as_str()][..], &common].concat();
+        let mut c = Duet::spawn_to(&args, dev_null());
+        let mut stdin = c.take_stdin();
+        let flood = std::thread::spawn(move || {
+            let lines = [b'\n'; 64 * 1024];
+            let start = Instant::now();
+            let mut sent = 0u64;
+            while start.elapsed() < FLOOD_FOR {
+                stdin.write_all(&lines).unwrap();
+                sent += lines.len() as u64;
+            }
+            (sent, stdin)
+        });
+        let (sent, stdin) = flood.join().unwrap();
+        let (cp, sp) = (peak_rss_mib(c.pid()), peak_rss_mib(s.pid()));
+        eprintln!(
+            "--format {format}: {sent} empty lines in {FLOOD_FOR:?}; peak RSS client {cp:.1} MiB, server {sp:.1} MiB"
+        );
+        drop(stdin);
+        assert_eq!(c.code(), 0, "every message delivered");
+        assert!(cp < FLOOD_BOUND_MIB, "client peak RSS {cp:.1} MiB");
+        assert!(sp < FLOOD_BOUND_MIB, "server peak RSS {sp:.1} MiB");
+    }
+}
+
+/// A raw peer floods a server with empty DATA messages as fast as it can
+/// while reading its acks: the server acknowledges them all and shows
+/// them, within the memory bound.
+#[test]
+fn empty_message_flood_from_the_network_stays_within_the_memory_bound() {
+    for format in ["text", "jsonl"] {
+        let (mut s, addr) = server_draining(&["--format", format, "--max-message", "1KiB"]);
+        let raw = raw_hello(addr);
+        let mut reader = raw.stream.try_clone().unwrap();
+        let acks = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut total = 0u64;
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                total += n as u64;
+            }
+            total
+        });
+        let mut writer = raw.stream.try_clone().unwrap();
+        let start = Instant::now();
+        let mut batch = Vec::new();
+        let mut id = 1u64;
+        while start.elapsed() < FLOOD_FOR {
+            batch.clear();
+            for _ in 0..10_000 {
+                batch.extend_from_slice(&data(id, true, b""));
+                id += 1;
+            }
+            writer.write_all(&batch).unwrap();
+        }
+        let peak = peak_rss_mib(s.pid());
+        writer.write_all(&bye(0)).unwrap();
+        let acked = acks.join().unwrap() / ack(1).len() as u64;
+        eprintln!(
+            "--format {format}: {} empty messages in {FLOOD_FOR:?}, {acked} acks read; server peak RSS {peak:.1} MiB",
+            id - 1
+        );
+        assert_eq!(acked, id - 1, "every message acknowledged");
+        assert!(peak < FLOOD_BOUND_MIB, "server peak RSS {peak:.1} MiB");
+        assert!(s.running());
+    }
+}

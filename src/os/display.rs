@@ -31,6 +31,11 @@ const SENT_HOLD: Duration = Duration::from_millis(10);
 /// [`Display::hold_on_timer`]).
 const QUICK_HOLD: Duration = Duration::from_micros(30);
 
+/// `sent` records kept unrendered at most: a sender with a full window
+/// has up to 65,536 messages unacknowledged, and a `sent` line for each
+/// would wait here.
+const SENT_MAX: usize = 4096;
+
 /// How long a reading of the wall clock serves for stamping lines.
 const WALL_REREAD: Duration = Duration::from_secs(1);
 
@@ -165,6 +170,9 @@ impl Display {
         }
         if let Line::Sent { id, len } = *line {
             if self.format == Format::Jsonl {
+                if self.sent.len() >= SENT_MAX {
+                    self.render_sent();
+                }
                 self.sent.push((id, len, now));
             }
             return;
@@ -237,6 +245,11 @@ impl Display {
         render::render_in_pieces(*format, line, stamp, style, out, &mut |out| {
             write_out(stdout, out, broken, stop);
         });
+        if out.len() >= render::PIECE {
+            // Many short lines in one turn (a flood of empty messages or
+            // acks): written as they add up, not held until the turn ends.
+            write_out(stdout, out, broken, stop);
+        }
     }
 
     /// Shows the next piece of a message as it arrives (text output, no
@@ -749,6 +762,27 @@ mod tests {
         d.end_turn(t0);
         assert!(d.sent.is_empty() && d.out.is_empty());
         assert_eq!(d.deadline(), None);
+    }
+
+    /// A flood of short lines in one turn neither piles up `sent`
+    /// records nor grows the output buffer past a piece.
+    #[test]
+    fn a_flood_of_lines_keeps_the_buffers_small() {
+        let t0 = Instant::now();
+        let mut d = Display::new(Format::Jsonl, false, false);
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+        d.stdout = ManuallyDrop::new(null.expect("/dev/null"));
+        for id in 0..100_000 {
+            d.show(&Line::Sent { id, len: 0 }, t0);
+            assert!(d.sent.len() <= SENT_MAX);
+            assert!(d.out.len() < render::PIECE + 1024);
+        }
+        let rtt = Duration::from_micros(5);
+        for id in 0..100_000 {
+            d.show(&Line::Acked { id, len: 0, rtt }, t0);
+            assert!(d.out.len() < render::PIECE + 1024);
+        }
+        assert!(!d.is_broken());
     }
 
     /// Holds go on the loop's timer only when each begins within
