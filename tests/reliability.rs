@@ -857,3 +857,104 @@ fn empty_message_flood_from_the_network_stays_within_the_memory_bound() {
         assert!(s.running());
     }
 }
+
+/// What a child wrote on stderr, once it has exited.
+fn stderr_after_exit(d: &mut Duet) -> (i32, String) {
+    let code = d.code();
+    (code, d.stderr())
+}
+
+/// `/dev/full` for a child's stdout: every write fails with ENOSPC.
+fn dev_full() -> std::os::fd::OwnedFd {
+    let f = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    f.unwrap().into()
+}
+
+/// A stdout that cannot be written is a failure: the client says goodbye
+/// (the server sees a normal leave, not a chat going on that nobody
+/// reads), prints one line on stderr and exits 1.
+#[test]
+fn a_client_whose_stdout_fails_says_goodbye_and_exits_1() {
+    let (mut s, addr) = Duet::server(&[]);
+    let target = addr.to_string();
+    let mut c = Duet::spawn_to(&["client", &target], dev_full());
+    // Its first line ("connected") cannot be written.
+    s.expect_event("connected");
+    let closed = s.expect_event("closed");
+    let reason = closed["reason"].as_str().unwrap();
+    assert!(reason.ends_with("left"), "{closed}");
+    let (code, stderr) = stderr_after_exit(&mut c);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (1, "duet: cannot write to stdout: no space left on device\n")
+    );
+    assert_serves(&mut s, addr);
+}
+
+/// The same for a server: it cannot show a chat, so it does not start one.
+#[test]
+fn a_server_whose_stdout_fails_exits_1() {
+    let mut s = Duet::spawn_to(
+        &["server", "--listen", "127.0.0.1", "--port", "0"],
+        dev_full(),
+    );
+    let (code, stderr) = stderr_after_exit(&mut s);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (1, "duet: cannot write to stdout: no space left on device\n")
+    );
+}
+
+/// stdin that cannot be read (a directory): the error goes to stderr, not
+/// the chat; the chat ends politely and the exit status says it failed.
+#[test]
+fn stdin_that_cannot_be_read_is_an_error_and_exit_1() {
+    let (mut s, addr) = Duet::server(&[]);
+    let target = addr.to_string();
+    let dir = std::fs::File::open("/").unwrap();
+    let args = ["client", &target, "--format", "jsonl"];
+    let mut c = Duet::spawn_with(&args, Stdin::File(dir), &[]);
+    let closed = s.expect_event("closed");
+    assert!(
+        closed["reason"].as_str().unwrap().ends_with("left"),
+        "{closed}"
+    );
+    let (code, stderr) = stderr_after_exit(&mut c);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (1, "duet: cannot read stdin: is a directory\n")
+    );
+    let events: Vec<Value> = c
+        .rest()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events.iter().all(|e| e["event"] != "error"),
+        "no error line in the chat: {events:?}"
+    );
+    assert_eq!(events.last().unwrap()["event"], "summary");
+    assert_serves(&mut s, addr);
+}
+
+/// A stop signal's code wins over "undelivered" (3): the person asked to
+/// stop; the summary tells what did not get through.
+#[test]
+fn a_signal_with_undelivered_messages_exits_with_the_signal_code() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut c = Duet::client(addr, &[]);
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(&hello(b"never-acks", 1 << 20)).unwrap();
+    c.expect_event("connected");
+    c.send(b"into the void\n");
+    c.expect_event("sent");
+    c.signal(libc::SIGTERM);
+    let summary = c.expect_event("summary");
+    assert_eq!(
+        (summary["sent"].as_u64(), summary["acked"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(c.code(), 143);
+    drop(peer);
+}

@@ -44,8 +44,10 @@ pub struct Display {
     format: Format,
     out: Vec<u8>,
     stdout: ManuallyDrop<File>,
-    /// stdout was closed by its reader: stop writing, end quietly.
-    broken: bool,
+    /// stdout cannot be written any more: its reader closed it
+    /// (`BrokenPipe`: end quietly) or the write failed (say so, exit 1).
+    /// Nothing more is written.
+    broken: Option<std::io::Error>,
     style: Style,
     /// Prefix text lines with the local time.
     timestamps: bool,
@@ -103,7 +105,7 @@ impl Display {
             // SAFETY: fd 1 stays open for the life of the process; the
             // ManuallyDrop keeps us from closing it.
             stdout: ManuallyDrop::new(unsafe { File::from_raw_fd(1) }),
-            broken: false,
+            broken: None,
             mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
             wall_base: (base, wall_us()),
             style: Style::with_color(color),
@@ -158,14 +160,20 @@ impl Display {
         self.prompt.is_some()
     }
 
-    /// Whether stdout was closed by its reader.
+    /// Whether stdout cannot be written any more.
     #[inline]
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.broken.is_some()
+    }
+
+    /// Why stdout could not be written, unless its reader just closed it
+    /// (`| head -1`), which is no failure.
+    pub fn take_failure(&mut self) -> Option<std::io::Error> {
+        self.broken.take_if(|e| e.kind() != ErrorKind::BrokenPipe)
     }
 
     pub fn show(&mut self, line: &Line<'_>, now: Instant) {
-        if self.broken {
+        if self.is_broken() {
             return;
         }
         if let Line::Sent { id, len } = *line {
@@ -255,7 +263,7 @@ impl Display {
     /// Shows the next piece of a message as it arrives (text output, no
     /// prompt); `last` when it completes the message.
     pub fn show_part(&mut self, from: &[u8], id: u64, data: &[u8], last: bool, now: Instant) {
-        if self.broken {
+        if self.is_broken() {
             return;
         }
         self.render_sent();
@@ -603,14 +611,20 @@ impl Drop for Display {
     }
 }
 
-/// Writes and clears `out`; on a closed stdout sets `broken` and drops it.
-/// Once `stop` is readable (a stop signal came), what stdout cannot take
-/// at once is dropped: a stop never waits on stdout.
-fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool, stop: Option<RawFd>) {
+/// Writes and clears `out`; when stdout cannot be written, keeps why in
+/// `broken` and drops the output. Once `stop` is readable (a stop signal
+/// came), what stdout cannot take at once is dropped: a stop never waits
+/// on stdout.
+fn write_out(
+    stdout: &mut File,
+    out: &mut Vec<u8>,
+    broken: &mut Option<std::io::Error>,
+    stop: Option<RawFd>,
+) {
     let mut done = 0;
-    while done < out.len() && !*broken {
+    while done < out.len() && broken.is_none() {
         match stdout.write(&out[done..]) {
-            Ok(0) => *broken = true,
+            Ok(0) => *broken = Some(ErrorKind::WriteZero.into()),
             Ok(n) => done += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -619,12 +633,7 @@ fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool, stop: Opti
                     break;
                 }
             }
-            Err(e) => {
-                if e.kind() != ErrorKind::BrokenPipe {
-                    log::warn!("cannot write to stdout: {}", io_msg(&e));
-                }
-                *broken = true;
-            }
+            Err(e) => *broken = Some(e),
         }
     }
     out.clear();

@@ -138,6 +138,9 @@ struct Loop {
     stdin_eof: bool,
     /// stdin reported a hang-up (its writer closed): read to end of file.
     stdin_hangup: bool,
+    /// Reading stdin failed (say, it is a directory): the chat ends, and
+    /// so does duet, with this error.
+    stdin_failed: Option<io::Error>,
     stdin_buf: Box<[u8]>,
     /// The part of `stdin_buf` read but not split yet: the session stopped
     /// taking messages in the middle of a read (its queues were full).
@@ -224,6 +227,7 @@ impl Loop {
             stdin,
             stdin_eof: false,
             stdin_hangup: false,
+            stdin_failed: None,
             stdin_buf: vec![0u8; STDIN_CHUNK].into_boxed_slice(),
             stdin_unsplit: 0..0,
             signal_ready: false,
@@ -261,6 +265,10 @@ impl Loop {
         // The prompt is drawn with this first line, before any event.
         self.refresh_label();
         self.display.flush();
+        if self.display.is_broken() {
+            // Nobody will see a chat: stdout failed, or was closed.
+            return self.io_failure().map_or(Ok(exit::OK), Err);
+        }
         log::info!("listening on {addr}");
         let mut chats = 0u64;
         loop {
@@ -276,8 +284,13 @@ impl Loop {
                 log::info!("stopping after {chats} chats");
                 return Ok(exit::signalled(sig));
             }
-            if (self.chat.quitting() && self.active.is_none()) || self.display.is_broken() {
-                return Ok(self.chat.exit_code());
+            let failed = self.display.is_broken() || self.stdin_failed.is_some();
+            if (failed || self.chat.quitting()) && self.active.is_none() {
+                self.finish_closing()?;
+                return match self.io_failure() {
+                    Some(e) => Err(e),
+                    None => Ok(self.chat.exit_code()),
+                };
             }
         }
     }
@@ -373,6 +386,9 @@ impl Loop {
             }
             if self.chat_finished(now) || self.display.is_broken() {
                 self.finish_closing()?;
+                if let Some(e) = self.io_failure() {
+                    return Err(e);
+                }
                 return match self.chat.take_error() {
                     Some(msg) => Err(Error::Chat {
                         msg,
@@ -771,10 +787,8 @@ impl Loop {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let now = clock.now();
-                    self.chat
-                        .handle_input_error(&io_msg(&e), &mut self.display, now);
-                    0
+                    self.stdin_failed(e, clock.now());
+                    return;
                 }
             };
             let now = clock.now();
@@ -831,6 +845,39 @@ impl Loop {
                 return;
             }
         }
+    }
+
+    /// stdin cannot be read: no more input, and the chat ends as at the
+    /// end of input (the acks awaited, then BYE); duet then exits with the
+    /// error (`io_failure`).
+    #[cold]
+    fn stdin_failed(&mut self, err: io::Error, now: Instant) {
+        log::debug!("stdin: {}", io_msg(&err));
+        self.stdin_failed = Some(err);
+        self.stdin_eof = true;
+        self.stdin.deregister(self.poll.registry());
+        if self.display.interactive() {
+            self.handle_action(Action::Quit, now);
+        } else if let Some(s) = active_session(&mut self.conns, self.active) {
+            s.handle_input_end(now);
+            self.service_active(now);
+        }
+    }
+
+    /// Why duet must exit 1 whatever became of the chat: stdout or stdin
+    /// failed. stdout closed by its reader (`| head -1`) is no failure.
+    fn io_failure(&mut self) -> Option<Error> {
+        if let Some(err) = self.display.take_failure() {
+            return Some(Error::Io {
+                what: "cannot write to stdout",
+                err,
+            });
+        }
+        let err = self.stdin_failed.take()?;
+        Some(Error::Io {
+            what: "cannot read stdin",
+            err,
+        })
     }
 
     /// Renders the active session's events. A connection being turned
