@@ -850,3 +850,214 @@ fn greetings_under_way_are_bounded() {
         "too many connections waiting to greet",
     );
 }
+
+/// The documented memory bound with `--max-message 1KiB` (README, "Memory";
+/// docs/RELIABILITY.md): `16 MiB + 3 × max_message`, of which about 11 MiB
+/// are queue caps and buffers and the rest the program itself.
+const FLOOD_BOUND_MIB: f64 = 16.0;
+/// How long each flood runs before its peak is read: long enough for
+/// every queue to reach its cap.
+const FLOOD_FOR: Duration = Duration::from_millis(2500);
+
+/// A server whose stdout goes to a pipe that a thread drains (a flood's
+/// millions of lines would otherwise pile up in the test's line reader);
+/// returns it with its address.
+fn server_draining(extra: &[&str]) -> (Duet, SocketAddr) {
+    let (read_end, write_end) = pipe();
+    let args = [&["server", "--listen", "127.0.0.1", "--port", "0"], extra].concat();
+    let s = Duet::spawn_to(&args, write_end);
+    let mut out = std::io::BufReader::new(std::fs::File::from(read_end));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    // `* listening on ADDR` or the JSON `listening` event.
+    let addr = match serde_json::from_str::<Value>(&first) {
+        Ok(v) => v["addr"].as_str().unwrap().to_string(),
+        Err(_) => first.trim().rsplit(' ').next().unwrap().to_string(),
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (s, addr.parse().unwrap())
+}
+
+/// `/dev/null` for a child's stdout.
+fn dev_null() -> std::os::fd::OwnedFd {
+    let f = std::fs::OpenOptions::new().write(true).open("/dev/null");
+    f.unwrap().into()
+}
+
+/// `yes '' | duet client`: every line an empty message. The client stops
+/// reading stdin while its window is full, in the middle of a read if it
+/// must; memory on both sides stays within the bound, and every message
+/// is delivered.
+#[test]
+fn empty_line_flood_on_stdin_stays_within_the_memory_bound() {
+    for format in ["text", "jsonl"] {
+        let common = ["--format", format, "--max-message", "1KiB"];
+        let (s, addr) = server_draining(&common);
+        let target = addr.to_string();
+        let args = [&["client", target.as_str()][..], &common].concat();
+        let mut c = Duet::spawn_to(&args, dev_null());
+        let mut stdin = c.take_stdin();
+        let flood = std::thread::spawn(move || {
+            let lines = [b'\n'; 64 * 1024];
+            let start = Instant::now();
+            let mut sent = 0u64;
+            while start.elapsed() < FLOOD_FOR {
+                stdin.write_all(&lines).unwrap();
+                sent += lines.len() as u64;
+            }
+            (sent, stdin)
+        });
+        let (sent, stdin) = flood.join().unwrap();
+        let (cp, sp) = (peak_rss_mib(c.pid()), peak_rss_mib(s.pid()));
+        eprintln!(
+            "--format {format}: {sent} empty lines in {FLOOD_FOR:?}; peak RSS client {cp:.1} MiB, server {sp:.1} MiB"
+        );
+        drop(stdin);
+        assert_eq!(c.code(), 0, "every message delivered");
+        assert!(cp < FLOOD_BOUND_MIB, "client peak RSS {cp:.1} MiB");
+        assert!(sp < FLOOD_BOUND_MIB, "server peak RSS {sp:.1} MiB");
+    }
+}
+
+/// A raw peer floods a server with empty DATA messages as fast as it can
+/// while reading its acks: the server acknowledges them all and shows
+/// them, within the memory bound.
+#[test]
+fn empty_message_flood_from_the_network_stays_within_the_memory_bound() {
+    for format in ["text", "jsonl"] {
+        let (mut s, addr) = server_draining(&["--format", format, "--max-message", "1KiB"]);
+        let raw = raw_hello(addr);
+        let mut reader = raw.stream.try_clone().unwrap();
+        let acks = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut total = 0u64;
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                total += n as u64;
+            }
+            total
+        });
+        let mut writer = raw.stream.try_clone().unwrap();
+        let start = Instant::now();
+        let mut batch = Vec::new();
+        let mut id = 1u64;
+        while start.elapsed() < FLOOD_FOR {
+            batch.clear();
+            for _ in 0..10_000 {
+                batch.extend_from_slice(&data(id, true, b""));
+                id += 1;
+            }
+            writer.write_all(&batch).unwrap();
+        }
+        let peak = peak_rss_mib(s.pid());
+        writer.write_all(&bye(0)).unwrap();
+        let acked = acks.join().unwrap() / ack(1).len() as u64;
+        eprintln!(
+            "--format {format}: {} empty messages in {FLOOD_FOR:?}, {acked} acks read; server peak RSS {peak:.1} MiB",
+            id - 1
+        );
+        assert_eq!(acked, id - 1, "every message acknowledged");
+        assert!(peak < FLOOD_BOUND_MIB, "server peak RSS {peak:.1} MiB");
+        assert!(s.running());
+    }
+}
+
+/// What a child wrote on stderr, once it has exited.
+fn stderr_after_exit(d: &mut Duet) -> (i32, String) {
+    let code = d.code();
+    (code, d.stderr())
+}
+
+/// `/dev/full` for a child's stdout: every write fails with ENOSPC.
+fn dev_full() -> std::os::fd::OwnedFd {
+    let f = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    f.unwrap().into()
+}
+
+/// A stdout that cannot be written is a failure: the client says goodbye
+/// (the server sees a normal leave, not a chat going on that nobody
+/// reads), prints one line on stderr and exits 1.
+#[test]
+fn a_client_whose_stdout_fails_says_goodbye_and_exits_1() {
+    let (mut s, addr) = Duet::server(&[]);
+    let target = addr.to_string();
+    let mut c = Duet::spawn_to(&["client", &target], dev_full());
+    // Its first line ("connected") cannot be written.
+    s.expect_event("connected");
+    let closed = s.expect_event("closed");
+    let reason = closed["reason"].as_str().unwrap();
+    assert!(reason.ends_with("left"), "{closed}");
+    let (code, stderr) = stderr_after_exit(&mut c);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (1, "duet: cannot write to stdout: no space left on device\n")
+    );
+    assert_serves(&mut s, addr);
+}
+
+/// The same for a server: it cannot show a chat, so it does not start one.
+#[test]
+fn a_server_whose_stdout_fails_exits_1() {
+    let mut s = Duet::spawn_to(
+        &["server", "--listen", "127.0.0.1", "--port", "0"],
+        dev_full(),
+    );
+    let (code, stderr) = stderr_after_exit(&mut s);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (1, "duet: cannot write to stdout: no space left on device\n")
+    );
+}
+
+/// stdin that cannot be read (a directory): the error goes to stderr, not
+/// the chat; the chat ends politely and the exit status says it failed.
+#[test]
+fn stdin_that_cannot_be_read_is_an_error_and_exit_1() {
+    let (mut s, addr) = Duet::server(&[]);
+    let target = addr.to_string();
+    let dir = std::fs::File::open("/").unwrap();
+    let args = ["client", &target, "--format", "jsonl"];
+    let mut c = Duet::spawn_with(&args, Stdin::File(dir), &[]);
+    let closed = s.expect_event("closed");
+    assert!(
+        closed["reason"].as_str().unwrap().ends_with("left"),
+        "{closed}"
+    );
+    let (code, stderr) = stderr_after_exit(&mut c);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (1, "duet: cannot read stdin: is a directory\n")
+    );
+    let events: Vec<Value> = c
+        .rest()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events.iter().all(|e| e["event"] != "error"),
+        "no error line in the chat: {events:?}"
+    );
+    assert_eq!(events.last().unwrap()["event"], "summary");
+    assert_serves(&mut s, addr);
+}
+
+/// A stop signal's code wins over "undelivered" (3): the person asked to
+/// stop; the summary tells what did not get through.
+#[test]
+fn a_signal_with_undelivered_messages_exits_with_the_signal_code() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut c = Duet::client(addr, &[]);
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(&hello(b"never-acks", 1 << 20)).unwrap();
+    c.expect_event("connected");
+    c.send(b"into the void\n");
+    c.expect_event("sent");
+    c.signal(libc::SIGTERM);
+    let summary = c.expect_event("summary");
+    assert_eq!(
+        (summary["sent"].as_u64(), summary["acked"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(c.code(), 143);
+    drop(peer);
+}

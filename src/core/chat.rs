@@ -362,12 +362,6 @@ impl Chat {
         }
     }
 
-    /// stdin could not be read.
-    pub fn handle_input_error(&mut self, why: &str, screen: &mut impl Screen, now: Instant) {
-        let message = format!("cannot read stdin: {why}");
-        screen.show(&Line::Error { message: &message }, now);
-    }
-
     /// A line typed in the editor: a command, or a message.
     pub fn handle_line(
         &mut self,
@@ -576,9 +570,11 @@ impl Chat {
             let message = format!("waiting for the next client on {addr}");
             screen.show(&Line::Notice { message: &message }, now);
         }
+        // A stop signal's code wins: the person asked to stop, and the
+        // summary says what did not get through.
         self.code = match self.stop {
-            Some(sig) if ending.code == exit::OK => exit::signalled(sig),
-            _ => ending.code,
+            Some(sig) => exit::signalled(sig),
+            None => ending.code,
         };
         self.error = ending.error;
         true

@@ -5,6 +5,11 @@
 //! borrowed slices (no copy); only records that span chunks are assembled in
 //! a buffer, which never grows past the record limit: a longer record is
 //! reported as an error and skipped up to its separator.
+//!
+//! The receiver of the records can stop the split after any record (its
+//! queues are full): one 64 KiB read of empty lines is 65,536 messages,
+//! and none of them may be taken before there is room. The bytes after
+//! that record are left to the caller, who offers them again later.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -32,8 +37,9 @@ impl InputMode {
 }
 
 /// Where records go: a message (borrowed from the input when possible) or
-/// the reason a record was skipped.
-pub type Emit<'e, 'a> = dyn FnMut(Result<Cow<'a, [u8]>, InputError>) + 'e;
+/// the reason a record was skipped. It returns whether it takes more
+/// records now: `false` stops the split after this one.
+pub type Emit<'e, 'a> = dyn FnMut(Result<Cow<'a, [u8]>, InputError>) -> bool + 'e;
 
 /// A record that could not become a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,38 +89,48 @@ impl Splitter {
     }
 
     /// Feeds the next chunk of input; `emit` receives every record it
-    /// completes, in order.
-    pub fn push<'a>(&mut self, mut bytes: &'a [u8], emit: &mut Emit<'_, 'a>) {
+    /// completes, in order, until it returns `false`. Returns how many
+    /// bytes were used: all of them, or those up to the separator of the
+    /// record after which `emit` said stop. The caller keeps the rest and
+    /// pushes it again when it takes records again.
+    pub fn push<'a>(&mut self, bytes: &'a [u8], emit: &mut Emit<'_, 'a>) -> usize {
         let Some(sep) = self.mode.separator() else {
             if let Err(e) = self.append(bytes) {
                 emit(Err(e));
             }
-            return;
+            return bytes.len();
         };
-        while let Some(pos) = bytes.iter().position(|&b| b == sep) {
-            let (record, rest) = (&bytes[..pos], &bytes[pos + 1..]);
-            bytes = rest;
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|&b| b == sep) {
+            let record = &rest[..pos];
+            rest = &rest[pos + 1..];
             if self.skipping {
                 self.skipping = false;
                 continue;
             }
-            if self.partial.is_empty() {
+            let more = if self.partial.is_empty() {
                 if record.len() > self.limit {
-                    emit(Err(InputError::TooLarge { limit: self.limit }));
+                    emit(Err(InputError::TooLarge { limit: self.limit }))
                 } else {
-                    emit(Ok(Cow::Borrowed(record)));
+                    emit(Ok(Cow::Borrowed(record)))
                 }
             } else {
-                match self.append(record) {
+                let appended = self.append(record);
+                // The separator ends the record, over-long or not.
+                self.skipping = false;
+                match appended {
                     Ok(()) => emit(Ok(Cow::Owned(std::mem::take(&mut self.partial)))),
                     Err(e) => emit(Err(e)),
                 }
-                self.skipping = false;
+            };
+            if !more {
+                return bytes.len() - rest.len();
             }
         }
-        if let Err(e) = self.append(bytes) {
+        if let Err(e) = self.append(rest) {
             emit(Err(e));
         }
+        bytes.len()
     }
 
     /// Signals end of input: the last unterminated record (or, in whole
@@ -160,8 +176,10 @@ mod tests {
     fn split(mode: InputMode, limit: usize, chunks: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
         let mut s = Splitter::new(mode, limit);
         let mut out = Vec::new();
-        let mut emit =
-            |r: Result<Cow<'_, [u8]>, InputError>| out.push(r.ok().map(|c| c.into_owned()));
+        let mut emit = |r: Result<Cow<'_, [u8]>, InputError>| {
+            out.push(r.ok().map(|c| c.into_owned()));
+            true
+        };
         for c in chunks {
             s.push(c, &mut emit);
         }
@@ -233,12 +251,83 @@ mod tests {
         assert_eq!(split(InputMode::Lines, 3, &[b"ab", b"cd"]), vec![None]);
     }
 
+    /// Stopped after every `every`-th record and pushed the rest again,
+    /// the split gives the same records as in one go, and never more than
+    /// `every` from one push.
+    fn split_stopping(
+        mode: InputMode,
+        limit: usize,
+        chunks: &[&[u8]],
+        every: usize,
+    ) -> Vec<Option<Vec<u8>>> {
+        let mut s = Splitter::new(mode, limit);
+        let mut out = Vec::new();
+        for c in chunks {
+            let mut rest: &[u8] = c;
+            loop {
+                let mut taken = 0;
+                let used = s.push(rest, &mut |r| {
+                    out.push(r.ok().map(|c| c.into_owned()));
+                    taken += 1;
+                    taken < every
+                });
+                assert!(taken <= every);
+                rest = &rest[used..];
+                if rest.is_empty() {
+                    break;
+                }
+                assert_eq!(taken, every, "stopped only when told to");
+            }
+        }
+        s.finish(&mut |r| {
+            out.push(r.ok().map(|c| c.into_owned()));
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn a_stopped_split_resumes_where_it_stopped() {
+        let cases: &[(InputMode, usize, &[&[u8]])] = &[
+            (InputMode::Lines, 100, &[b"\n\n\n\n\n"]),
+            (InputMode::Lines, 100, &[b"a\nbb\n\nccc", b"c\nd", b"\n\ne"]),
+            (InputMode::Lines, 3, &[b"abcd\nok\nab", b"cd", b"ef\nx\n\n"]),
+            (InputMode::Nul, 100, &[b"a\0\0b\nc\0", b"\0"]),
+            (InputMode::Whole, 100, &[b"a\n", b"b\0"]),
+        ];
+        for &(mode, limit, chunks) in cases {
+            let whole = split(mode, limit, chunks);
+            for every in 1..=4 {
+                assert_eq!(
+                    split_stopping(mode, limit, chunks, every),
+                    whole,
+                    "{mode:?} {chunks:?}, stopping every {every}"
+                );
+            }
+        }
+        // One read of empty lines: each push takes one record and leaves
+        // the rest unread.
+        let mut s = Splitter::new(InputMode::Lines, 10);
+        let mut n = 0;
+        assert_eq!(
+            s.push(&[b'\n'; 65_536], &mut |_| {
+                n += 1;
+                false
+            }),
+            1
+        );
+        assert_eq!(n, 1);
+    }
+
     #[test]
     fn buffer_never_exceeds_the_limit() {
         let mut s = Splitter::new(InputMode::Lines, 10);
         let mut errors = 0;
         for _ in 0..1000 {
-            s.push(b"0123456", &mut |r| errors += r.is_err() as usize);
+            s.push(b"0123456", &mut |r| {
+                errors += r.is_err() as usize;
+                true
+            });
             assert!(s.buffered() <= 10);
         }
         assert_eq!(errors, 1);

@@ -34,14 +34,21 @@ use crate::core::rtt::{RttStats, RttSummary};
 /// alone never reaches it (at most the largest queue limit plus a chunk),
 /// so two peers sending to each other never both stop reading for it.
 const OUT_CAP: usize = 4 * queue_limit::MAX;
-/// Accepted-but-unsent message bytes above which we stop taking input.
+/// Accepted-but-unsent message bytes above which we stop taking input,
+/// each message charged [`MSG_COST`] on top of its length.
 const PENDING_CAP: usize = 1024 * 1024;
-/// Messages in flight (sent, not acknowledged) above which we stop taking
-/// input.
+/// Messages given an id and not yet acknowledged (queued or in flight)
+/// above which we stop taking input.
 const MAX_IN_FLIGHT: usize = 64 * 1024;
-/// Received message bytes waiting for display above which we stop reading
-/// the peer.
+/// Received message bytes and events waiting for display above which we
+/// stop reading the peer and stop taking input, each event charged
+/// [`MSG_COST`] on top of its bytes.
 const DISPLAY_CAP: usize = 1024 * 1024;
+/// What one queued message or event costs besides its bytes: at least its
+/// entry in the queue (a `Pending` is 40 bytes, a `Record` 32). Without it
+/// an empty message would cost nothing, and a flood of them would never
+/// fill a queue capped in bytes.
+pub const MSG_COST: usize = 64;
 /// Display arena capacity kept after a large message has been shown: a
 /// full display queue, so that streaming a long message does not free and
 /// fault in the arena every turn.
@@ -851,19 +858,26 @@ impl Session {
         self.end.as_ref()
     }
 
-    /// Whether the caller should read more input for this session.
+    /// Whether the caller should offer more input to this session. False
+    /// while the queued input, the messages awaiting acks, the outbox or
+    /// the display queue is full: the caller stops reading stdin, even in
+    /// the middle of what it has read (each message offered may be the one
+    /// that fills a queue), and its writer is held back.
+    #[inline]
     pub fn wants_input(&self) -> bool {
         self.state == State::Open
-            && self.pending_bytes < PENDING_CAP
-            && self.in_flight.len() < MAX_IN_FLIGHT
+            && self.pending_bytes + self.pending.len() * MSG_COST < PENDING_CAP
+            && self.outstanding() < MAX_IN_FLIGHT as u64
             && self.unsent_out() < OUT_CAP
+            && self.display_cost() < DISPLAY_CAP
     }
 
     /// Whether the caller should read (and pass on) more peer bytes. False
     /// while the display queue or the outbox is full: TCP then pushes back.
+    #[inline]
     pub fn wants_peer_bytes(&self) -> bool {
         self.state != State::Closed
-            && self.arena.len() < self.display_cap
+            && self.display_cost() < self.display_cap
             && self.unsent_out() < OUT_CAP
     }
 
@@ -899,6 +913,13 @@ impl Session {
 
     fn unsent_out(&self) -> usize {
         self.outbox.len() - self.out_pos
+    }
+
+    /// The display queue's charge: the bytes of the messages waiting to be
+    /// shown, and [`MSG_COST`] for each event (an empty message, an ack).
+    #[inline]
+    fn display_cost(&self) -> usize {
+        self.arena.len() + self.events.len() * MSG_COST
     }
 
     /// Appends the chunk of `data` that starts at `from` as a DATA frame;

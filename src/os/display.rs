@@ -31,6 +31,11 @@ const SENT_HOLD: Duration = Duration::from_millis(10);
 /// [`Display::hold_on_timer`]).
 const QUICK_HOLD: Duration = Duration::from_micros(30);
 
+/// `sent` records kept unrendered at most: a sender with a full window
+/// has up to 65,536 messages unacknowledged, and a `sent` line for each
+/// would wait here.
+const SENT_MAX: usize = 4096;
+
 /// How long a reading of the wall clock serves for stamping lines.
 const WALL_REREAD: Duration = Duration::from_secs(1);
 
@@ -39,8 +44,10 @@ pub struct Display {
     format: Format,
     out: Vec<u8>,
     stdout: ManuallyDrop<File>,
-    /// stdout was closed by its reader: stop writing, end quietly.
-    broken: bool,
+    /// stdout cannot be written any more: its reader closed it
+    /// (`BrokenPipe`: end quietly) or the write failed (say so, exit 1).
+    /// Nothing more is written.
+    broken: Option<std::io::Error>,
     style: Style,
     /// Prefix text lines with the local time.
     timestamps: bool,
@@ -100,7 +107,7 @@ impl Display {
             // SAFETY: fd 1 stays open for the life of the process; the
             // ManuallyDrop keeps us from closing it.
             stdout: ManuallyDrop::new(unsafe { File::from_raw_fd(1) }),
-            broken: false,
+            broken: None,
             mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
             wall_base: (base, wall_us()),
             wall_clock: wall_us,
@@ -156,18 +163,27 @@ impl Display {
         self.prompt.is_some()
     }
 
-    /// Whether stdout was closed by its reader.
+    /// Whether stdout cannot be written any more.
     #[inline]
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.broken.is_some()
+    }
+
+    /// Why stdout could not be written, unless its reader just closed it
+    /// (`| head -1`), which is no failure.
+    pub fn take_failure(&mut self) -> Option<std::io::Error> {
+        self.broken.take_if(|e| e.kind() != ErrorKind::BrokenPipe)
     }
 
     pub fn show(&mut self, line: &Line<'_>, now: Instant) {
-        if self.broken {
+        if self.is_broken() {
             return;
         }
         if let Line::Sent { id, len } = *line {
             if self.format == Format::Jsonl {
+                if self.sent.len() >= SENT_MAX {
+                    self.render_sent();
+                }
                 self.sent.push((id, len, now));
             }
             return;
@@ -240,12 +256,17 @@ impl Display {
         render::render_in_pieces(*format, line, stamp, style, out, &mut |out| {
             write_out(stdout, out, broken, stop);
         });
+        if out.len() >= render::PIECE {
+            // Many short lines in one turn (a flood of empty messages or
+            // acks): written as they add up, not held until the turn ends.
+            write_out(stdout, out, broken, stop);
+        }
     }
 
     /// Shows the next piece of a message as it arrives (text output, no
     /// prompt); `last` when it completes the message.
     pub fn show_part(&mut self, from: &[u8], id: u64, data: &[u8], last: bool, now: Instant) {
-        if self.broken {
+        if self.is_broken() {
             return;
         }
         self.render_sent();
@@ -642,14 +663,20 @@ impl Drop for Display {
     }
 }
 
-/// Writes and clears `out`; on a closed stdout sets `broken` and drops it.
-/// Once `stop` is readable (a stop signal came), what stdout cannot take
-/// at once is dropped: a stop never waits on stdout.
-fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool, stop: Option<RawFd>) {
+/// Writes and clears `out`; when stdout cannot be written, keeps why in
+/// `broken` and drops the output. Once `stop` is readable (a stop signal
+/// came), what stdout cannot take at once is dropped: a stop never waits
+/// on stdout.
+fn write_out(
+    stdout: &mut File,
+    out: &mut Vec<u8>,
+    broken: &mut Option<std::io::Error>,
+    stop: Option<RawFd>,
+) {
     let mut done = 0;
-    while done < out.len() && !*broken {
+    while done < out.len() && broken.is_none() {
         match stdout.write(&out[done..]) {
-            Ok(0) => *broken = true,
+            Ok(0) => *broken = Some(ErrorKind::WriteZero.into()),
             Ok(n) => done += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -658,12 +685,7 @@ fn write_out(stdout: &mut File, out: &mut Vec<u8>, broken: &mut bool, stop: Opti
                     break;
                 }
             }
-            Err(e) => {
-                if e.kind() != ErrorKind::BrokenPipe {
-                    log::warn!("cannot write to stdout: {}", io_msg(&e));
-                }
-                *broken = true;
-            }
+            Err(e) => *broken = Some(e),
         }
     }
     out.clear();
@@ -837,6 +859,27 @@ mod tests {
         d.end_turn(t0);
         assert!(d.sent.is_empty() && d.out.is_empty());
         assert_eq!(d.deadline(), None);
+    }
+
+    /// A flood of short lines in one turn neither piles up `sent`
+    /// records nor grows the output buffer past a piece.
+    #[test]
+    fn a_flood_of_lines_keeps_the_buffers_small() {
+        let t0 = Instant::now();
+        let mut d = Display::new(Format::Jsonl, false, false);
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+        d.stdout = ManuallyDrop::new(null.expect("/dev/null"));
+        for id in 0..100_000 {
+            d.show(&Line::Sent { id, len: 0 }, t0);
+            assert!(d.sent.len() <= SENT_MAX);
+            assert!(d.out.len() < render::PIECE + 1024);
+        }
+        let rtt = Duration::from_micros(5);
+        for id in 0..100_000 {
+            d.show(&Line::Acked { id, len: 0, rtt }, t0);
+            assert!(d.out.len() < render::PIECE + 1024);
+        }
+        assert!(!d.is_broken());
     }
 
     /// Holds go on the loop's timer only when each begins within

@@ -122,7 +122,14 @@ struct Loop {
     stdin_eof: bool,
     /// stdin reported a hang-up (its writer closed): read to end of file.
     stdin_hangup: bool,
+    /// Reading stdin failed (say, it is a directory): the chat ends, and
+    /// so does duet, with this error.
+    stdin_failed: Option<io::Error>,
     stdin_buf: Box<[u8]>,
+    /// The part of `stdin_buf` read but not split yet: the session stopped
+    /// taking messages in the middle of a read (its queues were full).
+    /// Offered again, before any new read, once it takes them again.
+    stdin_unsplit: std::ops::Range<usize>,
     splitter: Splitter,
     display: Display,
     chat: Chat,
@@ -213,7 +220,9 @@ impl Loop {
             stdin,
             stdin_eof: false,
             stdin_hangup: false,
+            stdin_failed: None,
             stdin_buf: vec![0u8; STDIN_CHUNK].into_boxed_slice(),
+            stdin_unsplit: 0..0,
             signal_ready: false,
         };
         if lp.chat.is_bench() {
@@ -250,6 +259,10 @@ impl Loop {
         // The prompt is drawn with this first line, before any event.
         self.refresh_label();
         self.display.flush();
+        if self.display.is_broken() {
+            // Nobody will see a chat: stdout failed, or was closed.
+            return self.io_failure().map_or(Ok(exit::OK), Err);
+        }
         log::info!("listening on {addr}");
         let mut chats = 0u64;
         loop {
@@ -265,8 +278,13 @@ impl Loop {
                 log::info!("stopping after {chats} chats");
                 return Ok(exit::signalled(sig));
             }
-            if (self.chat.quitting() && self.active.is_none()) || self.display.is_broken() {
-                return Ok(self.chat.exit_code());
+            let failed = self.display.is_broken() || self.stdin_failed.is_some();
+            if (failed || self.chat.quitting()) && self.active.is_none() {
+                self.finish_closing()?;
+                return match self.io_failure() {
+                    Some(e) => Err(e),
+                    None => Ok(self.chat.exit_code()),
+                };
             }
         }
     }
@@ -476,6 +494,9 @@ impl Loop {
             }
             if self.chat_finished(now) || self.display.is_broken() {
                 self.finish_closing()?;
+                if let Some(e) = self.io_failure() {
+                    return Err(e);
+                }
                 return match self.chat.take_error() {
                     Some(msg) => Err(Error::Chat {
                         msg,
@@ -653,7 +674,7 @@ impl Loop {
     /// The display's hold is the wait's own timeout unless holds come
     /// quickly (see `Display::hold_on_timer`).
     fn wait_timeout(&mut self) -> Option<Duration> {
-        let busy_now = (self.stdin_ready && !self.stdin_eof && self.wants_stdin())
+        let busy_now = (self.stdin_pending() && self.wants_stdin())
             || (self.accept_ready && self.accept_retry.is_none())
             || self.conns.iter().any(|(_, c)| c.has_work());
         if busy_now {
@@ -773,17 +794,53 @@ impl Loop {
         )
     }
 
+    /// stdin has bytes for us: read but not split yet, or to read.
+    #[inline(always)]
+    fn stdin_pending(&self) -> bool {
+        !self.stdin_unsplit.is_empty() || (self.stdin_ready && !self.stdin_eof)
+    }
+
     /// Reads stdin if it is ready and wanted. The check is inlined: most
     /// turns have nothing to read, and a call would cost more than the
     /// check.
     #[inline(always)]
     fn read_stdin(&mut self, clock: &mut Clock) {
-        if self.stdin_ready && !self.stdin_eof && self.wants_stdin() {
+        if self.stdin_pending() && self.wants_stdin() {
             self.read_stdin_now(clock);
         }
     }
 
+    /// Splits what is left of the last read into messages for the session
+    /// until it takes no more; true when all of it was taken.
+    fn split_stdin(&mut self, now: Instant) -> bool {
+        let Loop {
+            splitter,
+            stdin_buf,
+            stdin_unsplit,
+            conns,
+            active,
+            display,
+            chat,
+            stdin,
+            ..
+        } = self;
+        let terminal = stdin.is_terminal();
+        let mut deliver = |rec| {
+            chat.handle_record(rec, active_session(conns, *active), display, now);
+            // Checked after every message: each may be the one that fills
+            // a queue, and a read of empty lines holds 65,536 of them.
+            let session = active_session(conns, *active);
+            chat.wants_input(session.map(|s| &*s), false, terminal)
+        };
+        let used = splitter.push(&stdin_buf[stdin_unsplit.clone()], &mut deliver);
+        stdin_unsplit.start += used;
+        stdin_unsplit.start == stdin_unsplit.end
+    }
+
     fn read_stdin_now(&mut self, clock: &mut Clock) {
+        if !self.stdin_unsplit.is_empty() && !self.split_stdin(clock.now()) {
+            return;
+        }
         // A bounded number of reads per turn, so a fast writer on stdin
         // (whole mode has no session pushback while a message assembles)
         // cannot starve the sockets; `stdin_ready` stays set meanwhile.
@@ -798,10 +855,8 @@ impl Loop {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let now = clock.now();
-                    self.chat
-                        .handle_input_error(&io_msg(&e), &mut self.display, now);
-                    0
+                    self.stdin_failed(e, clock.now());
+                    return;
                 }
             };
             let now = clock.now();
@@ -823,21 +878,20 @@ impl Loop {
                 }
                 continue;
             }
-            let Loop {
-                splitter,
-                stdin_buf,
-                conns,
-                active,
-                display,
-                chat,
-                ..
-            } = self;
-            let mut deliver = |rec| {
-                let session = active_session(conns, *active);
-                chat.handle_record(rec, session, display, now);
-            };
             if n == 0 {
-                splitter.finish(&mut deliver);
+                let Loop {
+                    splitter,
+                    conns,
+                    active,
+                    display,
+                    chat,
+                    ..
+                } = self;
+                splitter.finish(&mut |rec| {
+                    let session = active_session(conns, *active);
+                    chat.handle_record(rec, session, display, now);
+                    true
+                });
                 self.stdin_eof = true;
                 self.stdin.deregister(self.poll.registry());
                 log::debug!("stdin ended");
@@ -845,18 +899,53 @@ impl Loop {
                 self.chat.handle_input_end(session, now);
                 return;
             }
-            splitter.push(&stdin_buf[..n], &mut deliver);
-            if self.stdin.kind() == StdinKind::Direct {
-                // One chunk per turn, so sockets are served in between.
-                return;
-            }
-            if n < self.stdin_buf.len() && !self.stdin_hangup {
+            let short = n < self.stdin_buf.len() && !self.stdin_hangup;
+            if short && self.stdin.kind() == StdinKind::Polled {
                 // A short read drained the pipe or terminal: a new edge
                 // comes with new bytes, so skip the read that says EAGAIN.
                 self.stdin_ready = false;
+            }
+            self.stdin_unsplit = 0..n;
+            if !self.split_stdin(now) || short || self.stdin.kind() == StdinKind::Direct {
+                // Stopped mid-read (the rest waits in `stdin_unsplit`), or
+                // drained; a file is read one chunk per turn, so sockets
+                // are served in between.
                 return;
             }
         }
+    }
+
+    /// stdin cannot be read: no more input, and the chat ends as at the
+    /// end of input (the acks awaited, then BYE); duet then exits with the
+    /// error (`io_failure`).
+    #[cold]
+    fn stdin_failed(&mut self, err: io::Error, now: Instant) {
+        log::debug!("stdin: {}", io_msg(&err));
+        self.stdin_failed = Some(err);
+        self.stdin_eof = true;
+        self.stdin.deregister(self.poll.registry());
+        if self.display.interactive() {
+            self.handle_action(Action::Quit, now);
+        } else if let Some(s) = active_session(&mut self.conns, self.active) {
+            s.handle_input_end(now);
+            self.service_active(now);
+        }
+    }
+
+    /// Why duet must exit 1 whatever became of the chat: stdout or stdin
+    /// failed. stdout closed by its reader (`| head -1`) is no failure.
+    fn io_failure(&mut self) -> Option<Error> {
+        if let Some(err) = self.display.take_failure() {
+            return Some(Error::Io {
+                what: "cannot write to stdout",
+                err,
+            });
+        }
+        let err = self.stdin_failed.take()?;
+        Some(Error::Io {
+            what: "cannot read stdin",
+            err,
+        })
     }
 
     /// Renders the active session's events. A connection being turned

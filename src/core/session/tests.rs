@@ -779,7 +779,15 @@ fn ack_flood_is_not_read_while_acks_cannot_be_written() {
     }
     let now = Instant::now();
     let mut s = Session::new(cfg("s"), now);
-    let used = s.handle_peer_bytes(&bytes, now);
+    // The loop shows the events of each turn; only the outbox stops it.
+    let mut used = 0;
+    while used < bytes.len() {
+        used += s.handle_peer_bytes(&bytes[used..], now);
+        events(&mut s);
+        if !s.wants_peer_bytes() {
+            break;
+        }
+    }
     assert!(used < bytes.len(), "stopped before the end");
     assert!(!s.wants_peer_bytes());
     assert!(s.poll_transmit().bytes.len() <= OUT_CAP + 64);
@@ -840,6 +848,75 @@ fn stdin_backpressure_caps_pending_bytes() {
     p.exchange();
     assert!(p.c.wants_input());
     assert_eq!(p.c.stats().acked, accepted);
+}
+
+/// The cost charged per message covers its queue entry.
+#[test]
+fn msg_cost_covers_each_queue_entry() {
+    use std::mem::size_of;
+    for (what, size) in [
+        ("Pending", size_of::<Pending>()),
+        ("Record", size_of::<Record>()),
+    ] {
+        assert!(size <= MSG_COST, "{what} is {size} bytes");
+    }
+}
+
+/// Empty messages cost nothing in bytes: each queue must fill by count.
+/// Nothing drains here, so the display queue (a `sent` event for each)
+/// fills first.
+#[test]
+fn empty_messages_fill_the_display_queue_by_count() {
+    let mut p = Pair::new();
+    let mut accepted = 0usize;
+    while p.c.wants_input() {
+        send(&mut p.c, b"");
+        accepted += 1;
+        assert!(accepted <= DISPLAY_CAP, "never pushed back");
+    }
+    assert_eq!(accepted, DISPLAY_CAP / MSG_COST);
+    events(&mut p.c);
+    assert!(p.c.wants_input(), "free again once the events were shown");
+}
+
+/// With the events shown but nothing written, queued input fills by count.
+#[test]
+fn empty_messages_fill_the_pending_queue_by_count() {
+    let mut p = Pair::new();
+    let mut accepted = 0usize;
+    while p.c.wants_input() {
+        send(&mut p.c, b"");
+        events(&mut p.c);
+        accepted += 1;
+        assert!(accepted <= MAX_IN_FLIGHT, "never pushed back");
+    }
+    assert!(p.c.pending.len() * MSG_COST >= PENDING_CAP);
+    assert!(p.c.pending.len() * MSG_COST < PENDING_CAP + MSG_COST);
+    // Both sides show their events each turn, as the loop does.
+    for _ in 0..1_000 {
+        p.exchange();
+        events(&mut p.s);
+        events(&mut p.c);
+    }
+    assert!(p.c.wants_input());
+    assert_eq!(p.c.stats().acked, accepted as u64);
+}
+
+/// Written but never acknowledged, empty messages stop at the window.
+#[test]
+fn empty_messages_stop_at_the_window() {
+    let mut p = Pair::new();
+    let mut accepted = 0u64;
+    while p.c.wants_input() {
+        send(&mut p.c, b"");
+        events(&mut p.c);
+        let n = p.c.poll_transmit().bytes.len();
+        p.c.handle_written(n, p.now); // lost on the way: never acked
+        accepted += 1;
+        assert!(accepted <= 2 * MAX_IN_FLIGHT as u64, "never pushed back");
+    }
+    assert_eq!(accepted, MAX_IN_FLIGHT as u64);
+    assert_eq!(p.c.outstanding(), accepted);
 }
 
 fn live_cfg(name: &str) -> Config {
