@@ -38,12 +38,15 @@ In a terminal (stdin and stdout both terminals; see --no-editor):
 Exit status:
   0    the chat ended normally and every message sent was acknowledged
   1    runtime error: cannot resolve, bind or connect; connection lost;
-       the peer broke the protocol
+       the peer broke the protocol or a record failed authentication;
+       --plain on one side only
   2    usage error
   3    the chat ended with messages not delivered (never acknowledged,
        refused as larger than the peer accepts, or input records skipped
        as longer than --max-message)
   4    the server is busy with another chat
+  5    a key was refused: the peer's is not the one expected (--peer,
+       known_peers, --allow), or the peer refused ours
   129, 130, 143   stopped by SIGHUP, SIGINT, SIGTERM
 
 Values:
@@ -57,7 +60,15 @@ Examples:
   duet client 192.0.2.7 8000           the port after the host, as ncat takes it
   duet client '[::1]:7777' --name ann  IPv6 literal with a port (or: ::1 7777)
   seq 1000 | duet client host --format jsonl   script it, one JSON event per line
-  duet client host --input whole < photo.jpg   send a file as one message";
+  duet client host --input whole < photo.jpg   send a file as one message
+  duet id                              print this side's key fingerprint
+  duet client host --peer BLAKE2s:...  chat only with the server of that key
+  duet server --allow friends.txt      let in only the client keys listed
+  duet server --plain                  unencrypted protocol v1 (both sides)
+
+Keys: encrypted by default. The key pair and known_peers (the servers a
+client has met, HOST:PORT FINGERPRINT) are in $DUET_HOME, default
+$XDG_DATA_HOME/duet, else ~/.local/share/duet.";
 
 /// A one-on-one terminal chat over TCP. Every message is acknowledged by
 /// the peer at once, and the sender shows the round-trip time of each
@@ -78,6 +89,10 @@ pub enum Command {
     /// a chat is going on is told the server is busy. Input piped to the
     /// server while nobody is connected waits for the next client; a line
     /// typed on a terminal meanwhile is refused.
+    ///
+    /// Chats are encrypted; each client's key is shown with a safety code
+    /// to compare by voice. This side's key pair is in $DUET_HOME (default
+    /// ~/.local/share/duet).
     #[command(after_help = AFTER_HELP)]
     Server {
         // The help text is an attribute, not a doc comment: rustdoc would
@@ -104,6 +119,11 @@ pub enum Command {
         common: Common,
     },
     /// Connect to a server and chat.
+    ///
+    /// Chats are encrypted. The server's key is checked against --peer if
+    /// given, else against $DUET_HOME/known_peers (default
+    /// ~/.local/share/duet/known_peers): remembered on first contact, and
+    /// refused if it changes later (exit status 5).
     #[command(after_help = AFTER_HELP)]
     Client {
         #[command(flatten)]
