@@ -310,3 +310,20 @@ fn a_key_file_others_can_read_is_refused() {
     assert!(err.contains("chmod 600"), "{err}");
     assert!(err.contains(&key), "{err}");
 }
+
+/// A client turned away by a busy encrypted server is told so (exit 4),
+/// after the handshake, like a plain one; the running chat goes on.
+#[test]
+fn an_encrypted_server_turns_a_second_client_away_as_busy() {
+    let (hs, h1, h2) = (home("busy-s"), home("busy-1"), home("busy-2"));
+    let (mut s, addr) = server(&hs, &[]);
+    let mut first = client(addr, &h1, &[]);
+    first.expect_event("connected");
+    s.expect_event("connected");
+    let mut second = client(addr, &h2, &[]);
+    assert_eq!(second.code(), 4);
+    assert!(second.stderr().contains("busy"), "{}", second.stderr());
+    first.send(b"still here\n");
+    assert_eq!(first.expect_event("ack")["id"], 1);
+    assert_eq!(s.expect_event("message")["text"], "still here");
+}

@@ -114,6 +114,8 @@ struct Crypto {
     /// The peer's key was accepted: the session's bytes (our HELLO first,
     /// with our name) may be sealed.
     verified: bool,
+    /// The peer's key was refused: only the refusal leaves.
+    refused: bool,
 }
 
 /// Plaintext sealed per batch: the ciphertext waiting for the socket is
@@ -165,6 +167,7 @@ impl Conn {
                     key_taken: false,
                     shown: None,
                     verified: false,
+                    refused: false,
                 });
                 // The initiator's first handshake message leaves at once.
                 c.transport.poll_handshake(&mut c.out);
@@ -263,7 +266,8 @@ impl Conn {
                 c.out_pos == c.out.len()
                     && (c.transport.error().is_some()
                         || (c.transport.is_established()
-                            && (!c.verified || self.session.poll_transmit().bytes.is_empty())))
+                            && (c.verified || c.refused)
+                            && self.session.poll_transmit().bytes.is_empty()))
             }
         };
         if !self.shut_down && sent_all {
@@ -314,7 +318,7 @@ impl Conn {
                     Ok(0) => {
                         self.readable = false;
                         self.eof = true;
-                        self.session.handle_eof(self.rbuf.data().len());
+                        self.handle_eof();
                         return;
                     }
                     // The clock is read right after the read, not at the
@@ -345,6 +349,20 @@ impl Conn {
             if self.backlog {
                 return;
             }
+        }
+    }
+
+    /// The peer closed its side: the transport says whether that cut a
+    /// record or the handshake, else the session whether it cut a frame.
+    fn handle_eof(&mut self) {
+        let leftover = self.rbuf.data().len();
+        match self.crypto.as_mut() {
+            None => self.session.handle_eof(leftover),
+            Some(c) => match c.transport.handle_eof(leftover) {
+                Err(e) if !self.session.is_closed() => self.session.handle_lost(e.to_string()),
+                Err(_) => {}
+                Ok(()) => self.session.handle_eof(c.plain.len()),
+            },
         }
     }
 
@@ -424,10 +442,11 @@ impl Conn {
         }
     }
 
-    /// The peer's key was refused: it is told so (a nameless HELLO and
-    /// BYE(key refused), sealed) and nothing of the session's leaves.
+    /// The peer's key was refused: it is told so (BYE(key refused) alone,
+    /// sealed) and nothing of the session's leaves.
     pub fn refuse_key(&mut self, why: String) {
         if let Some(c) = self.crypto.as_mut() {
+            c.refused = true;
             let mut frames = Vec::new();
             crate::core::session::refusal_frames(&mut frames);
             if let Err(e) = c.transport.seal(&frames, &mut c.out) {
