@@ -1037,6 +1037,9 @@ impl DuetServer {
                 &port.to_string(),
             ])
             .args(["--max-message", "128MiB"])
+            // The floors and "server alone" speak protocol v1 to it; the
+            // encrypted default is measured by benches/encrypted.sh.
+            .arg("--plain")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -1056,6 +1059,7 @@ impl DuetServer {
             .args([
                 "bench",
                 &self.addr,
+                "--plain",
                 "--format",
                 "jsonl",
                 "--max-message",
@@ -1103,6 +1107,7 @@ impl DuetServer {
         cmd.args([
             "client",
             &self.addr,
+            "--plain",
             "--format",
             "jsonl",
             "--max-message",

@@ -2,7 +2,8 @@
 # Syscalls and instructions per message, for each side of a stop-and-wait
 # exchange of 16-byte messages on 127.0.0.1, plus an idle minute's wake-ups.
 #
-# Usage: benches/syscalls.sh [N]        (default N=10000; needs strace,
+# Usage: [DUET_FLAGS=--plain] benches/syscalls.sh [N]
+#                                       (default N=10000; needs strace,
 #                                        valgrind and python3)
 # - syscalls: `strace -f -c` over N messages, divided by N; and, where perf
 #   has syscall tracepoints, counted at full speed (difference between N
@@ -15,11 +16,14 @@
 #   IDLE seconds (default 60): only heartbeats should show.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Encrypted by default; DUET_FLAGS=--plain measures protocol v1. Both
+# sides keep their identity in a temporary DUET_HOME.
 N=${1:-10000}
 IDLE=${IDLE:-60}
 cargo build --release -q
 D=$PWD/target/release/duet
 tmp=$(mktemp -d)
+export DUET_HOME=$tmp/home
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -44,17 +48,17 @@ PY
 
 echo "== syscalls per message, $N stop-and-wait 16 B messages"
 p=$(free_port)
-strace -f -c -o "$tmp/server.st" "$D" server --listen 127.0.0.1 --port "$p" --once \
+strace -f -c -o "$tmp/server.st" "$D" server ${DUET_FLAGS:-} --listen 127.0.0.1 --port "$p" --once \
   </dev/null >/dev/null 2>&1 &
 wait_port "$p"
 sleep 0.2
-strace -f -c -o "$tmp/bench.st" "$D" bench "127.0.0.1:$p" -n "$N" -s 16 >/dev/null
+strace -f -c -o "$tmp/bench.st" "$D" bench ${DUET_FLAGS:-} "127.0.0.1:$p" -n "$N" -s 16 >/dev/null
 wait
 echo "receiver (duet server, text to /dev/null): $(per_msg "$tmp/server.st" "$N")"
 echo "sender (duet bench):                       $(per_msg "$tmp/bench.st" "$N")"
 
 p=$(free_port)
-"$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
+"$D" server ${DUET_FLAGS:-} --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
 wait_port "$p"
 sleep 0.2
 # Feeds a piped `duet client --format jsonl`, run under the tracer given
@@ -63,7 +67,9 @@ drive_client() {
   python3 - "$D" "$1" "$2" "${@:3}" <<'PY'
 import subprocess, sys
 d, port, n, tracer = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-c = subprocess.Popen(tracer + [d, "client", "127.0.0.1:" + port, "--format", "jsonl"],
+import os
+flags = os.environ.get("DUET_FLAGS", "").split()
+c = subprocess.Popen(tracer + [d, "client", "127.0.0.1:" + port, "--format", "jsonl"] + flags,
                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
 def until(word):
     while True:
@@ -112,14 +118,14 @@ PY
   }
   for k in 1 2; do
     p=$(free_port)
-    perf stat -x, -e "$ev" -o "$tmp/server.perf.$k" "$D" server --listen 127.0.0.1 --port "$p" --once \
+    perf stat -x, -e "$ev" -o "$tmp/server.perf.$k" "$D" server ${DUET_FLAGS:-} --listen 127.0.0.1 --port "$p" --once \
       </dev/null >/dev/null 2>&1 &
     wait_port "$p"
     sleep 0.2
-    perf stat -x, -e "$ev" -o "$tmp/bench.perf.$k" "$D" bench "127.0.0.1:$p" -n "$((k * N))" -s 16 >/dev/null
+    perf stat -x, -e "$ev" -o "$tmp/bench.perf.$k" "$D" bench ${DUET_FLAGS:-} "127.0.0.1:$p" -n "$((k * N))" -s 16 >/dev/null
     wait
     p=$(free_port)
-    "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
+    "$D" server ${DUET_FLAGS:-} --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
     wait_port "$p"
     sleep 0.2
     drive_client "$p" "$((k * N))" perf stat -x, -e "$ev" -o "$tmp/client.perf.$k"
@@ -139,19 +145,19 @@ if command -v valgrind >/dev/null; then
       n=$((k * N))
       p=$(free_port)
       if [ $side = client ]; then
-        "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
+        "$D" server ${DUET_FLAGS:-} --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
         wait_port "$p"; sleep 0.2
         drive_client "$p" "$n" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$side.$k" 2>/dev/null
       elif [ $side = server ]; then
         valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$side.$k" \
-          "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>/dev/null &
+          "$D" server ${DUET_FLAGS:-} --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>/dev/null &
         wait_port "$p"; sleep 0.5
-        "$D" bench "127.0.0.1:$p" -n "$n" -s 16 >/dev/null
+        "$D" bench ${DUET_FLAGS:-} "127.0.0.1:$p" -n "$n" -s 16 >/dev/null
       else
-        "$D" server --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
+        "$D" server ${DUET_FLAGS:-} --listen 127.0.0.1 --port "$p" --once </dev/null >/dev/null 2>&1 &
         wait_port "$p"; sleep 0.2
         valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$side.$k" \
-          "$D" bench "127.0.0.1:$p" -n "$n" -s 16 >/dev/null 2>/dev/null
+          "$D" bench ${DUET_FLAGS:-} "127.0.0.1:$p" -n "$n" -s 16 >/dev/null 2>/dev/null
       fi
       wait
     done
@@ -192,12 +198,12 @@ fi
 echo
 echo "== idle: a server with a connected, silent client for $IDLE s (heartbeat 5 s)"
 p=$(free_port)
-strace -f -c -o "$tmp/idle.st" "$D" server --listen 127.0.0.1 --port "$p" </dev/null >/dev/null 2>&1 &
+strace -f -c -o "$tmp/idle.st" "$D" server ${DUET_FLAGS:-} --listen 127.0.0.1 --port "$p" </dev/null >/dev/null 2>&1 &
 spid=$!
 wait_port "$p"
 sleep 0.2
 mkfifo "$tmp/cin"
-"$D" client "127.0.0.1:$p" <"$tmp/cin" >/dev/null 2>&1 &
+"$D" client ${DUET_FLAGS:-} "127.0.0.1:$p" <"$tmp/cin" >/dev/null 2>&1 &
 exec 9>"$tmp/cin"
 sleep "$IDLE"
 exec 9>&-
