@@ -208,7 +208,7 @@ exec 9>"$tmp/cin"
 sleep "$IDLE"
 exec 9>&-
 sleep 0.5
-pkill -INT -f "duet server --listen 127.0.0.1 --port $p" || true
+pkill -INT -f "duet server.* --port $p" || true
 wait "$spid" 2>/dev/null || true
 echo "server syscalls in $IDLE s idle (including start, one connect and the exit):"
 grep -E '^ *[0-9]' "$tmp/idle.st" | awk '{printf "  %-14s %s\n", $NF, $4}'
