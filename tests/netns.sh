@@ -18,6 +18,8 @@ NS="duet-test-$$"
 PEER_NS="duet-peer-$$"
 ip netns add "$NS" 2>/dev/null || skip "cannot create a network namespace"
 tmp=$(mktemp -d)
+# Each run has its own identity and known_peers (the chats are encrypted).
+export DUET_HOME="$tmp/home"
 cleanup() {
   for ns in "$NS" "$PEER_NS"; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
