@@ -65,11 +65,11 @@ pub struct Display {
     /// line after the ack has been read, with the `ack` line, and not
     /// while the message's round trip runs: on one CPU the peer cannot
     /// answer until we sleep, so rendering then would lengthen the RTT.
-    sent: Vec<(u64, u64, Instant)>,
-    mono_base: (Instant, u64),
+    sent: Vec<SentRecord>,
+    mono_base: ClockBase,
     /// A wall-clock reading (µs since the epoch) and the instant it was
     /// taken: lines are stamped with it plus the time since (see `wall_at`).
-    wall_base: (Instant, u64),
+    wall_base: ClockBase,
     /// Reads the wall clock (`wall_us`; a test's own clock in tests).
     wall_clock: fn() -> u64,
     /// A message being shown as it arrives.
@@ -79,6 +79,32 @@ pub struct Display {
     stop: Option<StopFd>,
     /// stdout's flags before we made it nonblocking, to put back.
     stdout_flags: Option<libc::c_int>,
+}
+
+/// A `sent` line kept as a record until it is rendered.
+#[derive(Debug, Clone, Copy)]
+struct SentRecord {
+    id: u64,
+    len: u64,
+    /// When the message was sent: the line's stamp.
+    at: Instant,
+}
+
+/// A clock's reading (`value`) and the instant it was taken: later stamps
+/// are the reading plus the monotonic time since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClockBase {
+    at: Instant,
+    value: u64,
+}
+
+/// Our message on the line just above the prompt, for its inline mark.
+struct LastSent {
+    id: u64,
+    /// The bytes printed for it.
+    text: Vec<u8>,
+    /// Their width in columns.
+    width: usize,
 }
 
 /// A message being shown as it arrives (`Display::show_part`).
@@ -108,8 +134,14 @@ impl Display {
             // ManuallyDrop keeps us from closing it.
             stdout: ManuallyDrop::new(unsafe { File::from_raw_fd(1) }),
             broken: None,
-            mono_base: (base, ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64),
-            wall_base: (base, wall_us()),
+            mono_base: ClockBase {
+                at: base,
+                value: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+            },
+            wall_base: ClockBase {
+                at: base,
+                value: wall_us(),
+            },
             wall_clock: wall_us,
             style: Style::with_color(color),
             timestamps,
@@ -184,7 +216,7 @@ impl Display {
                 if self.sent.len() >= SENT_MAX {
                     self.render_sent();
                 }
-                self.sent.push((id, len, now));
+                self.sent.push(SentRecord { id, len, at: now });
             }
             return;
         }
@@ -201,7 +233,7 @@ impl Display {
         // Taken out while rendering borrows the display; put back, so its
         // capacity is kept and a warm display does not allocate.
         let mut sent = std::mem::take(&mut self.sent);
-        for &(id, len, at) in &sent {
+        for &SentRecord { id, len, at } in &sent {
             self.render(&Line::Sent { id, len }, at);
         }
         sent.clear();
@@ -213,8 +245,8 @@ impl Display {
             Format::Text => Stamp::default(),
             Format::Jsonl => Stamp {
                 wall_us: self.wall_at(now),
-                mono_ns: self.mono_base.1
-                    + now.saturating_duration_since(self.mono_base.0).as_nanos() as u64,
+                mono_ns: self.mono_base.value
+                    + now.saturating_duration_since(self.mono_base.at).as_nanos() as u64,
             },
         };
         if self.timestamps {
@@ -225,7 +257,12 @@ impl Display {
         }
         if let Some(p) = &mut self.prompt {
             let last = p.last_sent.take();
-            if let (Line::Acked { id, rtt, .. }, Some((sent, text, width))) = (line, last) {
+            if let (Line::Acked { id, rtt, .. }, Some(last)) = (line, last) {
+                let LastSent {
+                    id: sent,
+                    text,
+                    width,
+                } = last;
                 // Our message is still the line above the prompt: mark it
                 // delivered in place.
                 if *id == sent && width + 16 < p.columns {
@@ -331,12 +368,15 @@ impl Display {
     /// every line: a piped client stamps two lines per message, and each
     /// reading has a cost on the ack path (docs/PERFORMANCE.md).
     fn wall_at(&mut self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.wall_base.0);
+        let since = now.saturating_duration_since(self.wall_base.at);
         if since >= WALL_REREAD {
-            self.wall_base = (now, (self.wall_clock)());
-            return self.wall_base.1;
+            self.wall_base = ClockBase {
+                at: now,
+                value: (self.wall_clock)(),
+            };
+            return self.wall_base.value;
         }
-        self.wall_base.1 + since.as_micros() as u64
+        self.wall_base.value + since.as_micros() as u64
     }
 
     /// In interactive mode, the first output of a turn clears the prompt
@@ -376,7 +416,11 @@ impl Display {
         self.out.push(b'\n');
         if let Some(p) = &mut self.prompt {
             let width = time.len() + 5 + editor::str_width(&escape::escape_to_string(data));
-            p.last_sent = (!data.contains(&b'\n')).then_some((id, lines, width));
+            p.last_sent = (!data.contains(&b'\n')).then_some(LastSent {
+                id,
+                text: lines,
+                width,
+            });
         }
     }
 
@@ -589,7 +633,7 @@ pub struct Prompt {
     dirty: bool,
     /// The line just above the prompt is our message: its id, the bytes
     /// printed, and their width (for the inline delivery mark).
-    last_sent: Option<(u64, Vec<u8>, usize)>,
+    last_sent: Option<LastSent>,
     /// The terminal's width when the prompt was drawn, and the cursor's
     /// column then (see [`Prompt::erase`]).
     drawn_at: usize,
@@ -720,12 +764,18 @@ mod tests {
     fn wall_stamps_follow_the_monotonic_clock_and_reread_each_second() {
         let mut d = Display::new(Format::Jsonl, false, false);
         let t0 = Instant::now();
-        d.wall_base = (t0, 1_000_000);
+        d.wall_base = ClockBase {
+            at: t0,
+            value: 1_000_000,
+        };
         assert_eq!(d.wall_at(t0), 1_000_000);
         assert_eq!(d.wall_at(t0 + Duration::from_micros(250_500)), 1_250_500);
         assert_eq!(d.wall_at(t0 + Duration::from_millis(999)), 1_999_000);
         // An older instant than the reading does not go back before it.
-        d.wall_base = (t0 + Duration::from_millis(5), 1_000_000);
+        d.wall_base = ClockBase {
+            at: t0 + Duration::from_millis(5),
+            value: 1_000_000,
+        };
         assert_eq!(d.wall_at(t0), 1_000_000);
         // A second on, the wall clock is read again.
         let later = t0 + WALL_REREAD + Duration::from_millis(5);
@@ -735,7 +785,13 @@ mod tests {
             stamp <= wall && wall - stamp < 60_000_000,
             "{stamp} vs {wall}"
         );
-        assert_eq!(d.wall_base, (later, stamp));
+        assert_eq!(
+            d.wall_base,
+            ClockBase {
+                at: later,
+                value: stamp
+            }
+        );
     }
 
     /// The wall clock of `stamps_of_our_own_lines_are_true_after_idling`.
@@ -755,7 +811,10 @@ mod tests {
         let t0 = Instant::now();
         let start = 1_800_000_000_500_000; // µs since the epoch, half a second in
         FAKE_WALL.store(start, Relaxed);
-        d.wall_base = (t0, start);
+        d.wall_base = ClockBase {
+            at: t0,
+            value: start,
+        };
         d.show(&Line::Error { message: "before" }, t0);
         let first = String::from_utf8(std::mem::take(&mut d.out)).unwrap();
         assert_eq!(first, format!("{}* error: before\n", local_time(start)));
@@ -778,8 +837,14 @@ mod tests {
     /// (nonblocking), to read what was written.
     fn piped(t0: Instant) -> (Display, File) {
         let mut d = Display::new(Format::Jsonl, false, false);
-        d.mono_base = (t0, 1_000);
-        d.wall_base = (t0, 1_000);
+        d.mono_base = ClockBase {
+            at: t0,
+            value: 1_000,
+        };
+        d.wall_base = ClockBase {
+            at: t0,
+            value: 1_000,
+        };
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills in two descriptors that we then own.
         assert_eq!(
