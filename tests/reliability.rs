@@ -1061,3 +1061,25 @@ fn a_signal_with_undelivered_messages_exits_with_the_signal_code() {
     assert_eq!(c.code(), 143);
     drop(peer);
 }
+
+/// A `--once` server that is finishing its chat starts no other: a client
+/// arriving while the last connection closes is turned away (or finds the
+/// port closed), and the server exits.
+#[test]
+fn a_once_server_starts_no_chat_while_it_finishes() {
+    let (mut s, addr) = Duet::server(&["--once"]);
+    let mut a = Raw::connect(addr);
+    a.write(&hello(b"first", 1 << 20));
+    a.write(&bye(0));
+    // `a` stays open: the chat's connection lingers in its close grace.
+    let closed = s.expect_event("closed");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("left"),
+        "{closed}"
+    );
+    let mut late = Duet::client(addr, &["--name", "late"]);
+    let code = late.code();
+    assert!(code == 4 || code == 1, "turned away or refused, got {code}");
+    assert_eq!(s.code(), 0, "the server ends");
+    drop(a);
+}

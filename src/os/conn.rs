@@ -306,6 +306,13 @@ impl Conn {
             if open && !self.session.wants_peer_bytes() {
                 return;
             }
+            if !open && self.rbuf.free() == 0 {
+                // A closed session takes nothing more; a hostile peer's
+                // record larger than a turned-away connection's small
+                // buffer is dropped, not read into a full buffer.
+                let all = self.rbuf.data().len();
+                self.rbuf.consume(all);
+            }
             let fresh = !self.backlog;
             let now = if self.backlog {
                 self.backlog = false;
@@ -447,6 +454,12 @@ impl Conn {
     pub fn refuse_key(&mut self, why: String) {
         if let Some(c) = self.crypto.as_mut() {
             c.refused = true;
+            // Our last handshake message goes first, if it has not left.
+            if c.out_pos == c.out.len() {
+                c.out.clear();
+                c.out_pos = 0;
+            }
+            c.transport.poll_handshake(&mut c.out);
             let mut frames = Vec::new();
             crate::core::session::refusal_frames(&mut frames);
             if let Err(e) = c.transport.seal(&frames, &mut c.out) {
@@ -454,6 +467,12 @@ impl Conn {
             }
         }
         self.session.refuse_key(why);
+    }
+
+    /// Whether the chat may begin on this connection as far as keys go:
+    /// plain, or the peer's key was accepted.
+    pub fn key_accepted(&self) -> bool {
+        self.crypto.as_ref().is_none_or(|c| c.verified)
     }
 
     /// Keeps the checked peer key until the chat is granted.

@@ -425,7 +425,9 @@ impl Loop {
         let Some(key) = self
             .conns
             .iter()
-            .find(|(_, c)| c.session().handshake_done() && !c.session().is_closed())
+            .find(|(_, c)| {
+                c.key_accepted() && c.session().handshake_done() && !c.session().is_closed()
+            })
             .map(|(k, _)| k)
         else {
             return;
@@ -979,9 +981,27 @@ impl Loop {
     }
 
     /// Waits until every closing connection is gone (client exit, --once).
+    /// Nothing new starts meanwhile: the listener is closed, connections
+    /// still greeting are turned away, and a chat that is somehow under
+    /// way is let end like any other.
     fn finish_closing(&mut self) -> Result<(), Error> {
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+            self.accept_ready = false;
+            let greeting: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(k, c)| Some(*k) != self.active && !c.session().is_closed())
+                .map(|(k, _)| k)
+                .collect();
+            let now = Instant::now();
+            for key in greeting {
+                self.turn_away(key, Refusal::Busy, now);
+            }
+        }
         while !self.conns.is_empty() {
-            self.turn()?;
+            let now = self.turn()?;
+            self.chat_finished(now);
         }
         Ok(())
     }
