@@ -516,6 +516,7 @@ impl Conn {
             stream,
             session,
             writable,
+            kernel_unsent,
             crypto: Some(c),
             ..
         } = self
@@ -524,6 +525,15 @@ impl Conn {
         };
         let mut socket: &TcpStream = stream;
         let mut batches = 0;
+        // The kernel's share follows the session's queue limit, as on the
+        // plain path.
+        let want = session.kernel_unsent_limit();
+        if want != *kernel_unsent {
+            match set_notsent_lowat(stream, want) {
+                Ok(()) => *kernel_unsent = want,
+                Err(e) => log::debug!("TCP_NOTSENT_LOWAT: {}", io_msg(&e)),
+            }
+        }
         while *writable {
             if c.out_pos == c.out.len() {
                 c.out.clear();
