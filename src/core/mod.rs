@@ -3,6 +3,7 @@
 //! show and the next deadline, so it is tested without sockets and fuzzed.
 
 pub mod chat;
+pub mod deadline;
 pub mod editor;
 pub mod escape;
 pub mod exit;

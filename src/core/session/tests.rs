@@ -2,7 +2,7 @@
 //! simulated clock, plus hand-made frames for the error paths.
 
 use super::*;
-use crate::core::protocol::{decode, encode};
+use crate::core::protocol::{DecodeError, decode, encode};
 use crate::core::queue_limit;
 
 const MS: Duration = Duration::from_millis(1);
