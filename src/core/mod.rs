@@ -10,5 +10,6 @@ pub mod input;
 pub mod protocol;
 pub mod queue_limit;
 pub mod render;
+pub mod room;
 pub mod rtt;
 pub mod session;
