@@ -114,9 +114,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE", conflicts_with = "plain")]
         allow: Option<PathBuf>,
         /// Room mode: chat with many clients at once; each message goes to
-        /// every other member, tagged with its sender's name (not yet
-        /// served: the room's rules are built, the loop does not run them
-        /// yet)
+        /// every other member, tagged with its sender's name. Type /help in
+        /// the room for /who, /msg NAME TEXT (or @NAME TEXT) and /quit
         #[arg(long, conflicts_with = "once")]
         room: bool,
         /// Members a room takes at most; the next client is told the server

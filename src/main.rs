@@ -58,12 +58,6 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    if opts.room.is_some() {
-        // The room's rules (core::room) are built; the loop does not run
-        // them yet. Refused rather than served one-on-one by surprise.
-        say(&"room mode (--room) is not served yet: the loop does not run rooms in this build");
-        return ExitCode::from(exit::USAGE);
-    }
     match event_loop::run(opts) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
