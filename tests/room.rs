@@ -137,3 +137,61 @@ fn a_member_killed_mid_chat_leaves_the_others_chatting() {
     a.expect_event("ack");
     quit(&mut s);
 }
+
+/// A fresh `DUET_HOME` under the test's temporary directory.
+fn home(name: &str) -> String {
+    let dir = format!(
+        "{}/room-{name}-{}",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `duet id` in `home`: its fingerprint.
+fn fingerprint(home: &str) -> String {
+    let out = std::process::Command::new(BIN)
+        .arg("id")
+        .env("DUET_HOME", home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn an_encrypted_room_checks_each_members_key_against_allow() {
+    let (hs, ha, hb, hx) = (home("s"), home("a"), home("b"), home("x"));
+    let list = format!(
+        "{}/room-allow-{}",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    std::fs::write(
+        &list,
+        format!("{}\n{}\n", fingerprint(&ha), fingerprint(&hb)),
+    )
+    .unwrap();
+    let mut args = SERVER_ARGS.to_vec();
+    args.extend_from_slice(&["--room", "--allow", &list]);
+    let mut s = Duet::spawn_encrypted(&args, &hs);
+    let addr = s.listening_addr().to_string();
+    let client = |home: &str, name: &str| {
+        let args = ["client", addr.as_str(), "--format", "jsonl", "--name", name];
+        Duet::spawn_encrypted(&args, home)
+    };
+    let mut x = client(&hx, "mallory");
+    assert_eq!(x.code(), 5, "a key not in --allow is refused");
+    let mut a = client(&ha, "alice");
+    assert_eq!(a.expect_event("connected")["encrypted"], true);
+    a.expect_event("message");
+    let mut b = client(&hb, "bob");
+    b.expect_event("message");
+    a.send(b"sealed hello\n");
+    let mut acks = 0;
+    assert_eq!(collect(&mut b, 1, &mut acks), ["<alice> sealed hello"]);
+    a.expect_event("ack");
+    quit(&mut s);
+}
