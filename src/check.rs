@@ -75,7 +75,7 @@ pub fn roundtrip(data: &[u8]) {
         u64::from_be_bytes(a)
     };
     let tail = rest.get(8..).unwrap_or(&[]);
-    let frame = match kind % 6 {
+    let frame = match kind % 8 {
         // A version-1 HELLO, or (high bit set, another version) a HELLO
         // whose body after the version is opaque.
         0 => match num(rest) as u16 {
@@ -100,7 +100,13 @@ pub fn roundtrip(data: &[u8]) {
             detail: &tail[..tail.len().min(protocol::MAX_BYE_DETAIL)],
         },
         4 => Frame::Ping(num(rest)),
-        _ => Frame::Pong(num(rest)),
+        5 => Frame::Pong(num(rest)),
+        6 => Frame::Join(num(rest)),
+        _ => Frame::Receipt {
+            id: num(rest),
+            status: crate::core::protocol::ReceiptStatus::from_code(kind >> 3),
+            name: &tail[..tail.len().min(protocol::MAX_NAME)],
+        },
     };
     let mut buf = Vec::new();
     protocol::encode(&frame, &mut buf);

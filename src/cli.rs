@@ -21,7 +21,7 @@ use crate::core::protocol::MAX_NAME;
 use crate::core::render::Format;
 use crate::core::session::Config;
 use crate::os::addr::{IpLiteral, LiteralError};
-use crate::os::options::{Mode, Options, Security};
+use crate::os::options::{Mode, Options, RoomOptions, Security};
 
 /// The default TCP port.
 pub const DEFAULT_PORT: u16 = 7777;
@@ -113,6 +113,16 @@ pub enum Command {
         /// comments); every other client is refused after the handshake
         #[arg(long, value_name = "FILE", conflicts_with = "plain")]
         allow: Option<PathBuf>,
+        /// Room mode: chat with many clients at once; each message goes to
+        /// every other member, tagged with its sender's name. Type /help in
+        /// the room for /who, /msg NAME TEXT (or @NAME TEXT) and /quit
+        #[arg(long, conflicts_with = "once")]
+        room: bool,
+        /// Members a room takes at most; the next client is told the server
+        /// is busy. Limited by the open-file limit (RLIMIT_NOFILE)
+        #[arg(long, value_name = "N", default_value_t = crate::core::room::DEFAULT_MAX_PEERS as u32,
+              value_parser = clap::value_parser!(u32).range(1..), requires = "room")]
+        max_peers: u32,
         #[command(flatten)]
         keyboard: Keyboard,
         #[command(flatten)]
@@ -373,16 +383,25 @@ impl Cli {
     }
 
     pub fn into_options(self) -> Result<Options, UsageError> {
+        let mut room = None;
         let (mode, keyboard, common, default_name, security) = match self.command {
             Command::Server {
                 listen,
                 port,
                 once,
                 allow,
+                room: room_mode,
+                max_peers,
                 keyboard,
                 common,
             } => {
                 let listen = listen.as_deref().map(parse_listen).transpose()?;
+                if room_mode {
+                    let limit = crate::os::options::nofile_hard_limit();
+                    let max_peers = max_peers as usize;
+                    check_max_peers(max_peers, limit)?;
+                    room = Some(RoomOptions { max_peers });
+                }
                 let mode = Mode::Server { listen, port, once };
                 let security = security(common.plain, None, allow);
                 (mode, keyboard, common, "server", security)
@@ -469,6 +488,7 @@ impl Cli {
                 ColorArg::Never => Some(false),
             },
             timestamps: common.timestamps,
+            room,
         })
     }
 }
@@ -486,6 +506,29 @@ fn security(plain: bool, pin: Option<Fingerprint>, allow: Option<PathBuf>) -> Se
 /// A fingerprint as `duet id` prints it.
 fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {
     Fingerprint::parse(s).map_err(|e| e.to_string())
+}
+
+/// Descriptors a room server needs besides one per member: the listener,
+/// stdin, the tty, signals, the timer, the stop eventfd, the epoll
+/// instance, stdout and stderr, a `/send` file, and the connections being
+/// turned away (at most 64 at once).
+pub const RESERVED_FDS: u64 = 16 + 64;
+
+/// `--max-peers N` must fit under the open-file limit once the soft limit
+/// is raised to `hard` (the loop raises it): a usage error otherwise, so
+/// that the room does not find out at its N-th accept. `None` means no
+/// limit could be read, or it is unlimited.
+pub fn check_max_peers(max_peers: usize, hard: Option<u64>) -> Result<(), UsageError> {
+    let need = (max_peers as u64).saturating_add(RESERVED_FDS);
+    match hard {
+        Some(hard) if need > hard => Err(UsageError(format!(
+            "--max-peers {max_peers} needs {need} open files, and this process may open at \
+             most {hard} (RLIMIT_NOFILE's hard limit; raise it with ulimit -Hn as root), so at \
+             most --max-peers {}",
+            hard.saturating_sub(RESERVED_FDS)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn nonzero(d: Duration) -> Option<Duration> {
@@ -735,6 +778,38 @@ mod tests {
         assert!(parse_size("12XB").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn max_peers_must_fit_under_the_hard_open_file_limit() {
+        assert!(check_max_peers(64, Some(1024)).is_ok());
+        assert!(check_max_peers(944, Some(1024)).is_ok());
+        let err = check_max_peers(945, Some(1024)).unwrap_err().to_string();
+        assert!(
+            err.contains("--max-peers 945 needs 1025 open files"),
+            "{err}"
+        );
+        assert!(err.contains("at most --max-peers 944"), "{err}");
+        assert!(check_max_peers(usize::MAX, None).is_ok());
+        assert!(check_max_peers(10_000, Some(1 << 20)).is_ok());
+    }
+
+    #[test]
+    fn room_options_reach_the_shell() {
+        let opts = |args: &[&str]| {
+            Cli::try_parse_from(args).map(|c| c.into_options().map(|o| o.room.map(|r| r.max_peers)))
+        };
+        assert_eq!(opts(&["duet", "server"]).unwrap().unwrap(), None);
+        assert_eq!(
+            opts(&["duet", "server", "--room"]).unwrap().unwrap(),
+            Some(64)
+        );
+        assert!(
+            opts(&["duet", "server", "--max-peers", "3"]).is_err(),
+            "requires --room"
+        );
+        assert!(opts(&["duet", "server", "--room", "--max-peers", "0"]).is_err());
+        assert!(opts(&["duet", "server", "--room", "--once"]).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod input;
 pub mod protocol;
 pub mod queue_limit;
 pub mod render;
+pub mod room;
 pub mod rtt;
 pub mod session;
 pub mod transport;

@@ -44,7 +44,19 @@ pub mod kind {
     pub const BYE: u8 = 0x04;
     pub const PING: u8 = 0x05;
     pub const PONG: u8 = 0x06;
+    /// Room feature: a client's answer to the hub's room PING.
+    pub const JOIN: u8 = 0x07;
+    /// Room feature: one recipient's fate for a message a client sent.
+    pub const RECEIPT: u8 = 0x08;
 }
+
+/// The value of the PING a room's hub sends right behind its HELLO (the
+/// ASCII bytes `DUETROOM`). A plain version-1 peer answers it with PONG like
+/// any PING; a peer that speaks the room feature answers with
+/// [`Frame::Join`] instead. Heartbeat PINGs count from 1 and never reach it.
+pub const ROOM_PROBE: u64 = u64::from_be_bytes(*b"DUETROOM");
+/// RECEIPT body bytes before the recipient's name: message id and status.
+pub const RECEIPT_FIXED: usize = 8 + 1;
 
 /// One decoded frame, borrowing its variable parts from the input buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +81,51 @@ pub enum Frame<'a> {
     Ping(u64),
     /// Answer to `Ping`.
     Pong(u64),
+    /// Room feature: answers the hub's [`ROOM_PROBE`] PING (echoing its
+    /// value) and says the sender understands RECEIPT frames and messages
+    /// in the room envelope (docs/PROTOCOL.md, "Rooms").
+    Join(u64),
+    /// Room feature, hub to a sender that sent JOIN: what became of message
+    /// `id` at one recipient, named by `name` (untrusted, at most 255 bytes).
+    Receipt {
+        id: u64,
+        status: ReceiptStatus,
+        name: &'a [u8],
+    },
+}
+
+/// What a RECEIPT says about its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    /// The recipient acknowledged the message.
+    Delivered,
+    /// The recipient left, or was dropped, before acknowledging it.
+    Lost,
+    /// The message is larger than the recipient accepts; it was not sent
+    /// to it.
+    Refused,
+    /// A code this version does not know; a receiver shows it by number.
+    Other(u8),
+}
+
+impl ReceiptStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ReceiptStatus::Delivered => 0,
+            ReceiptStatus::Lost => 1,
+            ReceiptStatus::Refused => 2,
+            ReceiptStatus::Other(c) => c,
+        }
+    }
+
+    pub fn from_code(code: u8) -> ReceiptStatus {
+        match code {
+            0 => ReceiptStatus::Delivered,
+            1 => ReceiptStatus::Lost,
+            2 => ReceiptStatus::Refused,
+            c => ReceiptStatus::Other(c),
+        }
+    }
 }
 
 /// The body of a HELLO frame.
@@ -191,6 +248,8 @@ pub fn body_range(kind: u8) -> Option<(usize, usize)> {
         kind::DATA => Some((DATA_FIXED, MAX_BODY)),
         kind::ACK | kind::PING | kind::PONG => Some((8, 8)),
         kind::BYE => Some((1, 1 + MAX_BYE_DETAIL)),
+        kind::JOIN => Some((8, 8)),
+        kind::RECEIPT => Some((RECEIPT_FIXED, RECEIPT_FIXED + MAX_NAME)),
         _ => None,
     }
 }
@@ -235,6 +294,12 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
         kind::ACK => Frame::Ack { id: be_u64(body) },
         kind::PING => Frame::Ping(be_u64(body)),
         kind::PONG => Frame::Pong(be_u64(body)),
+        kind::JOIN => Frame::Join(be_u64(body)),
+        kind::RECEIPT => Frame::Receipt {
+            id: be_u64(body),
+            status: ReceiptStatus::from_code(body[8]),
+            name: &body[RECEIPT_FIXED..],
+        },
         kind::BYE => Frame::Bye {
             reason: ByeReason::from_code(body[0]),
             detail: &body[1..],
@@ -329,6 +394,14 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
         Frame::Ack { id } => put_u64_frame(out, kind::ACK, id),
         Frame::Ping(v) => put_u64_frame(out, kind::PING, v),
         Frame::Pong(v) => put_u64_frame(out, kind::PONG, v),
+        Frame::Join(v) => put_u64_frame(out, kind::JOIN, v),
+        Frame::Receipt { id, status, name } => {
+            let name = &name[..name.len().min(MAX_NAME)];
+            put_header(out, kind::RECEIPT, RECEIPT_FIXED + name.len());
+            out.extend_from_slice(&id.to_be_bytes());
+            out.push(status.code());
+            out.extend_from_slice(name);
+        }
         Frame::Bye { reason, detail } => {
             let detail = &detail[..detail.len().min(MAX_BYE_DETAIL)];
             put_header(out, kind::BYE, 1 + detail.len());
@@ -336,6 +409,26 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(detail);
         }
     }
+}
+
+/// Appends a message in the room envelope to `out`: the sender's name
+/// (at most [`MAX_NAME`] bytes, longer ones truncated) behind its one-byte
+/// length, then the message. A hub sends every message to a peer that sent
+/// JOIN this way; an empty name means the hub itself.
+pub fn encode_envelope(name: &[u8], text: &[u8], out: &mut Vec<u8>) {
+    let name = &name[..name.len().min(MAX_NAME)];
+    out.reserve(1 + name.len() + text.len());
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(text);
+}
+
+/// Splits a message in the room envelope into the sender's name and the
+/// message; `None` when it is too short for the name it announces (the
+/// receiver treats that as a protocol error).
+pub fn decode_envelope(msg: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&n, rest) = msg.split_first()?;
+    (rest.len() >= n as usize).then(|| rest.split_at(n as usize))
 }
 
 fn put_header(out: &mut Vec<u8>, kind: u8, body_len: usize) {
@@ -398,6 +491,17 @@ mod tests {
             }),
             enc(Frame::Ping(9)),
             enc(Frame::Pong(9)),
+            enc(Frame::Join(ROOM_PROBE)),
+            enc(Frame::Receipt {
+                id: 3,
+                status: ReceiptStatus::Delivered,
+                name: b"bob",
+            }),
+            enc(Frame::Receipt {
+                id: 4,
+                status: ReceiptStatus::Other(9),
+                name: b"",
+            }),
         ]
     }
 
@@ -427,6 +531,12 @@ mod tests {
             },
             Frame::Ping(1),
             Frame::Pong(u64::MAX),
+            Frame::Join(ROOM_PROBE),
+            Frame::Receipt {
+                id: u64::MAX,
+                status: ReceiptStatus::Lost,
+                name: &[b'n'; MAX_NAME],
+            },
         ];
         for f in frames {
             let bytes = enc(f);
@@ -482,6 +592,8 @@ mod tests {
             kind::BYE,
             kind::PING,
             kind::PONG,
+            kind::JOIN,
+            kind::RECEIPT,
         ] {
             let (min, max) = body_range(kind).unwrap();
             let header = |len: usize| {
@@ -514,7 +626,7 @@ mod tests {
 
     #[test]
     fn unknown_type_rejected_from_header() {
-        for t in [0u8, 7, 0x7f, 0xff] {
+        for t in [0u8, 9, 0x7f, 0xff] {
             assert_eq!(decode(&[0, 0, 0, 0, t]), Err(DecodeError::UnknownType(t)));
         }
     }
@@ -725,6 +837,32 @@ mod tests {
             ("ack", Frame::Ack { id: 1 }),
             ("ping", Frame::Ping(1)),
             ("pong", Frame::Pong(1)),
+            ("ping-room", Frame::Ping(ROOM_PROBE)),
+            ("join", Frame::Join(ROOM_PROBE)),
+            (
+                "receipt",
+                Frame::Receipt {
+                    id: 2,
+                    status: ReceiptStatus::Delivered,
+                    name: b"bob",
+                },
+            ),
+            (
+                "receipt-lost",
+                Frame::Receipt {
+                    id: 3,
+                    status: ReceiptStatus::Lost,
+                    name: b"al",
+                },
+            ),
+            (
+                "receipt-refused",
+                Frame::Receipt {
+                    id: 4,
+                    status: ReceiptStatus::Refused,
+                    name: b"",
+                },
+            ),
             ("bye-normal", bye(0, b"")),
             ("bye-busy", bye(1, b"")),
             ("bye-protocol-error", bye(2, b"bad")),
@@ -786,6 +924,8 @@ mod tests {
             kind::BYE,
             kind::PING,
             kind::PONG,
+            kind::JOIN,
+            kind::RECEIPT,
         ] {
             assert!(doc.iter().any(|(_, b)| b[4] == kind), "type {kind}");
         }
@@ -801,6 +941,38 @@ mod tests {
                 _ => assert!(have(code), "reason {known}"),
             }
         }
+    }
+
+    #[test]
+    fn a_receipt_shorter_than_its_fixed_part_is_rejected_and_its_status_kept() {
+        let mut short = vec![0, 0, 0, 8, kind::RECEIPT];
+        short.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            decode(&short),
+            Err(DecodeError::BadLength {
+                kind: kind::RECEIPT,
+                len: 8
+            })
+        );
+        for code in 0..=255u8 {
+            assert_eq!(ReceiptStatus::from_code(code).code(), code);
+        }
+    }
+
+    #[test]
+    fn the_room_envelope_round_trips_and_rejects_a_short_name() {
+        let mut out = Vec::new();
+        encode_envelope(b"bob", b"hi", &mut out);
+        assert_eq!(out, b"\x03bobhi");
+        assert_eq!(decode_envelope(&out), Some((&b"bob"[..], &b"hi"[..])));
+        out.clear();
+        encode_envelope(b"", b"", &mut out);
+        assert_eq!(decode_envelope(&out), Some((&b""[..], &b""[..])));
+        assert_eq!(decode_envelope(b""), None);
+        assert_eq!(decode_envelope(b"\x04bob"), None);
+        out.clear();
+        encode_envelope(&[b'x'; 300], b"!", &mut out);
+        assert_eq!(out.len(), 1 + MAX_NAME + 1);
     }
 
     #[test]

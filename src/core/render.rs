@@ -22,6 +22,7 @@ use crate::core::escape::{
     MAX_UNIT, escape_marked, escape_name, incomplete, incomplete_tail, is_unsafe, peer_label,
     plain_run, tag_sequence_len, unit_len,
 };
+use crate::core::protocol::ReceiptStatus;
 use crate::core::rtt::RttSummary;
 use crate::core::session::Stats;
 
@@ -123,6 +124,17 @@ pub enum Line<'a> {
         addr: SocketAddr,
         stats: &'a Stats,
         encrypted: bool,
+    },
+    /// Room mode: one of the hub's own messages reached every recipient
+    /// (each acknowledged it, left first, or was too small for it).
+    /// `slowest` is the longest RTT among those that acknowledged it.
+    Reached {
+        id: u64,
+        len: u64,
+        reached: u64,
+        of: u64,
+        slowest: Option<(Duration, &'a [u8])>,
+        recipients: &'a [(&'a [u8], Result<Duration, ReceiptStatus>)],
     },
     /// `duet bench` results: the summary plus throughput.
     Bench {
@@ -256,6 +268,38 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Notice { message } => {
             let _ = writeln!(out, "* {message}");
         }
+        Line::Reached {
+            id,
+            reached,
+            of,
+            slowest,
+            recipients,
+            ..
+        } => {
+            let _ = write!(out, "\u{2713} #{id} {reached}/{of}");
+            if let Some((rtt, name)) = slowest {
+                out.push(b' ');
+                push_thousandths(out, rtt.as_nanos() as u64 / 1_000);
+                let _ = write!(out, " ms (slowest: {}", peer_label(name));
+            } else {
+                out.extend_from_slice(b" (");
+                if of == 0 {
+                    out.extend_from_slice(b"nobody else in the room");
+                }
+            }
+            let missed: Vec<String> = recipients
+                .iter()
+                .filter(|(_, r)| r.is_err())
+                .map(|(n, _)| peer_label(n))
+                .collect();
+            if !missed.is_empty() {
+                if slowest.is_some() {
+                    out.extend_from_slice(b"; ");
+                }
+                let _ = write!(out, "not delivered: {}", missed.join(", "));
+            }
+            out.extend_from_slice(b")\n");
+        }
         Line::Bench {
             peer,
             size,
@@ -366,6 +410,7 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Closed { .. } | Line::TurnedAway { .. } => "closed",
         Line::Error { .. } => "error",
         Line::Notice { .. } => "notice",
+        Line::Reached { .. } => "room_ack",
         Line::Summary { .. } => "summary",
         Line::Bench { .. } => "bench",
     };
@@ -397,6 +442,44 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
                 }
                 None => out.extend_from_slice(b",\"encrypted\":false"),
             }
+        }
+        Line::Reached {
+            id,
+            len,
+            reached,
+            of,
+            slowest,
+            recipients,
+        } => {
+            id_len(id, len, out);
+            let _ = write!(out, ",\"reached\":{reached},\"of\":{of},\"rtt_us\":");
+            match slowest {
+                Some((rtt, _)) => push_thousandths(out, rtt.as_nanos() as u64),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"recipients\":[");
+            for (i, (name, fate)) in recipients.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"name\":");
+                json_lossy(name, out);
+                match fate {
+                    Ok(rtt) => {
+                        out.extend_from_slice(b",\"status\":\"delivered\",\"rtt_us\":");
+                        push_thousandths(out, rtt.as_nanos() as u64);
+                    }
+                    Err(ReceiptStatus::Lost) => out.extend_from_slice(b",\"status\":\"lost\""),
+                    Err(ReceiptStatus::Refused) => {
+                        out.extend_from_slice(b",\"status\":\"refused\"")
+                    }
+                    Err(s) => {
+                        let _ = write!(out, ",\"status\":{}", s.code());
+                    }
+                }
+                out.push(b'}');
+            }
+            out.push(b']');
         }
         Line::Sent { id, len } => id_len(id, len, out),
         Line::Acked { id, len, rtt } => {

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 
 use std::time::{Duration, Instant};
 
-use crate::core::protocol::{self, ByeReason, Frame, Hello, MAX_CHUNK};
+use crate::core::protocol::{self, ByeReason, Frame, Hello, MAX_CHUNK, ROOM_PROBE, ReceiptStatus};
 use crate::core::queue_limit::{self, QueueLimit};
 use crate::core::rtt::{RttStats, RttSummary};
 
@@ -69,6 +69,16 @@ pub enum InputRefused {
     NotOpen,
     /// Larger than the peer's announced limit; reported as an event too.
     TooLarge { len: u64, limit: u64 },
+}
+
+/// How a peer answered a hub's room greeting
+/// ([`Session::send_room_probe`]; docs/PROTOCOL.md, "Rooms").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomAnswer {
+    /// PONG: a plain version-1 peer; messages reach it with a text prefix.
+    Plain,
+    /// JOIN: it takes the room envelope and RECEIPT frames.
+    Join,
 }
 
 /// Counters for the summary.
@@ -221,6 +231,15 @@ pub struct Session {
 
     stats: Stats,
     rtt: RttStats,
+
+    /// Room hub only (all false/`None` elsewhere): the room PING was sent,
+    /// the peer's answer to it, and whether a complete message's ACK waits
+    /// for [`Session::handle_delivered`] instead of leaving at once.
+    room_probe_sent: bool,
+    room_answer: Option<RoomAnswer>,
+    defer_acks: bool,
+    /// The last message id acknowledged while acks are deferred.
+    acked_rx: u64,
 }
 
 impl Session {
@@ -259,6 +278,10 @@ impl Session {
             last_acked: None,
             stats: Stats::default(),
             rtt: RttStats::new(),
+            room_probe_sent: false,
+            room_answer: None,
+            defer_acks: false,
+            acked_rx: 0,
         };
         let hello = Frame::Hello(Hello {
             version: protocol::VERSION,
@@ -505,6 +528,107 @@ impl Session {
                 protocol::encode(&Frame::Ping(token), &mut self.outbox);
             }
         }
+    }
+
+    // ----- room hub -----------------------------------------------------
+
+    /// A hub's room greeting: PING(`DUETROOM`) right behind our HELLO. The
+    /// peer's answer is [`Session::room_answer`] once it has arrived.
+    pub fn send_room_probe(&mut self, now: Instant) {
+        self.outbox_clock(now);
+        self.room_probe_sent = true;
+        protocol::encode(&Frame::Ping(ROOM_PROBE), &mut self.outbox);
+    }
+
+    /// How the peer answered [`Session::send_room_probe`], if it has.
+    pub fn room_answer(&self) -> Option<RoomAnswer> {
+        self.room_answer
+    }
+
+    /// A complete message is no longer acknowledged at once: its ACK waits
+    /// for [`Session::handle_delivered`] (a hub acknowledges a message
+    /// when it has reached the room).
+    pub fn defer_acks(&mut self) {
+        self.defer_acks = true;
+    }
+
+    /// Message `id`, received complete, has reached everyone it was for:
+    /// acknowledge it now. Ids come in order, each once (the hub keeps
+    /// them so); after the chat has ended nothing is sent.
+    pub fn handle_delivered(&mut self, id: u64, now: Instant) {
+        debug_assert!(self.defer_acks, "acks are not deferred");
+        debug_assert!(
+            id == self.acked_rx + 1 && id < self.rx_id,
+            "ack {id} out of order"
+        );
+        self.acked_rx = id;
+        if self.state != State::Closed {
+            self.outbox_clock(now);
+            protocol::encode(&Frame::Ack { id }, &mut self.outbox);
+        }
+    }
+
+    /// Tells a peer that sent JOIN what became of its message `id` at the
+    /// recipient `name`.
+    pub fn handle_receipt(&mut self, id: u64, status: ReceiptStatus, name: &[u8], now: Instant) {
+        debug_assert_eq!(self.room_answer, Some(RoomAnswer::Join));
+        if self.state != State::Closed {
+            self.outbox_clock(now);
+            let frame = Frame::Receipt { id, status, name };
+            protocol::encode(&frame, &mut self.outbox);
+        }
+    }
+
+    /// Leave now with `reason` and a detail written for the peer (a hub
+    /// dropping a member that fell behind).
+    pub fn close_with(&mut self, reason: ByeReason, detail: &[u8]) {
+        if self.state != State::Closed {
+            self.queue_bye(reason, detail);
+            self.finish(End::Local(reason));
+        }
+    }
+
+    /// Gives back the memory of buffers that are empty (an idle room
+    /// member): a hub calls it when a member has been quiet for a while.
+    /// They grow again on demand.
+    pub fn shrink_idle(&mut self) {
+        if self.unsent_out() == 0 {
+            self.outbox = Vec::new();
+            self.out_pos = 0;
+        }
+        if self.in_flight.is_empty() {
+            self.in_flight = VecDeque::new();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+            self.arena = Vec::new();
+        }
+        if self.rx_len == 0 {
+            self.rx = Vec::new();
+        }
+        if self.pending.is_empty() {
+            self.pending = VecDeque::new();
+        }
+    }
+
+    /// Bytes this session holds on the heap, capacities included (for a
+    /// hub's memory accounting and the idle-member measurement).
+    pub fn heap_bytes(&self) -> usize {
+        self.outbox.capacity()
+            + self.in_flight.capacity() * std::mem::size_of::<InFlight>()
+            + self.events.capacity() * std::mem::size_of::<Record>()
+            + self.arena.capacity()
+            + self.rx.capacity()
+            + self.pending.capacity() * std::mem::size_of::<Pending>()
+            + self
+                .pending
+                .iter()
+                .map(|p| p.data.capacity())
+                .sum::<usize>()
+            + self.spent.as_ref().map_or(0, |(_, v)| v.capacity())
+            + self.cfg.name.capacity()
+            + self.peer_name.capacity()
+            + self.rtt.heap_bytes()
     }
 
     // ----- outputs ------------------------------------------------------
@@ -760,7 +884,23 @@ impl Session {
             (_, Frame::Data { id, last, chunk }) => self.handle_data(id, last, chunk),
             (_, Frame::Ack { id }) => self.handle_ack(id, now),
             (_, Frame::Ping(v)) => protocol::encode(&Frame::Pong(v), &mut self.outbox),
-            (_, Frame::Pong(_)) => {}
+            (_, Frame::Pong(v)) => {
+                if v == ROOM_PROBE && self.room_probe_sent && self.room_answer.is_none() {
+                    self.room_answer = Some(RoomAnswer::Plain);
+                }
+            }
+            (_, Frame::Join(v)) => {
+                if v == ROOM_PROBE && self.room_probe_sent && self.room_answer.is_none() {
+                    self.room_answer = Some(RoomAnswer::Join);
+                } else {
+                    self.fail(SessionError::Unexpected("a room frame outside a room"));
+                }
+            }
+            (_, Frame::Receipt { .. }) => {
+                // Only a hub sends RECEIPT, and only to a peer that sent
+                // JOIN: duet's client does not yet, so none is expected.
+                self.fail(SessionError::Unexpected("a room frame outside a room"));
+            }
         }
     }
 
@@ -793,7 +933,9 @@ impl Session {
             }
             return;
         }
-        protocol::encode(&Frame::Ack { id }, &mut self.outbox);
+        if !self.defer_acks {
+            protocol::encode(&Frame::Ack { id }, &mut self.outbox);
+        }
         self.rx_id += 1;
         self.rx_len = 0;
         self.stats.received += 1;

@@ -35,6 +35,7 @@ use crate::core::identity;
 use crate::core::input::Splitter;
 use crate::core::protocol::ByeReason;
 use crate::core::render::{Format, PeerKey};
+use crate::core::room::{QUEUE_CAP, Room, RoomConfig};
 use crate::core::session::{Config, Session};
 use crate::core::transport::{self, Transport};
 use crate::os::addr::{IpLiteral, bind, resolve, unmap};
@@ -75,6 +76,11 @@ const STDIN_READS_PER_TURN: u32 = 16;
 /// Back-off before accepting again after an error such as EMFILE.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// Room mode's turn (`server --room`): kept apart so that the one-on-one
+/// path branches once per turn.
+#[path = "room_loop.rs"]
+mod room_loop;
+
 /// Runs server or client until done; returns the exit code.
 pub fn run(opts: Options) -> Result<u8, Error> {
     // The name is resolved before the loop exists: a lookup can block for
@@ -86,6 +92,7 @@ pub fn run(opts: Options) -> Result<u8, Error> {
     };
     let mut lp = Loop::new(&opts)?;
     let code = match opts.mode {
+        Mode::Server { listen, port, .. } if lp.room.is_some() => lp.run_room(listen, port),
         Mode::Server { listen, port, once } => lp.run_server(listen, port, once),
         Mode::Client {
             host,
@@ -139,6 +146,10 @@ struct Loop {
     target: Option<String>,
     /// The signal source reported readiness this turn.
     signal_ready: bool,
+    /// `server --room`: the room's rules; `None` one-on-one.
+    room: Option<Room>,
+    /// The room is closing: every session was asked to stop.
+    room_stopping: bool,
 }
 
 /// The active connection's session, from the loop's fields (so that the
@@ -197,7 +208,18 @@ impl Loop {
             max_message: opts.session.max_message,
             linger: opts.session.linger,
         });
+        let room = opts.room.map(|r| {
+            crate::os::options::raise_nofile();
+            Room::new(RoomConfig {
+                name: session_cfg.name.clone(),
+                max_peers: r.max_peers,
+                queue_cap: QUEUE_CAP,
+                join_timeout: session_cfg.handshake_timeout,
+            })
+        });
         let mut lp = Loop {
+            room,
+            room_stopping: false,
             splitter: Splitter::new(opts.input, limit),
             display,
             chat,
@@ -241,29 +263,10 @@ impl Loop {
         port: u16,
         once: bool,
     ) -> Result<u8, Error> {
-        let mut listener = bind(listen, port)?;
-        let addr = listener.local_addr().map_err(|err| Error::Io {
-            what: "cannot read the listening address",
-            err,
-        })?;
-        self.poll
-            .registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(|err| Error::Io {
-                what: "cannot poll the listener",
-                err,
-            })?;
-        self.listener = Some(listener);
-        self.chat
-            .handle_listening(addr, once, &mut self.display, Instant::now());
-        // The prompt is drawn with this first line, before any event.
-        self.refresh_label();
-        self.display.flush();
-        if self.display.is_broken() {
+        if !self.listen(listen, port, once)? {
             // Nobody will see a chat: stdout failed, or was closed.
             return self.io_failure().map_or(Ok(exit::OK), Err);
         }
-        log::info!("listening on {addr}");
         let mut chats = 0u64;
         loop {
             let now = self.turn()?;
@@ -287,6 +290,34 @@ impl Loop {
                 };
             }
         }
+    }
+
+    /// Binds, registers the listener and says where it listens; false
+    /// when stdout is already broken.
+    fn listen(&mut self, listen: Option<IpLiteral>, port: u16, once: bool) -> Result<bool, Error> {
+        let mut listener = bind(listen, port)?;
+        let addr = listener.local_addr().map_err(|err| Error::Io {
+            what: "cannot read the listening address",
+            err,
+        })?;
+        self.poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|err| Error::Io {
+                what: "cannot poll the listener",
+                err,
+            })?;
+        self.listener = Some(listener);
+        self.chat
+            .handle_listening(addr, once, &mut self.display, Instant::now());
+        // The prompt is drawn with this first line, before any event.
+        self.refresh_label();
+        self.display.flush();
+        if self.display.is_broken() {
+            return Ok(false);
+        }
+        log::info!("listening on {addr}");
+        Ok(true)
     }
 
     fn accept_all(&mut self, now: Instant) {
@@ -325,6 +356,7 @@ impl Loop {
             match self.add_conn(stream, peer, now, refusal.is_some()) {
                 Ok(key) => match refusal {
                     Some(why) => self.turn_away(key, why, now),
+                    None if self.room.is_some() => self.room_join(key, peer, now),
                     None => {
                         log::info!("accepted {peer}: waiting for its HELLO");
                         self.conns[key].session_mut().hold_after_hello();
@@ -338,6 +370,10 @@ impl Loop {
     /// Why a new connection from `ip` is turned away, if it is: a chat is
     /// under way, or too many handshakes are (in all, or from `ip`).
     fn refusal(&self, ip: IpAddr) -> Option<Refusal> {
+        if self.room.is_some() {
+            // A full room is the room's to say (`room_join`).
+            return self.room_stopping.then_some(Refusal::Busy);
+        }
         if self.active.is_some() {
             return Some(Refusal::Busy);
         }
@@ -634,7 +670,11 @@ impl Loop {
         if self.trust.is_some() {
             self.check_keys(clock.now());
         }
-        if self.active.is_none() && self.listener.is_some() && !self.conns.is_empty() {
+        if self.active.is_none()
+            && self.listener.is_some()
+            && !self.conns.is_empty()
+            && self.room.is_none()
+        {
             self.show_failed_greetings(clock.now());
             self.grant_chat(clock.now());
         }
@@ -654,9 +694,18 @@ impl Loop {
             for (_, conn) in self.conns.iter_mut() {
                 conn.handle_due(due, &mut clock);
             }
+            if let Some(room) = self.room.as_mut()
+                && room.poll_timeout().is_some_and(|t| due >= t)
+            {
+                room.handle_timeout(&mut self.display, due);
+            }
         }
         let now = clock.now();
-        self.show_events(now);
+        if self.room.is_some() {
+            self.room_turn(&mut clock);
+        } else {
+            self.show_events(now);
+        }
         self.refresh_label();
         self.display.end_turn(now);
         if self.display.is_broken() {
@@ -691,6 +740,9 @@ impl Loop {
         if let Some(t) = self.dial.as_ref().and_then(Dial::deadline) {
             fold(t);
         }
+        if let Some(t) = self.room.as_ref().and_then(Room::poll_timeout) {
+            fold(t);
+        }
         let (next, mut wait_until) = split_deadlines(
             nearest,
             self.display.deadline(),
@@ -713,6 +765,11 @@ impl Loop {
                 SIGWINCH => self.display.resized(),
                 SIGTSTP => self.suspend(),
                 SIGCONT => self.display.resume_terminal(),
+                _ if self.room.is_some() => {
+                    log::info!("got signal {sig}");
+                    self.chat.handle_stop_signal(sig, None, now);
+                    self.stop_room(now);
+                }
                 _ => {
                     log::info!("got signal {sig}");
                     let session = active_session(&mut self.conns, self.active);
@@ -742,6 +799,9 @@ impl Loop {
 
     /// What a key in the editor asked for.
     fn handle_action(&mut self, action: Action, now: Instant) {
+        if self.room.is_some() {
+            return self.room_action(action, now);
+        }
         let session = active_session(&mut self.conns, self.active);
         match action {
             Action::Send(line) => {
@@ -785,6 +845,11 @@ impl Loop {
 
     #[inline]
     fn wants_stdin(&self) -> bool {
+        if self.room.is_some() {
+            // A room drops a member that falls behind instead of pushing
+            // back on stdin.
+            return !self.room_stopping;
+        }
         let session = self
             .active
             .and_then(|k| self.conns.get(k))
@@ -815,6 +880,9 @@ impl Loop {
     /// Splits what is left of the last read into messages for the session
     /// until it takes no more; true when all of it was taken.
     fn split_stdin(&mut self, now: Instant) -> bool {
+        if self.room.is_some() {
+            return self.split_stdin_room(now);
+        }
         let Loop {
             splitter,
             stdin_buf,
@@ -887,16 +955,27 @@ impl Loop {
                     active,
                     display,
                     chat,
+                    room,
                     ..
                 } = self;
                 splitter.finish(&mut |rec| {
-                    let session = active_session(conns, *active);
-                    chat.handle_record(rec, session, display, now);
+                    match room.as_mut() {
+                        Some(room) => room_loop::handle_record(room, rec, display, now),
+                        None => {
+                            let session = active_session(conns, *active);
+                            chat.handle_record(rec, session, display, now);
+                        }
+                    }
                     true
                 });
                 self.stdin_eof = true;
                 self.stdin.deregister(self.poll.registry());
                 log::debug!("stdin ended");
+                if self.room.is_some() {
+                    // As a one-on-one server does, the room goes on
+                    // without the hub's input (`/quit` or a signal ends it).
+                    return;
+                }
                 let session = active_session(&mut self.conns, self.active);
                 self.chat.handle_input_end(session, now);
                 return;
@@ -926,7 +1005,7 @@ impl Loop {
         self.stdin_failed = Some(err);
         self.stdin_eof = true;
         self.stdin.deregister(self.poll.registry());
-        if self.display.interactive() {
+        if self.display.interactive() || self.room.is_some() {
             self.handle_action(Action::Quit, now);
         } else if let Some(s) = active_session(&mut self.conns, self.active) {
             s.handle_input_end(now);
@@ -1022,6 +1101,9 @@ impl Loop {
             .collect();
         for key in keys {
             let mut conn = self.conns.remove(key);
+            if let Some(room) = self.room.as_mut() {
+                room.handle_leave(key, &mut self.display, now);
+            }
             let _ = self.poll.registry().deregister(conn.stream_mut());
             log::debug!("closed connection from {}", conn.peer());
         }

@@ -55,4 +55,52 @@ pub struct Options {
     /// `Some(on)` forces colour on or off; `None` decides from the terminal.
     pub color: Option<bool>,
     pub timestamps: bool,
+    /// `duet server --room`: the room's settings (the loop's room turn is
+    /// `os::room_loop`, its rules `core::room`).
+    pub room: Option<RoomOptions>,
+}
+
+/// `duet server --room`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomOptions {
+    /// `--max-peers`: members at most (checked against the open-file limit).
+    pub max_peers: usize,
+}
+
+/// RLIMIT_NOFILE's hard limit: what the soft limit can be raised to.
+/// `None` when it cannot be read or is unlimited.
+pub fn nofile_hard_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the struct we own.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    // `rlim_t` is not `u64` on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    let hard = lim.rlim_max as u64;
+    (rc == 0 && lim.rlim_max != libc::RLIM_INFINITY).then_some(hard)
+}
+
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit (a room holds one
+/// descriptor per member). A failure is logged: the room then finds its
+/// limit at accept (EMFILE), which the loop backs off from.
+pub fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write one `rlimit` we own.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if rc != 0 || lim.rlim_cur == lim.rlim_max {
+        return;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        log::warn!(
+            "cannot raise the open-file limit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }

@@ -1408,3 +1408,182 @@ fn a_held_session_takes_nothing_after_hello_until_released() {
         ]
     );
 }
+
+// ----- room hub additions ----------------------------------------------
+
+/// Decodes every frame in `bytes`, owned enough for assertions.
+fn frames(bytes: &[u8]) -> Vec<String> {
+    let mut rest = bytes;
+    let mut out = Vec::new();
+    while let Some((f, n)) = decode(rest).unwrap() {
+        out.push(format!("{f:?}"));
+        rest = &rest[n..];
+    }
+    assert!(rest.is_empty());
+    out
+}
+
+fn drain_out(s: &mut Session, now: Instant) -> Vec<u8> {
+    let out = s.poll_transmit().bytes.to_vec();
+    s.handle_written(out.len(), now);
+    out
+}
+
+#[test]
+fn a_plain_peer_answers_the_room_probe_with_pong() {
+    let now = Instant::now();
+    let mut hub = Session::new(cfg("hub"), now);
+    hub.send_room_probe(now);
+    let mut peer = Session::new(cfg("bob"), now);
+    let (mut h2p, mut p2h) = (Vec::new(), Vec::new());
+    pump(&mut hub, &mut h2p, &mut peer, now);
+    assert_eq!(hub.room_answer(), None);
+    pump(&mut peer, &mut p2h, &mut hub, now);
+    assert_eq!(hub.room_answer(), Some(RoomAnswer::Plain));
+    // Another PONG of the same value changes nothing.
+    let mut pong = Vec::new();
+    encode(&Frame::Pong(ROOM_PROBE), &mut pong);
+    hub.handle_peer_bytes(&pong, now);
+    assert_eq!(hub.room_answer(), Some(RoomAnswer::Plain));
+    assert!(hub.is_open());
+}
+
+#[test]
+fn a_join_answers_the_probe_and_is_an_error_anywhere_else() {
+    let now = Instant::now();
+    let mut hub = Session::new(cfg("hub"), now);
+    hub.send_room_probe(now);
+    let mut bytes = Vec::new();
+    encode(
+        &Frame::Hello(Hello {
+            version: 1,
+            max_message: 100,
+            name: b"j",
+        }),
+        &mut bytes,
+    );
+    encode(&Frame::Join(ROOM_PROBE), &mut bytes);
+    hub.handle_peer_bytes(&bytes, now);
+    assert_eq!(hub.room_answer(), Some(RoomAnswer::Join));
+    // A second JOIN, a JOIN without a probe, a RECEIPT: room frames
+    // outside a room.
+    let mut join = Vec::new();
+    encode(&Frame::Join(ROOM_PROBE), &mut join);
+    hub.handle_peer_bytes(&join, now);
+    let room_err = End::Failed(SessionError::Unexpected("a room frame outside a room"));
+    assert_eq!(hub.end(), Some(&room_err));
+
+    let mut p = Pair::new();
+    p.s.handle_peer_bytes(&join, p.now);
+    assert_eq!(p.s.end(), Some(&room_err));
+    let mut receipt = Vec::new();
+    encode(
+        &Frame::Receipt {
+            id: 1,
+            status: ReceiptStatus::Delivered,
+            name: b"x",
+        },
+        &mut receipt,
+    );
+    p.c.handle_peer_bytes(&receipt, p.now);
+    assert_eq!(p.c.end(), Some(&room_err));
+}
+
+#[test]
+fn deferred_acks_leave_only_when_delivered_in_order() {
+    let mut p = Pair::new();
+    p.s.defer_acks();
+    for m in [&b"one"[..], b"two"] {
+        p.c.handle_input(Cow::Borrowed(m), p.now).unwrap();
+    }
+    p.c_to_s();
+    assert_eq!(
+        events(&mut p.s),
+        [
+            Ev::Message(1, b"one".to_vec()),
+            Ev::Message(2, b"two".to_vec())
+        ]
+    );
+    assert!(drain_out(&mut p.s, p.now).is_empty(), "no ack yet");
+    p.now += 3 * MS;
+    p.s.handle_delivered(1, p.now);
+    p.s_to_c();
+    assert_eq!(p.c.outstanding(), 1);
+    p.s.handle_delivered(2, p.now);
+    p.s_to_c();
+    assert_eq!(p.c.outstanding(), 0);
+    let acked: Vec<_> = events(&mut p.c)
+        .into_iter()
+        .filter(|e| matches!(e, Ev::Acked(..)))
+        .collect();
+    assert_eq!(
+        acked,
+        [Ev::Acked(1, 3, 3 * MS), Ev::Acked(2, 3, 3 * MS)],
+        "the RTT covers the wait for the room"
+    );
+}
+
+#[test]
+fn receipts_and_close_with_are_framed_for_the_peer() {
+    let now = Instant::now();
+    let mut hub = Session::new(cfg("hub"), now);
+    hub.send_room_probe(now);
+    let mut bytes = Vec::new();
+    encode(
+        &Frame::Hello(Hello {
+            version: 1,
+            max_message: 100,
+            name: b"j",
+        }),
+        &mut bytes,
+    );
+    encode(&Frame::Join(ROOM_PROBE), &mut bytes);
+    hub.handle_peer_bytes(&bytes, now);
+    drain_out(&mut hub, now);
+    hub.handle_receipt(7, ReceiptStatus::Lost, b"al", now);
+    hub.close_with(ByeReason::Timeout, b"you fell behind");
+    hub.handle_receipt(8, ReceiptStatus::Delivered, b"al", now);
+    assert_eq!(
+        frames(&drain_out(&mut hub, now)),
+        [
+            "Receipt { id: 7, status: Lost, name: [97, 108] }",
+            "Bye { reason: Timeout, detail: [121, 111, 117, 32, 102, 101, 108, 108, 32, 98, 101, 104, 105, 110, 100] }",
+        ]
+    );
+    assert_eq!(hub.end(), Some(&End::Local(ByeReason::Timeout)));
+}
+
+/// What an idle session holds on the heap: the figure a room's memory per
+/// member starts from (docs/ARCHITECTURE.md, "Rooms").
+#[test]
+fn an_idle_session_is_small_after_shrink_idle() {
+    let mut p = Pair::new();
+    for _ in 0..3 {
+        p.c.handle_input(Cow::Borrowed(b"hello"), p.now).unwrap();
+        p.s.handle_input(Cow::Borrowed(b"hello"), p.now).unwrap();
+        p.exchange();
+    }
+    events(&mut p.c);
+    events(&mut p.s);
+    let warm = p.s.heap_bytes();
+    p.s.shrink_idle();
+    let idle = p.s.heap_bytes();
+    let fresh = Session::new(cfg("fresh"), p.now).heap_bytes();
+    eprintln!(
+        "session heap: fresh {fresh} B, warm {warm} B, idle {idle} B, struct {} B",
+        std::mem::size_of::<Session>()
+    );
+    assert!(idle < warm);
+    // The server measured RTTs, so its histogram stays (see rtt.rs); every
+    // buffer is given back.
+    assert!(idle <= p.s.rtt.heap_bytes() + 64, "{idle}");
+    // One that never measured: its HELLO written, nothing is left.
+    let mut quiet = Session::new(cfg("quiet"), p.now);
+    drain_out(&mut quiet, p.now);
+    quiet.shrink_idle();
+    assert!(quiet.heap_bytes() <= 64, "{}", quiet.heap_bytes());
+    // It still works: buffers grow again on demand.
+    p.s.handle_input(Cow::Borrowed(b"back"), p.now).unwrap();
+    p.exchange();
+    assert_eq!(p.s.outstanding(), 0);
+}

@@ -1,0 +1,924 @@
+//! The room controller: the rules across the connections of a room
+//! (`duet server --room`), as quinn's `Endpoint` holds the rules across
+//! its connections while each `Connection` keeps its own state.
+//!
+//! Each member keeps its own [`Session`]; the room never owns one. The
+//! shell hands the room one session at a time, keyed by the shell's slab
+//! key, with what happened to it ([`Room::handle_events`]); the room
+//! decides what that means for the others and queues it per member: a
+//! forwarded message, an ACK or a RECEIPT for a sender. The shell then
+//! drains each woken member's queue into its session with [`Room::feed`],
+//! which hands messages over only while the session wants input, so each
+//! member has its own bounded queue: a member whose queue passes the cap
+//! is dropped ([`Room::poll_drop`]) and the others go on. Memory is
+//! bounded by members × (cap + the session's own caps).
+//!
+//! The protocol is docs/PROTOCOL.md, "Rooms": the hub's DUETROOM PING and
+//! the answer that makes a peer a member, unique names, the room envelope
+//! or the `<name> ` prefix, and ACKs deferred until a message has reached
+//! every recipient, with a RECEIPT per recipient for a member that sent
+//! JOIN.
+//!
+//! It never touches a descriptor, reads the clock or prints: lines go to a
+//! [`Screen`].
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::core::chat::Screen;
+use crate::core::escape::peer_label;
+use crate::core::protocol::{self, ByeReason, ReceiptStatus};
+use crate::core::render::Line;
+use crate::core::rtt::{RttStats, RttSummary};
+use crate::core::session::{End, Event, RoomAnswer, Session, later};
+
+/// Default `--max-peers`.
+pub const DEFAULT_MAX_PEERS: usize = 64;
+/// Message bytes that may wait for one member beyond what its session
+/// holds (the session takes up to 1 MiB of pending input and 2 MiB of
+/// outbox): past it the member is dropped as too slow.
+pub const QUEUE_CAP: usize = 1024 * 1024;
+
+/// The room's settings.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// The hub's own name (its HELLO name): taken in the room.
+    pub name: Vec<u8>,
+    /// Members at most; the next connection is turned away (busy).
+    pub max_peers: usize,
+    /// See [`QUEUE_CAP`].
+    pub queue_cap: usize,
+    /// How long a peer has to answer the room's PING after its HELLO.
+    pub join_timeout: Duration,
+}
+
+/// Why [`Room::handle_join`] turned a connection away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomFull {
+    pub max_peers: usize,
+}
+
+/// A member to disconnect: the shell calls
+/// `session.close_with(reason, detail)` on its session, flushes what it
+/// can and closes the connection. The room has already counted it gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drop {
+    pub key: usize,
+    pub reason: ByeReason,
+    /// For the peer to read (the BYE's detail).
+    pub detail: String,
+}
+
+/// Who a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    /// The hub's person (a typed or piped line); `quiet` for the room's own
+    /// notices, which get no `✓` line.
+    Hub { id: u64, quiet: bool },
+    /// A member: its key and its id for the message; `None` once it left.
+    Peer(Option<(usize, u64)>),
+}
+
+/// One message on its way to its recipients.
+struct Fanout {
+    from: From,
+    /// Whether the sender gets RECEIPTs (it sent JOIN).
+    receipts: bool,
+    len: u64,
+    /// Recipients whose fate is not known yet.
+    waiting: usize,
+    /// What became of each recipient: name, and its RTT when delivered.
+    done: Vec<(Vec<u8>, Result<Duration, ReceiptStatus>)>,
+}
+
+/// What the room wants done to one member's session.
+enum Out {
+    Message {
+        fan: u64,
+        data: Rc<[u8]>,
+    },
+    Delivered {
+        id: u64,
+    },
+    Receipt {
+        id: u64,
+        status: ReceiptStatus,
+        name: Vec<u8>,
+    },
+}
+
+/// Per-member RTT figures kept small (no histogram): count, min, max, sum.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    n: u64,
+    min: Duration,
+    max: Duration,
+    sum: Duration,
+    last: Option<Duration>,
+}
+
+impl Figures {
+    fn record(&mut self, rtt: Duration) {
+        self.min = if self.n == 0 { rtt } else { self.min.min(rtt) };
+        self.max = self.max.max(rtt);
+        self.sum += rtt;
+        self.n += 1;
+        self.last = Some(rtt);
+    }
+}
+
+struct Peer {
+    addr: SocketAddr,
+    /// Its name in the room, once its HELLO arrived.
+    name: Option<Vec<u8>>,
+    /// The largest message it accepts.
+    max_message: u64,
+    /// Its answer to the room's PING: a member from then on.
+    answer: Option<RoomAnswer>,
+    /// Until when it may answer (from its HELLO).
+    join_deadline: Option<Instant>,
+    queue: VecDeque<Out>,
+    /// Message bytes in `queue`.
+    queued: usize,
+    /// Messages handed to its session: the session's id and the fanout.
+    in_session: VecDeque<(u64, u64)>,
+    /// Its own messages still reaching the room, in its order.
+    sending: VecDeque<u64>,
+    figures: Figures,
+}
+
+impl Peer {
+    fn is_member(&self) -> bool {
+        self.answer.is_some()
+    }
+}
+
+/// The room controller. See the module documentation.
+pub struct Room {
+    cfg: RoomConfig,
+    peers: BTreeMap<usize, Peer>,
+    fans: HashMap<u64, Fanout>,
+    next_fan: u64,
+    /// The hub's own message ids (for its `✓` lines).
+    next_own: u64,
+    /// Members whose queue has something: the shell calls `feed` for them.
+    woken: VecDeque<usize>,
+    drops: VecDeque<Drop>,
+    quit: bool,
+    /// Every recipient's RTT, for the summary.
+    overall: RttStats,
+    forwarded: u64,
+    joined: u64,
+    /// Figures of members that have left: name and figures (at most the
+    /// last 64, for the summary).
+    departed: VecDeque<(Vec<u8>, Figures)>,
+}
+
+impl Room {
+    pub fn new(cfg: RoomConfig) -> Room {
+        Room {
+            cfg,
+            peers: BTreeMap::new(),
+            fans: HashMap::new(),
+            next_fan: 1,
+            next_own: 1,
+            woken: VecDeque::new(),
+            drops: VecDeque::new(),
+            quit: false,
+            overall: RttStats::new(),
+            forwarded: 0,
+            joined: 0,
+            departed: VecDeque::new(),
+        }
+    }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// A connection was accepted; its session is new (HELLO queued, stream
+    /// off). Prepares it for the room (deferred acks, the room's PING) or,
+    /// when the room is full, turns it away: the shell then closes the
+    /// session with BYE(busy).
+    pub fn handle_join(
+        &mut self,
+        key: usize,
+        addr: SocketAddr,
+        session: &mut Session,
+        now: Instant,
+    ) -> Result<(), RoomFull> {
+        if self.peers.len() >= self.cfg.max_peers {
+            return Err(RoomFull {
+                max_peers: self.cfg.max_peers,
+            });
+        }
+        session.defer_acks();
+        session.send_room_probe(now);
+        self.peers.insert(
+            key,
+            Peer {
+                addr,
+                name: None,
+                max_message: 0,
+                answer: None,
+                join_deadline: None,
+                queue: VecDeque::new(),
+                queued: 0,
+                in_session: VecDeque::new(),
+                sending: VecDeque::new(),
+                figures: Figures::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Takes every event of member `key`'s session, then its answer to the
+    /// room's PING: names, messages to forward, acknowledgments that become
+    /// receipts, its end.
+    pub fn handle_events(
+        &mut self,
+        key: usize,
+        session: &mut Session,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        if !self.peers.contains_key(&key) {
+            // Dropped already: what it still says does not matter.
+            while session.poll_event().is_some() {}
+            return;
+        }
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                Event::Connected { name, max_message } => {
+                    let name = self.unique_name(name);
+                    let join_deadline = later(now, self.cfg.join_timeout);
+                    let p = self.peers.get_mut(&key).expect("checked above");
+                    p.name = Some(name);
+                    p.max_message = max_message;
+                    p.join_deadline = Some(join_deadline);
+                }
+                Event::Message { id, data, .. } => {
+                    let from = self.peers[&key].name.clone().unwrap_or_default();
+                    screen.show(
+                        &Line::Message {
+                            id,
+                            from: &from,
+                            data,
+                        },
+                        now,
+                    );
+                    self.forward(key, id, &from, data, screen, now);
+                }
+                Event::Acked { id, rtt, .. } => self.handle_acked(key, id, rtt, screen, now),
+                Event::Ended => {
+                    let why = session.end().map(describe).unwrap_or_default();
+                    self.leave(key, &why, screen, now);
+                    return;
+                }
+                Event::Sent { .. }
+                | Event::MessagePart { .. }
+                | Event::Refused { .. }
+                | Event::Skipped { .. } => {}
+            }
+        }
+        let p = self.peers.get_mut(&key).expect("still here");
+        if !p.is_member()
+            && let Some(answer) = session.room_answer()
+        {
+            p.answer = Some(answer);
+            p.join_deadline = None;
+            self.admit(key, screen, now);
+        }
+    }
+
+    /// The connection of `key` is gone (closed, reset, or dropped by the
+    /// shell). Idempotent: a member already counted gone is ignored.
+    pub fn handle_leave(&mut self, key: usize, screen: &mut impl Screen, now: Instant) {
+        self.leave(key, "connection closed", screen, now);
+    }
+
+    /// A line typed or piped on the hub: a message to everyone, or a
+    /// command (`/who`, `/msg NAME text`, `@NAME text`, `/quit`, `/help`).
+    pub fn handle_line(&mut self, line: &[u8], screen: &mut impl Screen, now: Instant) {
+        let text = std::str::from_utf8(line).unwrap_or("");
+        let trimmed = text.trim_end();
+        if trimmed == "/who" {
+            self.who(screen, now);
+        } else if trimmed == "/quit" {
+            self.quit = true;
+        } else if trimmed == "/help" {
+            let help = "room commands: /who lists the members, /msg NAME TEXT (or @NAME TEXT) \
+                        sends to one, /quit closes the room; any other line goes to everyone";
+            screen.show(&Line::Notice { message: help }, now);
+        } else if let Some(rest) = text
+            .strip_prefix("/msg ")
+            .or_else(|| text.strip_prefix('@'))
+        {
+            let (name, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+            match self.member_named(name.as_bytes()) {
+                Some(key) => {
+                    let id = self.own_id();
+                    screen.echo_sent(id, msg.as_bytes(), now);
+                    self.send_own(id, msg.as_bytes(), Some(key), false, screen, now);
+                }
+                None => {
+                    let message = format!("no member named {}", peer_label(name.as_bytes()));
+                    screen.show(&Line::Error { message: &message }, now);
+                }
+            }
+        } else if trimmed.starts_with('/') && !trimmed.starts_with("//") {
+            let message = format!("unknown command {trimmed} (try /help)");
+            screen.show(&Line::Error { message: &message }, now);
+        } else {
+            let id = self.own_id();
+            screen.echo_sent(id, line, now);
+            self.send_own(id, line, None, false, screen, now);
+        }
+    }
+
+    /// Call when [`Room::poll_timeout`]'s instant has passed: peers that
+    /// did not answer the room's PING in time are dropped.
+    pub fn handle_timeout(&mut self, screen: &mut impl Screen, now: Instant) {
+        let late: Vec<usize> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.join_deadline.is_some_and(|t| now >= t))
+            .map(|(&k, _)| k)
+            .collect();
+        for key in late {
+            self.drop_peer(
+                key,
+                ByeReason::Timeout,
+                "you did not answer the room's greeting".into(),
+                "did not answer the room's greeting",
+                screen,
+                now,
+            );
+        }
+    }
+
+    /// Hands what waits for member `key` to its session: control frames
+    /// (ACKs, RECEIPTs) always, messages while the session wants input.
+    /// The shell calls it for each key from [`Room::poll_woken`], and again
+    /// for a member with [`Room::has_queued`] once its session drained (a
+    /// flush made progress).
+    pub fn feed(
+        &mut self,
+        key: usize,
+        session: &mut Session,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        let mut lost = Vec::new();
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        while let Some(out) = p.queue.front() {
+            match out {
+                Out::Delivered { id } => session.handle_delivered(*id, now),
+                Out::Receipt { id, status, name } => {
+                    session.handle_receipt(*id, *status, name, now)
+                }
+                Out::Message { fan, data } => {
+                    if !session.wants_input() && session.is_open() {
+                        break;
+                    }
+                    p.queued -= data.len();
+                    match session.handle_input(Cow::Borrowed(data), now) {
+                        Ok(sid) => p.in_session.push_back((sid, *fan)),
+                        Err(_) => lost.push(*fan),
+                    }
+                }
+            }
+            p.queue.pop_front();
+        }
+        let name = p.name.clone().unwrap_or_default();
+        for fan in lost {
+            self.resolve(fan, &name, Err(ReceiptStatus::Lost), screen, now);
+        }
+    }
+
+    // ----- outputs ------------------------------------------------------
+
+    /// A member with something queued for its session: call [`Room::feed`].
+    pub fn poll_woken(&mut self) -> Option<usize> {
+        self.woken.pop_front()
+    }
+
+    /// A member to disconnect, and why (see [`Drop`]).
+    pub fn poll_drop(&mut self) -> Option<Drop> {
+        self.drops.pop_front()
+    }
+
+    /// When to call [`Room::handle_timeout`] next (the earliest answer
+    /// deadline). Sessions have their own deadlines besides.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.values().filter_map(|p| p.join_deadline).min()
+    }
+
+    /// The hub's person asked to close the room (`/quit`): the shell stops
+    /// every session (`handle_stop`), waits for them to close, shows
+    /// [`Room::summary`] and exits.
+    pub fn quitting(&self) -> bool {
+        self.quit
+    }
+
+    /// Whether member `key` has anything queued for its session.
+    pub fn has_queued(&self, key: usize) -> bool {
+        self.peers.get(&key).is_some_and(|p| !p.queue.is_empty())
+    }
+
+    /// Members (peers that answered the room's PING).
+    pub fn members(&self) -> usize {
+        self.peers.values().filter(|p| p.is_member()).count()
+    }
+
+    /// Message bytes queued for sessions, over all members (at most
+    /// members × (cap + one message)).
+    pub fn queued_bytes(&self) -> usize {
+        self.peers.values().map(|p| p.queued).sum()
+    }
+
+    /// The room's figures: one line per member present and per member that
+    /// left (the last 64), and the RTT of every delivery overall.
+    pub fn summary(&self, screen: &mut impl Screen, now: Instant) {
+        let head = format!(
+            "--- room: {} joined, {} deliveries ---",
+            self.joined, self.forwarded
+        );
+        screen.show(&Line::Notice { message: &head }, now);
+        let present = self
+            .peers
+            .values()
+            .filter_map(|p| Some((p.name.as_deref()?, &p.figures)));
+        let gone = self.departed.iter().map(|(n, f)| (n.as_slice(), f));
+        for (name, f) in present.chain(gone) {
+            let line = if f.n == 0 {
+                format!("{}: no deliveries", peer_label(name))
+            } else {
+                format!(
+                    "{}: {} deliveries, rtt min/avg/max = {}/{}/{} ms",
+                    peer_label(name),
+                    f.n,
+                    ms(f.min),
+                    ms(f.sum / f.n as u32),
+                    ms(f.max)
+                )
+            };
+            screen.show(&Line::Notice { message: &line }, now);
+        }
+        let s: RttSummary = self.overall.summary();
+        if s.n > 0 {
+            let ns = |v: u64| ms(Duration::from_nanos(v));
+            let line = format!(
+                "all: rtt min/avg/max/mdev = {}/{}/{}/{} ms, p50 {} p99 {} ms",
+                ns(s.min),
+                ns(s.avg),
+                ns(s.max),
+                ns(s.mdev),
+                ns(s.p50),
+                ns(s.p99)
+            );
+            screen.show(&Line::Notice { message: &line }, now);
+        }
+    }
+
+    // ----- internals ----------------------------------------------------
+
+    fn own_id(&mut self) -> u64 {
+        let id = self.next_own;
+        self.next_own += 1;
+        id
+    }
+
+    /// Its HELLO name if free, else the first free `NAME~2`, `NAME~3`, …
+    /// The hub's own name is taken; an empty name is `peer`.
+    fn unique_name(&self, wanted: &[u8]) -> Vec<u8> {
+        let base: &[u8] = if wanted.is_empty() { b"peer" } else { wanted };
+        let taken = |n: &[u8]| {
+            n == self.cfg.name.as_slice()
+                || self.peers.values().any(|p| p.name.as_deref() == Some(n))
+        };
+        if !taken(base) {
+            return base.to_vec();
+        }
+        (2u64..)
+            .map(|i| {
+                let suffix = format!("~{i}");
+                // Keep within the 255 bytes a name may have.
+                let keep = base.len().min(protocol::MAX_NAME - suffix.len());
+                [&base[..keep], suffix.as_bytes()].concat()
+            })
+            .find(|n| !taken(n))
+            .expect("some suffix is free")
+    }
+
+    fn member_named(&self, name: &[u8]) -> Option<usize> {
+        let name = name.strip_prefix(b"<").unwrap_or(name);
+        let name = name.strip_suffix(b">").unwrap_or(name);
+        self.peers
+            .iter()
+            .find(|(_, p)| p.is_member() && p.name.as_deref() == Some(name))
+            .map(|(&k, _)| k)
+    }
+
+    /// A peer answered the room's PING: it is a member now.
+    fn admit(&mut self, key: usize, screen: &mut impl Screen, now: Instant) {
+        self.joined += 1;
+        let p = &self.peers[&key];
+        let name = p.name.clone().unwrap_or_default();
+        let label = peer_label(&name);
+        let how = match p.answer {
+            Some(RoomAnswer::Join) => "",
+            _ => ", plain client",
+        };
+        let notice = format!("{label} joined from {}{how}", p.addr);
+        screen.show(&Line::Notice { message: &notice }, now);
+        let others: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|&(&k, p)| k != key && p.is_member())
+            .filter_map(|(_, p)| Some(peer_label(p.name.as_deref()?)))
+            .collect();
+        let here = if others.is_empty() {
+            "nobody else yet".to_string()
+        } else {
+            others.join(", ")
+        };
+        let welcome = format!("* welcome to the room: you are {label}; here: {here}");
+        let id = self.own_id();
+        self.send_own(id, welcome.as_bytes(), Some(key), true, screen, now);
+        let joined = format!("* {label} joined");
+        let id = self.own_id();
+        self.send_own_except(id, joined.as_bytes(), key, screen, now);
+    }
+
+    /// The hub's own message `text` to one member or (with `None`) to all.
+    fn send_own(
+        &mut self,
+        id: u64,
+        text: &[u8],
+        to: Option<usize>,
+        quiet: bool,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        let recipients: Vec<usize> = match to {
+            Some(k) => vec![k],
+            None => self.member_keys(None),
+        };
+        self.start(From::Hub { id, quiet }, &[], text, recipients, screen, now);
+    }
+
+    fn send_own_except(
+        &mut self,
+        id: u64,
+        text: &[u8],
+        except: usize,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        let recipients = self.member_keys(Some(except));
+        self.start(
+            From::Hub { id, quiet: true },
+            &[],
+            text,
+            recipients,
+            screen,
+            now,
+        );
+    }
+
+    fn member_keys(&self, except: Option<usize>) -> Vec<usize> {
+        self.peers
+            .iter()
+            .filter(|&(&k, p)| p.is_member() && Some(k) != except)
+            .map(|(&k, _)| k)
+            .collect()
+    }
+
+    /// A member's message `id` arrived complete: to every other member.
+    fn forward(
+        &mut self,
+        key: usize,
+        id: u64,
+        from: &[u8],
+        data: &[u8],
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        self.peers
+            .get_mut(&key)
+            .expect("sender")
+            .sending
+            .push_back(self.next_fan);
+        let recipients = self.member_keys(Some(key));
+        self.start(
+            From::Peer(Some((key, id))),
+            from,
+            data,
+            recipients,
+            screen,
+            now,
+        );
+    }
+
+    /// Queues a message for its recipients, in each one's form: the room
+    /// envelope for a member that sent JOIN, `<name> text` for a plain one
+    /// (no prefix for the hub's own), or nothing if it is over its limit.
+    fn start(
+        &mut self,
+        from: From,
+        name: &[u8],
+        text: &[u8],
+        recipients: Vec<usize>,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        let fan = self.next_fan;
+        self.next_fan += 1;
+        // A member that sent JOIN gets a RECEIPT per recipient.
+        let receipts = matches!(from, From::Peer(Some((k, _)))
+            if self.peers.get(&k).is_some_and(|p| p.answer == Some(RoomAnswer::Join)));
+        self.fans.insert(
+            fan,
+            Fanout {
+                from,
+                receipts,
+                len: text.len() as u64,
+                waiting: recipients.len(),
+                done: Vec::new(),
+            },
+        );
+        let mut plain: Option<Rc<[u8]>> = None;
+        let mut envelope: Option<Rc<[u8]>> = None;
+        let mut refused = Vec::new();
+        let mut slow = Vec::new();
+        for key in recipients {
+            let p = self.peers.get_mut(&key).expect("recipient is a member");
+            let data = match p.answer {
+                Some(RoomAnswer::Join) => envelope
+                    .get_or_insert_with(|| {
+                        let mut v = Vec::new();
+                        protocol::encode_envelope(name, text, &mut v);
+                        v.into()
+                    })
+                    .clone(),
+                _ => plain
+                    .get_or_insert_with(|| {
+                        if name.is_empty() {
+                            return text.into();
+                        }
+                        let mut v = peer_label(name).into_bytes();
+                        v.push(b' ');
+                        v.extend_from_slice(text);
+                        v.into()
+                    })
+                    .clone(),
+            };
+            if data.len() as u64 > p.max_message {
+                refused.push(p.name.clone().unwrap_or_default());
+                continue;
+            }
+            if p.queued > self.cfg.queue_cap {
+                slow.push(key);
+            }
+            p.queued += data.len();
+            if p.queue.is_empty() {
+                self.woken.push_back(key);
+            }
+            p.queue.push_back(Out::Message { fan, data });
+        }
+        // A message nobody is waiting for is complete at once.
+        if self.fans[&fan].waiting == 0 {
+            self.complete(fan, screen, now);
+        }
+        for name in refused {
+            self.resolve(fan, &name, Err(ReceiptStatus::Refused), screen, now);
+        }
+        for key in slow {
+            let queued = self.peers.get(&key).map_or(0, |p| p.queued);
+            self.drop_peer(
+                key,
+                ByeReason::Timeout,
+                format!("you fell behind: {queued} bytes of the room waited for you"),
+                "fell behind",
+                screen,
+                now,
+            );
+        }
+    }
+
+    fn handle_acked(
+        &mut self,
+        key: usize,
+        id: u64,
+        rtt: Duration,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        let p = self.peers.get_mut(&key).expect("checked by the caller");
+        let Some(&(sid, fan)) = p.in_session.front() else {
+            return;
+        };
+        debug_assert_eq!(sid, id, "a session acks in order");
+        p.in_session.pop_front();
+        p.figures.record(rtt);
+        self.overall.record(rtt);
+        self.forwarded += 1;
+        let name = p.name.clone().unwrap_or_default();
+        self.resolve(fan, &name, Ok(rtt), screen, now);
+    }
+
+    /// One recipient's fate for `fan` is known.
+    fn resolve(
+        &mut self,
+        fan: u64,
+        name: &[u8],
+        fate: Result<Duration, ReceiptStatus>,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        let Some(f) = self.fans.get_mut(&fan) else {
+            return;
+        };
+        f.waiting -= 1;
+        f.done.push((name.to_vec(), fate));
+        if f.receipts
+            && let From::Peer(Some((sender, id))) = f.from
+            && let Some(p) = self.peers.get_mut(&sender)
+        {
+            let status = fate.err().unwrap_or(ReceiptStatus::Delivered);
+            if p.queue.is_empty() {
+                self.woken.push_back(sender);
+            }
+            p.queue.push_back(Out::Receipt {
+                id,
+                status,
+                name: name.to_vec(),
+            });
+        }
+        if f.waiting == 0 {
+            self.complete(fan, screen, now);
+        }
+    }
+
+    /// Every recipient of `fan` is accounted for: the hub's `✓` line for
+    /// its own message, or the sender's ACKs that are due, in order.
+    fn complete(&mut self, fan: u64, screen: &mut impl Screen, now: Instant) {
+        let f = &self.fans[&fan];
+        match f.from {
+            From::Hub { id, quiet } => {
+                let f = self.fans.remove(&fan).expect("present");
+                if !quiet {
+                    show_reached(id, &f, screen, now);
+                }
+            }
+            From::Peer(None) => {
+                self.fans.remove(&fan);
+            }
+            From::Peer(Some((sender, _))) => self.settle(sender),
+        }
+    }
+
+    /// Queues the ACKs of `sender`'s messages that have reached the room,
+    /// oldest first, stopping at the first that has not.
+    fn settle(&mut self, sender: usize) {
+        let Some(p) = self.peers.get_mut(&sender) else {
+            return;
+        };
+        while let Some(&fan) = p.sending.front() {
+            match self.fans.get(&fan) {
+                Some(f) if f.waiting > 0 => break,
+                Some(f) => {
+                    if let From::Peer(Some((_, id))) = f.from {
+                        if p.queue.is_empty() {
+                            self.woken.push_back(sender);
+                        }
+                        p.queue.push_back(Out::Delivered { id });
+                    }
+                    self.fans.remove(&fan);
+                }
+                None => {}
+            }
+            p.sending.pop_front();
+        }
+    }
+
+    /// Removes `key` and tells the room; its pending deliveries are lost.
+    fn drop_peer(
+        &mut self,
+        key: usize,
+        reason: ByeReason,
+        detail: String,
+        why: &str,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        if self.peers.contains_key(&key) {
+            self.drops.push_back(Drop {
+                key,
+                reason,
+                detail,
+            });
+            self.leave(key, &format!("dropped: {why}"), screen, now);
+        }
+    }
+
+    fn leave(&mut self, key: usize, why: &str, screen: &mut impl Screen, now: Instant) {
+        let Some(p) = self.peers.remove(&key) else {
+            return;
+        };
+        let name = p.name.clone().unwrap_or_default();
+        // Its own messages still go on; nobody is left to acknowledge them to.
+        for fan in &p.sending {
+            if let Some(f) = self.fans.get_mut(fan) {
+                f.from = From::Peer(None);
+                if f.waiting == 0 {
+                    self.fans.remove(fan);
+                }
+            }
+        }
+        let lost = p
+            .in_session
+            .iter()
+            .map(|&(_, fan)| fan)
+            .chain(p.queue.iter().filter_map(|o| match o {
+                Out::Message { fan, .. } => Some(*fan),
+                _ => None,
+            }));
+        for fan in lost.collect::<Vec<_>>() {
+            self.resolve(fan, &name, Err(ReceiptStatus::Lost), screen, now);
+        }
+        if p.is_member() {
+            let label = peer_label(&name);
+            let notice = format!("{label} left ({why})");
+            screen.show(&Line::Notice { message: &notice }, now);
+            let text = format!("* {label} left ({why})");
+            let id = self.own_id();
+            self.send_own(id, text.as_bytes(), None, true, screen, now);
+            if self.departed.len() == 64 {
+                self.departed.pop_front();
+            }
+            self.departed.push_back((name, p.figures));
+        }
+    }
+
+    fn who(&self, screen: &mut impl Screen, now: Instant) {
+        let mut n = 0;
+        for p in self.peers.values().filter(|p| p.is_member()) {
+            n += 1;
+            let rtt = p.figures.last.map_or("no RTT yet".to_string(), |r| {
+                format!("last RTT {} ms", ms(r))
+            });
+            let line = format!(
+                "{} {} {rtt}",
+                peer_label(p.name.as_deref().unwrap_or_default()),
+                p.addr
+            );
+            screen.show(&Line::Notice { message: &line }, now);
+        }
+        let head = format!("{n} in the room besides you");
+        screen.show(&Line::Notice { message: &head }, now);
+    }
+}
+
+/// The `✓` line for one of the hub's own messages that reached the room.
+fn show_reached(id: u64, f: &Fanout, screen: &mut impl Screen, now: Instant) {
+    let reached = f.done.iter().filter(|(_, r)| r.is_ok()).count();
+    let slowest = f
+        .done
+        .iter()
+        .filter_map(|(n, r)| Some((r.ok()?, n.as_slice())))
+        .max();
+    let recipients: Vec<(&[u8], Result<Duration, ReceiptStatus>)> =
+        f.done.iter().map(|(n, r)| (n.as_slice(), *r)).collect();
+    screen.show(
+        &Line::Reached {
+            id,
+            len: f.len,
+            reached: reached as u64,
+            of: f.done.len() as u64,
+            slowest,
+            recipients: &recipients,
+        },
+        now,
+    );
+}
+
+fn describe(end: &End) -> String {
+    match end {
+        End::Peer { .. } | End::Local(ByeReason::Normal) => "left".into(),
+        End::Local(r) => format!("closed: {r}"),
+        End::Failed(e) => e.to_string(),
+        End::Lost(why) => why.clone(),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests;

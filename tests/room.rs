@@ -1,0 +1,197 @@
+//! Room mode end to end (`duet server --room`) with the real binary:
+//! fan-out to every other member exactly once and in order, acks, `/msg`,
+//! name clashes, a full room, and a member killed mid-chat.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+
+/// A room server (JSON lines) and its address.
+fn room(extra: &[&str]) -> (Duet, SocketAddr) {
+    let mut args = vec!["--room"];
+    args.extend_from_slice(extra);
+    Duet::server(&args)
+}
+
+/// A client named `name` that has been welcomed into the room.
+fn member(addr: SocketAddr, name: &str) -> Duet {
+    let mut c = Duet::client(addr, &["--name", name]);
+    c.expect_event("connected");
+    let welcome = c.expect_event("message");
+    let text = welcome["text"].as_str().unwrap_or_default().to_string();
+    if !text.contains("welcome to the room") {
+        c.fail(&format!("first message is not the welcome: {text}"));
+    }
+    c
+}
+
+/// The texts of room messages from members (not the room's `* ` notices)
+/// until `n` of them have arrived, and the acks seen meanwhile.
+fn collect(c: &mut Duet, n: usize, acks: &mut usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let v = c.next_event();
+        match v["event"].as_str() {
+            Some("ack") => *acks += 1,
+            Some("message") => {
+                let t = v["text"].as_str().unwrap_or_default();
+                if !t.starts_with("* ") {
+                    got.push(t.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    got
+}
+
+fn quit(s: &mut Duet) {
+    s.send(b"/quit\n");
+    assert_eq!(s.code(), 0, "the room closes cleanly");
+}
+
+#[test]
+fn three_members_get_each_others_messages_once_in_order_without_echo() {
+    let (mut s, addr) = room(&[]);
+    let names = ["alice", "bob", "carol"];
+    let mut cs: Vec<Duet> = names.iter().map(|n| member(addr, n)).collect();
+    for (c, name) in cs.iter_mut().zip(names) {
+        for i in 1..=3 {
+            c.send(format!("{name} {i}\n").as_bytes());
+        }
+    }
+    for (c, me) in cs.iter_mut().zip(names) {
+        let mut acks = 0;
+        let got = collect(c, 6, &mut acks);
+        for other in names.iter().filter(|n| **n != me) {
+            let from: Vec<&String> = got
+                .iter()
+                .filter(|t| t.starts_with(&format!("<{other}> ")))
+                .collect();
+            let want: Vec<String> = (1..=3).map(|i| format!("<{other}> {other} {i}")).collect();
+            assert_eq!(from, want.iter().collect::<Vec<_>>(), "{me} from {other}");
+        }
+        assert!(
+            !got.iter().any(|t| t.starts_with(&format!("<{me}> "))),
+            "{me} got its own message back: {got:?}"
+        );
+        while acks < 3 {
+            c.expect_event("ack");
+            acks += 1;
+        }
+    }
+    quit(&mut s);
+    for c in cs.iter_mut() {
+        assert_eq!(c.code(), 0);
+    }
+}
+
+#[test]
+fn msg_reaches_one_member_and_a_clash_gets_a_suffix() {
+    let (mut s, addr) = room(&[]);
+    let mut a = member(addr, "bob");
+    let mut b = Duet::client(addr, &["--name", "bob"]);
+    let welcome = b.expect_event("message");
+    assert!(
+        welcome["text"]
+            .as_str()
+            .unwrap()
+            .contains("you are <bob~2>"),
+        "{welcome}"
+    );
+    s.send(b"/msg bob~2 psst\n");
+    s.send(b"to all\n");
+    let mut acks = 0;
+    assert_eq!(collect(&mut b, 2, &mut acks), ["psst", "to all"]);
+    assert_eq!(collect(&mut a, 1, &mut acks), ["to all"]);
+    quit(&mut s);
+}
+
+#[test]
+fn a_full_room_turns_the_next_client_away_as_busy() {
+    let (mut s, addr) = room(&["--max-peers", "2"]);
+    let _a = member(addr, "alice");
+    let _b = member(addr, "bob");
+    let mut c = Duet::client(addr, &["--name", "carol"]);
+    assert_eq!(c.code(), 4, "busy");
+    quit(&mut s);
+}
+
+#[test]
+fn a_member_killed_mid_chat_leaves_the_others_chatting() {
+    let (mut s, addr) = room(&[]);
+    let mut a = member(addr, "alice");
+    let mut b = member(addr, "bob");
+    let mut c = member(addr, "carol");
+    c.send(b"about to go\n");
+    let mut acks = 0;
+    assert_eq!(collect(&mut a, 1, &mut acks), ["<carol> about to go"]);
+    c.signal(libc::SIGKILL);
+    let _ = c.wait();
+    let left = s.expect_line("carol> left");
+    assert!(left.contains("notice"), "{left}");
+    a.send(b"still here\n");
+    let got = collect(&mut b, 2, &mut acks);
+    assert_eq!(got, ["<carol> about to go", "<alice> still here"]);
+    a.expect_event("ack");
+    quit(&mut s);
+}
+
+/// A fresh `DUET_HOME` under the test's temporary directory.
+fn home(name: &str) -> String {
+    let dir = format!(
+        "{}/room-{name}-{}",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `duet id` in `home`: its fingerprint.
+fn fingerprint(home: &str) -> String {
+    let out = std::process::Command::new(BIN)
+        .arg("id")
+        .env("DUET_HOME", home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn an_encrypted_room_checks_each_members_key_against_allow() {
+    let (hs, ha, hb, hx) = (home("s"), home("a"), home("b"), home("x"));
+    let list = format!(
+        "{}/room-allow-{}",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    std::fs::write(
+        &list,
+        format!("{}\n{}\n", fingerprint(&ha), fingerprint(&hb)),
+    )
+    .unwrap();
+    let mut args = SERVER_ARGS.to_vec();
+    args.extend_from_slice(&["--room", "--allow", &list]);
+    let mut s = Duet::spawn_encrypted(&args, &hs);
+    let addr = s.listening_addr().to_string();
+    let client = |home: &str, name: &str| {
+        let args = ["client", addr.as_str(), "--format", "jsonl", "--name", name];
+        Duet::spawn_encrypted(&args, home)
+    };
+    let mut x = client(&hx, "mallory");
+    assert_eq!(x.code(), 5, "a key not in --allow is refused");
+    let mut a = client(&ha, "alice");
+    assert_eq!(a.expect_event("connected")["encrypted"], true);
+    a.expect_event("message");
+    let mut b = client(&hb, "bob");
+    b.expect_event("message");
+    a.send(b"sealed hello\n");
+    let mut acks = 0;
+    assert_eq!(collect(&mut b, 1, &mut acks), ["<alice> sealed hello"]);
+    a.expect_event("ack");
+    quit(&mut s);
+}
