@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::core::protocol::{self, ByeReason, DecodeError};
+use crate::core::rtt::RttSummary;
 
 /// What this side announces and enforces.
 #[derive(Debug, Clone)]
@@ -229,4 +230,45 @@ pub struct Transmit<'a> {
     /// any other write (acks, pongs, the rest of a message) an earlier
     /// reading in the same turn will do.
     pub starts_message: bool,
+}
+
+/// Why `handle_input` did not take a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputRefused {
+    /// The session is not open (no handshake yet, or ended).
+    NotOpen,
+    /// Larger than the peer's announced limit; reported as an event too.
+    TooLarge { len: u64, limit: u64 },
+}
+
+/// How a peer answered a hub's room greeting
+/// ([`Session::send_room_probe`]; docs/PROTOCOL.md, "Rooms").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomAnswer {
+    /// PONG: a plain version-1 peer; messages reach it with a text prefix.
+    Plain,
+    /// JOIN: it takes the room envelope and RECEIPT frames.
+    Join,
+}
+
+/// Counters for the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Messages accepted for sending (given an id).
+    pub sent: u64,
+    /// Of those, acknowledged by the peer.
+    pub acked: u64,
+    /// Messages received from the peer (and acknowledged).
+    pub received: u64,
+    /// Messages refused locally as larger than the peer accepts, and input
+    /// records skipped as longer than our own `--max-message`.
+    pub refused: u64,
+    pub rtt: RttSummary,
+}
+
+impl Stats {
+    /// Messages that did not get through: never acknowledged or refused.
+    pub fn undelivered(&self) -> u64 {
+        self.sent - self.acked + self.refused
+    }
 }
