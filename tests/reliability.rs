@@ -1083,3 +1083,22 @@ fn a_once_server_starts_no_chat_while_it_finishes() {
     assert_eq!(s.code(), 0, "the server ends");
     drop(a);
 }
+
+/// Past the connections a busy server keeps while turning them away (64),
+/// a plain client is still told it is busy (exit 4), not reset.
+#[test]
+fn a_client_turned_away_during_a_flood_is_told_busy() {
+    let (mut s, addr) = Duet::server(&[]);
+    let mut first = Duet::client(addr, &[]);
+    first.expect_event("connected");
+    s.expect_event("connected");
+    // 70 connections that never read nor close: each is turned away and
+    // kept until its close grace ends.
+    let flood: Vec<TcpStream> = (0..70).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let pid = s.pid();
+    eventually("the flood to be held", || fd_count(pid) >= 70);
+    let mut late = Duet::client(addr, &[]);
+    assert_eq!(late.code(), 4, "{}", late.stderr());
+    assert!(late.stderr().contains("busy"), "{}", late.stderr());
+    drop(flood);
+}

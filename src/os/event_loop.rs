@@ -153,6 +153,9 @@ struct Loop {
     trust: Option<Trust>,
     /// A client's `HOST:PORT` as typed, the name known_peers keys on.
     target: Option<String>,
+    /// A plain server's HELLO and BYE(busy), for a connection turned away
+    /// when nothing more can be kept for it.
+    busy_frames: Vec<u8>,
     /// The signal source reported readiness this turn.
     signal_ready: bool,
     /// `server --room`: the room's rules; `None` one-on-one.
@@ -255,6 +258,7 @@ impl Loop {
             stdin_buf: vec![0u8; STDIN_CHUNK].into_boxed_slice(),
             stdin_unsplit: 0..0,
             signal_ready: false,
+            busy_frames: busy_frames(&opts.session),
         };
         if lp.chat.is_bench() {
             // `duet bench`: stdin is not read; generated messages are.
@@ -762,6 +766,28 @@ impl Loop {
             log::debug!("closed connection from {}", conn.peer());
         }
     }
+}
+
+/// A server's HELLO followed by BYE(busy).
+fn busy_frames(cfg: &Config) -> Vec<u8> {
+    use crate::core::protocol::{self, Frame, Hello};
+    let mut out = Vec::new();
+    protocol::encode(
+        &Frame::Hello(Hello {
+            version: protocol::VERSION,
+            max_message: cfg.max_message,
+            name: &cfg.name,
+        }),
+        &mut out,
+    );
+    protocol::encode(
+        &Frame::Bye {
+            reason: ByeReason::Busy,
+            detail: b"",
+        },
+        &mut out,
+    );
+    out
 }
 
 /// The deadline for the loop's timer and the wait's own timeout, from the

@@ -36,7 +36,13 @@ impl Loop {
             let peer = unmap(peer);
             let refusal = self.refusal(peer.ip());
             if refusal.is_some() && self.conns.len() > MAX_CLOSING {
-                // Too many already being turned away: no courtesy, just close.
+                // Too many already being turned away: nothing is kept for
+                // this one. A plain peer still reads why (one nonblocking
+                // write of HELLO and BYE(busy), which fits any socket
+                // buffer); an encrypted one cannot without a handshake.
+                if self.trust.is_none() {
+                    let _ = std::io::Write::write(&mut &stream, &self.busy_frames);
+                }
                 log::debug!("dropped {peer}: {MAX_CLOSING} others are closing");
                 continue;
             }
