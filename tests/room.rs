@@ -138,27 +138,9 @@ fn a_member_killed_mid_chat_leaves_the_others_chatting() {
     quit(&mut s);
 }
 
-/// A fresh `DUET_HOME` under the test's temporary directory.
+/// A fresh `DUET_HOME` for this file's tests.
 fn home(name: &str) -> String {
-    let dir = format!(
-        "{}/room-{name}-{}",
-        env!("CARGO_TARGET_TMPDIR"),
-        std::process::id()
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// `duet id` in `home`: its fingerprint.
-fn fingerprint(home: &str) -> String {
-    let out = std::process::Command::new(BIN)
-        .arg("id")
-        .env("DUET_HOME", home)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    fresh_home(&format!("room-{name}"))
 }
 
 #[test]

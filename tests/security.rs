@@ -11,15 +11,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-/// A fresh `DUET_HOME` under the test's temporary directory.
+/// A fresh `DUET_HOME` for this file's tests.
 fn home(name: &str) -> String {
-    let dir = format!(
-        "{}/security-{name}-{}",
-        env!("CARGO_TARGET_TMPDIR"),
-        std::process::id()
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    fresh_home(&format!("security-{name}"))
 }
 
 fn server(home: &str, extra: &[&str]) -> (Duet, SocketAddr) {
@@ -39,18 +33,6 @@ fn client(addr: SocketAddr, home: &str, extra: &[&str]) -> Duet {
     let mut args = vec!["client", a.as_str(), "--format", "jsonl"];
     args.extend_from_slice(extra);
     Duet::spawn_encrypted(&args, home)
-}
-
-/// `duet id` in `home`: its fingerprint.
-fn fingerprint(home: &str) -> String {
-    let out = std::process::Command::new(BIN)
-        .arg("id")
-        .env("DUET_HOME", home)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Changes bytes in flight: the offset of `bytes` in the stream, and them.

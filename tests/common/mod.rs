@@ -61,6 +61,29 @@ pub fn duet_home() -> &'static str {
     })
 }
 
+/// A fresh, empty `DUET_HOME` under the tests' temporary directory.
+pub fn fresh_home(name: &str) -> String {
+    let dir = format!(
+        "{}/{name}-{}",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `duet id` with its identity in `home`: the fingerprint it prints.
+pub fn fingerprint(home: &str) -> String {
+    let out = Command::new(BIN)
+        .arg("id")
+        .env("DUET_HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("duet id");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A running duet process.
 pub struct Duet {
     pub args: Vec<String>,
