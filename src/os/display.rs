@@ -36,6 +36,10 @@ const QUICK_HOLD: Duration = Duration::from_micros(30);
 /// would wait here.
 const SENT_MAX: usize = 4096;
 
+/// With `--bell`, a message that comes in after this long without a key
+/// typed rings the terminal bell.
+pub const BELL_IDLE: Duration = Duration::from_secs(10);
+
 /// How long a reading of the wall clock serves for stamping lines.
 const WALL_REREAD: Duration = Duration::from_secs(1);
 
@@ -184,9 +188,25 @@ impl Display {
         }
     }
 
-    /// Interactive mode: a prompt with the line editor, on a terminal.
-    pub fn set_prompt(&mut self, prompt: Prompt) {
+    /// Interactive mode: a prompt with the line editor, on a terminal;
+    /// with `bell`, an incoming message after [`BELL_IDLE`] without typing
+    /// rings the terminal bell.
+    pub fn set_prompt(&mut self, mut prompt: Prompt, bell: bool) {
+        prompt.bell = bell;
         self.prompt = Some(prompt);
+    }
+
+    /// Rings the bell for an incoming message at `now` if [`should_ring`]
+    /// says so, once a turn. The bell is our own byte, written with the
+    /// turn's output; the peer's bytes stay escaped.
+    fn ring_for_message(&mut self, now: Instant) {
+        if let Some(p) = &mut self.prompt
+            && !p.rang
+            && should_ring(p.bell, true, p.last_key, now)
+        {
+            p.rang = true;
+            self.out.push(0x07);
+        }
     }
 
     /// Whether the line editor's prompt is on screen (a person types).
@@ -254,6 +274,9 @@ impl Display {
         }
         if let Line::Connected { name, .. } = line {
             self.style.remember_name(name);
+        }
+        if let Line::Message { .. } = line {
+            self.ring_for_message(now);
         }
         if let Some(p) = &mut self.prompt {
             let last = p.last_sent.take();
@@ -438,6 +461,7 @@ impl Display {
         self.render_sent();
         self.held_since = None;
         if let Some(p) = &mut self.prompt {
+            p.rang = false;
             let held = logging::take_held();
             if !held.is_empty() {
                 p.erase(&mut self.out);
@@ -523,10 +547,11 @@ impl Display {
     }
 
     /// Keys typed in interactive mode: the editor's actions.
-    pub fn handle_keys(&mut self, bytes: &[u8]) -> Vec<editor::Action> {
+    pub fn handle_keys(&mut self, bytes: &[u8], now: Instant) -> Vec<editor::Action> {
         match &mut self.prompt {
             Some(p) => {
                 p.dirty = true;
+                p.last_key = Some(now);
                 p.editor.handle_bytes(bytes)
             }
             None => Vec::new(),
@@ -640,6 +665,10 @@ pub struct Prompt {
     cursor_col: usize,
     /// The hint (`chat::HINT`) is still to be shown.
     hint: bool,
+    /// `--bell`; when a key was last typed; whether this turn has rung.
+    bell: bool,
+    last_key: Option<Instant>,
+    rang: bool,
 }
 
 impl Prompt {
@@ -656,6 +685,9 @@ impl Prompt {
             drawn_at: 0,
             cursor_col: 0,
             hint: true,
+            bell: false,
+            last_key: None,
+            rang: false,
         }
     }
 
@@ -680,6 +712,13 @@ impl Prompt {
         }
         out.extend_from_slice(b"\x1b[J");
     }
+}
+
+/// Whether an incoming message at `now` rings the bell: with `--bell`, in
+/// interactive mode, when no key has been typed for [`BELL_IDLE`] (or
+/// none yet).
+pub fn should_ring(bell: bool, interactive: bool, last_key: Option<Instant>, now: Instant) -> bool {
+    bell && interactive && last_key.is_none_or(|k| now.saturating_duration_since(k) >= BELL_IDLE)
 }
 
 /// `HH:MM:SS ` in local time.
@@ -872,6 +911,19 @@ mod tests {
     }
 
     const US: Duration = Duration::from_micros(1);
+
+    #[test]
+    fn the_bell_rings_only_when_asked_interactive_and_idle() {
+        let t0 = Instant::now();
+        let idle = t0 + BELL_IDLE;
+        assert!(should_ring(true, true, None, t0), "nothing typed yet");
+        assert!(should_ring(true, true, Some(t0), idle));
+        assert!(!should_ring(true, true, Some(t0), idle - US), "typing");
+        assert!(!should_ring(false, true, Some(t0), idle), "no --bell");
+        assert!(!should_ring(true, false, None, idle), "not interactive");
+        // A key typed "after" now (clocks read in another order) is recent.
+        assert!(!should_ring(true, true, Some(idle), t0));
+    }
 
     #[test]
     fn a_sent_line_waits_unrendered_and_leaves_with_the_ack_stamped_when_sent() {
