@@ -800,3 +800,25 @@ fn a_long_message_s_mark_quotes_it() {
     t.key("C-d");
     t.wait_for("EXIT=0");
 }
+
+#[test]
+fn messages_never_acknowledged_are_listed_at_the_end() {
+    let (mut s, addr) = Duet::server(&["--name", "srv"]);
+    let Some(t) = client_in_tmux(addr, "--linger 1s") else {
+        return;
+    };
+    s.expect_event("connected");
+    s.signal(libc::SIGSTOP);
+    t.type_text("never acked");
+    t.key("Enter");
+    t.wait_for("you> never acked");
+    t.key("C-d");
+    let screen = t.wait_for("EXIT=");
+    s.signal(libc::SIGCONT);
+    assert!(
+        screen.contains("\u{2717} not delivered: \"never acked\""),
+        "{screen}"
+    );
+    assert!(!screen.contains("\u{2713}"), "{screen}");
+    stty_same(&t);
+}
