@@ -268,6 +268,9 @@ pub struct Keyboard {
     /// Keep the terminal's own line mode instead of duet's line editor (for rlwrap)
     #[arg(long)]
     pub no_editor: bool,
+    /// Ring the terminal bell when a message comes in after 10 s without typing (line editor only)
+    #[arg(long)]
+    pub bell: bool,
 }
 
 #[derive(Debug, Args)]
@@ -482,6 +485,7 @@ impl Cli {
                 InputArg::Whole => InputMode::Whole,
             },
             editor: !keyboard.no_editor,
+            bell: keyboard.bell,
             color: match common.color {
                 ColorArg::Auto => None,
                 ColorArg::Always => Some(true),

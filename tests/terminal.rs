@@ -756,3 +756,69 @@ fn the_server_hints_reports_busy_and_moves_on_with_next() {
     t.key("C-d");
     t.wait_for("EXIT=0");
 }
+
+#[test]
+fn bell_rings_for_a_message_when_nobody_types() {
+    let (mut s, addr) = Duet::server(&["--name", "srv"]);
+    let Some(t) = client_in_tmux(addr, "--bell") else {
+        return;
+    };
+    s.expect_event("connected");
+    let bell = || {
+        let out = t
+            .cmd(&["display-message", "-p", "-t", "main", "#{window_bell_flag}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(bell(), "0");
+    // Nothing typed yet: an incoming message rings.
+    s.send(b"ring\x07ring\n");
+    t.wait_for("<srv> ring");
+    eventually("the bell flag", || bell() == "1");
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+}
+
+#[test]
+fn a_long_message_s_mark_quotes_it() {
+    let (mut s, addr) = Duet::server(&["--name", "srv"]);
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    s.expect_event("connected");
+    let long = "a long message that fills most of the row, so its mark cannot go after it inline";
+    t.type_text(long);
+    t.key("Enter");
+    assert_eq!(s.expect_event("message")["text"], long);
+    let screen = t.wait_for("\u{2713} ");
+    assert!(
+        screen.contains(" ms  \"a long message that fill\u{2026}\""),
+        "{screen}"
+    );
+    assert!(!screen.contains("delivered in"), "{screen}");
+    t.key("C-d");
+    t.wait_for("EXIT=0");
+}
+
+#[test]
+fn messages_never_acknowledged_are_listed_at_the_end() {
+    let (mut s, addr) = Duet::server(&["--name", "srv"]);
+    let Some(t) = client_in_tmux(addr, "--linger 1s") else {
+        return;
+    };
+    s.expect_event("connected");
+    s.signal(libc::SIGSTOP);
+    t.type_text("never acked");
+    t.key("Enter");
+    t.wait_for("you> never acked");
+    t.key("C-d");
+    let screen = t.wait_for("EXIT=");
+    s.signal(libc::SIGCONT);
+    assert!(
+        screen.contains("\u{2717} not delivered: \"never acked\""),
+        "{screen}"
+    );
+    assert!(!screen.contains("\u{2713}"), "{screen}");
+    stty_same(&t);
+}

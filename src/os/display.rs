@@ -36,6 +36,20 @@ const QUICK_HOLD: Duration = Duration::from_micros(30);
 /// would wait here.
 const SENT_MAX: usize = 4096;
 
+/// With `--bell`, a message that comes in after this long without a key
+/// typed rings the terminal bell.
+pub const BELL_IDLE: Duration = Duration::from_secs(10);
+
+/// Typed messages whose delivery marks are kept at most (typing is slow;
+/// this only bounds the memory a stuck peer could make us keep).
+const UNACKED_MAX: usize = 4096;
+
+/// Characters of a message quoted in its delivery mark.
+const QUOTE_CHARS: usize = 24;
+
+/// Undelivered messages listed one per line at most; more share one line.
+const UNDELIVERED_LINES: usize = 3;
+
 /// How long a reading of the wall clock serves for stamping lines.
 const WALL_REREAD: Duration = Duration::from_secs(1);
 
@@ -184,9 +198,25 @@ impl Display {
         }
     }
 
-    /// Interactive mode: a prompt with the line editor, on a terminal.
-    pub fn set_prompt(&mut self, prompt: Prompt) {
+    /// Interactive mode: a prompt with the line editor, on a terminal;
+    /// with `bell`, an incoming message after [`BELL_IDLE`] without typing
+    /// rings the terminal bell.
+    pub fn set_prompt(&mut self, mut prompt: Prompt, bell: bool) {
+        prompt.bell = bell;
         self.prompt = Some(prompt);
+    }
+
+    /// Rings the bell for an incoming message at `now` if [`should_ring`]
+    /// says so, once a turn. The bell is our own byte, written with the
+    /// turn's output; the peer's bytes stay escaped.
+    fn ring_for_message(&mut self, now: Instant) {
+        if let Some(p) = &mut self.prompt
+            && !p.rang
+            && should_ring(p.bell, true, p.last_key, now)
+        {
+            p.rang = true;
+            self.out.push(0x07);
+        }
     }
 
     /// Whether the line editor's prompt is on screen (a person types).
@@ -255,8 +285,28 @@ impl Display {
         if let Line::Connected { name, .. } = line {
             self.style.remember_name(name);
         }
+        if let Line::Message { .. } = line {
+            self.ring_for_message(now);
+        }
         if let Some(p) = &mut self.prompt {
             let last = p.last_sent.take();
+            if let Line::Closed { .. } | Line::TurnedAway { .. } = line
+                && !p.unacked.is_empty()
+            {
+                // The chat is over: what was never acknowledged is said so.
+                let quotes: Vec<String> = p.unacked.drain(..).map(|(_, q)| q).collect();
+                p.erase(&mut self.out);
+                let time = self.style.time.clone().unwrap_or_default();
+                undelivered_lines(&quotes, &time, self.style.color, &mut self.out);
+            }
+            let quote = match line {
+                Line::Acked { id, .. } => p
+                    .unacked
+                    .iter()
+                    .position(|(sent, _)| sent == id)
+                    .map(|i| p.unacked.remove(i).1),
+                _ => None,
+            };
             if let (Line::Acked { id, rtt, .. }, Some(last)) = (line, last) {
                 let LastSent {
                     id: sent,
@@ -277,6 +327,13 @@ impl Display {
                     }
                     return;
                 }
+            }
+            if let (Line::Acked { rtt, .. }, Some(quote)) = (line, quote) {
+                // Not inline: a mark line that says which message it is.
+                p.erase(&mut self.out);
+                let time = self.style.time.clone().unwrap_or_default();
+                mark_line(*rtt, &quote, &time, self.style.color, &mut self.out);
+                return;
             }
         }
         self.begin_output();
@@ -415,6 +472,9 @@ impl Display {
         self.out.extend_from_slice(&lines);
         self.out.push(b'\n');
         if let Some(p) = &mut self.prompt {
+            if p.unacked.len() < UNACKED_MAX {
+                p.unacked.push((id, quote(data)));
+            }
             let width = time.len() + 5 + editor::str_width(&escape::escape_to_string(data));
             p.last_sent = (!data.contains(&b'\n')).then_some(LastSent {
                 id,
@@ -438,6 +498,7 @@ impl Display {
         self.render_sent();
         self.held_since = None;
         if let Some(p) = &mut self.prompt {
+            p.rang = false;
             let held = logging::take_held();
             if !held.is_empty() {
                 p.erase(&mut self.out);
@@ -523,10 +584,11 @@ impl Display {
     }
 
     /// Keys typed in interactive mode: the editor's actions.
-    pub fn handle_keys(&mut self, bytes: &[u8]) -> Vec<editor::Action> {
+    pub fn handle_keys(&mut self, bytes: &[u8], now: Instant) -> Vec<editor::Action> {
         match &mut self.prompt {
             Some(p) => {
                 p.dirty = true;
+                p.last_key = Some(now);
                 p.editor.handle_bytes(bytes)
             }
             None => Vec::new(),
@@ -640,6 +702,13 @@ pub struct Prompt {
     cursor_col: usize,
     /// The hint (`chat::HINT`) is still to be shown.
     hint: bool,
+    /// Our messages not acknowledged yet, oldest first, each with the start
+    /// of its text (see [`quote`]), for its delivery mark.
+    unacked: Vec<(u64, String)>,
+    /// `--bell`; when a key was last typed; whether this turn has rung.
+    bell: bool,
+    last_key: Option<Instant>,
+    rang: bool,
 }
 
 impl Prompt {
@@ -656,6 +725,10 @@ impl Prompt {
             drawn_at: 0,
             cursor_col: 0,
             hint: true,
+            unacked: Vec::new(),
+            bell: false,
+            last_key: None,
+            rang: false,
         }
     }
 
@@ -679,6 +752,58 @@ impl Prompt {
             let _ = write!(out, "\x1b[{rows}A");
         }
         out.extend_from_slice(b"\x1b[J");
+    }
+}
+
+/// Whether an incoming message at `now` rings the bell: with `--bell`, in
+/// interactive mode, when no key has been typed for [`BELL_IDLE`] (or
+/// none yet).
+pub fn should_ring(bell: bool, interactive: bool, last_key: Option<Instant>, now: Instant) -> bool {
+    bell && interactive && last_key.is_none_or(|k| now.saturating_duration_since(k) >= BELL_IDLE)
+}
+
+/// The start of a message we sent, escaped (so a newline shows as `\n`)
+/// and cut to [`QUOTE_CHARS`] characters with `…`, between quotes: what
+/// its delivery mark shows so it says which message it belongs to.
+fn quote(data: &[u8]) -> String {
+    let escaped = escape::escape_to_string(data);
+    let mut chars = escaped.chars();
+    let mut q: String = chars.by_ref().take(QUOTE_CHARS).collect();
+    if chars.next().is_some() {
+        q.push('\u{2026}');
+    }
+    format!("\"{q}\"")
+}
+
+/// A delivery mark on a line of its own: `✓ 0.406 ms  "the start…"`.
+fn mark_line(rtt: Duration, quote: &str, time: &str, color: bool, out: &mut Vec<u8>) {
+    let mark = format!("\u{2713} {} ms", render::ms(rtt.as_nanos() as u64));
+    if color {
+        let _ = writeln!(out, "{time}\x1b[32m{mark}\x1b[0m  {quote}");
+    } else {
+        let _ = writeln!(out, "{time}{mark}  {quote}");
+    }
+}
+
+/// The chat ended with these messages unacknowledged: one
+/// `✗ not delivered: "…"` line each, or one line for them all when there
+/// are more than [`UNDELIVERED_LINES`].
+fn undelivered_lines(quotes: &[String], time: &str, color: bool, out: &mut Vec<u8>) {
+    let (on, off) = if color {
+        ("\x1b[31m", "\x1b[0m")
+    } else {
+        ("", "")
+    };
+    if quotes.len() <= UNDELIVERED_LINES {
+        for q in quotes {
+            let _ = writeln!(out, "{time}{on}\u{2717} not delivered:{off} {q}");
+        }
+    } else if let [first, .., last] = quotes {
+        let n = quotes.len();
+        let _ = writeln!(
+            out,
+            "{time}{on}\u{2717} {n} messages not delivered:{off} {first} to {last}"
+        );
     }
 }
 
@@ -872,6 +997,69 @@ mod tests {
     }
 
     const US: Duration = Duration::from_micros(1);
+
+    #[test]
+    fn a_mark_quotes_the_start_of_its_message() {
+        assert_eq!(quote(b"hi"), "\"hi\"");
+        assert_eq!(
+            quote(b"first words of the message, and more"),
+            "\"first words of the messa\u{2026}\""
+        );
+        assert_eq!(quote(b"two\nlines"), "\"two\\nlines\"");
+        // A peer cannot be quoted here, but our own control bytes are
+        // escaped all the same.
+        let bel = escape::escape_to_string(b"\x07");
+        assert_ne!(bel, "\x07");
+        assert_eq!(quote(b"\x07"), format!("\"{bel}\""));
+        let mut out = Vec::new();
+        mark_line(
+            Duration::from_micros(406),
+            &quote(b"first words of the message, and more"),
+            "",
+            false,
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\u{2713} 0.406 ms  \"first words of the messa\u{2026}\"\n"
+        );
+    }
+
+    #[test]
+    fn undelivered_messages_are_listed_at_the_end() {
+        let quotes: Vec<String> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|m| quote(m.as_bytes()))
+            .collect();
+        let mut out = Vec::new();
+        undelivered_lines(&quotes[..2], "", false, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\u{2717} not delivered: \"a\"\n\u{2717} not delivered: \"b\"\n"
+        );
+        let mut out = Vec::new();
+        undelivered_lines(&quotes, "12:00:00 ", false, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "12:00:00 \u{2717} 4 messages not delivered: \"a\" to \"d\"\n"
+        );
+        let mut out = Vec::new();
+        undelivered_lines(&[], "", false, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_bell_rings_only_when_asked_interactive_and_idle() {
+        let t0 = Instant::now();
+        let idle = t0 + BELL_IDLE;
+        assert!(should_ring(true, true, None, t0), "nothing typed yet");
+        assert!(should_ring(true, true, Some(t0), idle));
+        assert!(!should_ring(true, true, Some(t0), idle - US), "typing");
+        assert!(!should_ring(false, true, Some(t0), idle), "no --bell");
+        assert!(!should_ring(true, false, None, idle), "not interactive");
+        // A key typed "after" now (clocks read in another order) is recent.
+        assert!(!should_ring(true, true, Some(idle), t0));
+    }
 
     #[test]
     fn a_sent_line_waits_unrendered_and_leaves_with_the_ack_stamped_when_sent() {

@@ -204,7 +204,7 @@ impl Loop {
             if terminal::stderr_is_terminal() {
                 logging::capture(true);
             }
-            display.set_prompt(Prompt::new(terminal));
+            display.set_prompt(Prompt::new(terminal), opts.bell);
         }
         let stop = StopFd::new(&[SIGINT, SIGTERM, SIGHUP]);
         display.stop_on(stop.map_err(io("cannot install signal handlers"))?);

@@ -101,7 +101,7 @@ impl Loop {
                     self.handle_action(Action::Quit, now);
                     return;
                 }
-                let actions = self.display.handle_keys(&self.stdin_buf[..n]);
+                let actions = self.display.handle_keys(&self.stdin_buf[..n], now);
                 for action in actions {
                     self.handle_action(action, now);
                 }

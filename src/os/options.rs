@@ -52,6 +52,9 @@ pub struct Options {
     pub input: InputMode,
     /// Use the line editor when stdin and stdout are terminals.
     pub editor: bool,
+    /// `--bell`: ring the terminal bell for a message that comes in while
+    /// the person is not typing (interactive mode only).
+    pub bell: bool,
     /// `Some(on)` forces colour on or off; `None` decides from the terminal.
     pub color: Option<bool>,
     pub timestamps: bool,
