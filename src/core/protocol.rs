@@ -583,18 +583,21 @@ mod tests {
         assert!(rest.is_empty());
     }
 
+    /// Every frame type there is.
+    const ALL_KINDS: [u8; 8] = [
+        kind::HELLO,
+        kind::DATA,
+        kind::ACK,
+        kind::BYE,
+        kind::PING,
+        kind::PONG,
+        kind::JOIN,
+        kind::RECEIPT,
+    ];
+
     #[test]
     fn limit_accepted_and_limit_plus_one_rejected_from_header_alone() {
-        for kind in [
-            kind::HELLO,
-            kind::DATA,
-            kind::ACK,
-            kind::BYE,
-            kind::PING,
-            kind::PONG,
-            kind::JOIN,
-            kind::RECEIPT,
-        ] {
+        for kind in ALL_KINDS {
             let (min, max) = body_range(kind).unwrap();
             let header = |len: usize| {
                 let mut h = (len as u32).to_be_bytes().to_vec();
@@ -917,16 +920,7 @@ mod tests {
             );
         }
         // Every frame type and every BYE reason has a vector.
-        for kind in [
-            kind::HELLO,
-            kind::DATA,
-            kind::ACK,
-            kind::BYE,
-            kind::PING,
-            kind::PONG,
-            kind::JOIN,
-            kind::RECEIPT,
-        ] {
+        for kind in ALL_KINDS {
             assert!(doc.iter().any(|(_, b)| b[4] == kind), "type {kind}");
         }
         for code in 0..=6u8 {

@@ -251,20 +251,6 @@ pub fn sealed_len(plaintext_len: usize) -> usize {
     plaintext_len + records * (LEN_PREFIX + TAG_LEN)
 }
 
-/// Of a batch that one `seal` call made from `plaintext_len` bytes, the
-/// plaintext whose records lie entirely within the first `written`
-/// ciphertext bytes: what a connection reports to the session as written
-/// when the socket took `written` bytes of the batch. A record counts only
-/// once its last byte (the tag) is out.
-pub fn plaintext_written(plaintext_len: usize, written: usize) -> usize {
-    debug_assert!(written <= sealed_len(plaintext_len));
-    const FULL: usize = LEN_PREFIX + MAX_PLAINTEXT + TAG_LEN;
-    if written >= sealed_len(plaintext_len) {
-        return plaintext_len;
-    }
-    (written / FULL) * MAX_PLAINTEXT
-}
-
 /// For a plain (v1) side: `Some(EncryptedPeer)` when the peer's first
 /// bytes are a Noise duet's first handshake message (`00 20`, a length no
 /// v1 frame can start with: 0x0020_xxxx is over 2 MiB), so the "not a duet

@@ -487,11 +487,6 @@ impl Conn {
         self.crypto.as_mut()?.shown.take()
     }
 
-    /// Whether the chat is encrypted.
-    pub fn is_encrypted(&self) -> bool {
-        self.crypto.is_some()
-    }
-
     /// Writes the session's outbox until it is empty or the socket is
     /// full. Most calls find nothing to write (what the read or the input
     /// queued has already left): that check is inlined into the callers.
