@@ -59,16 +59,7 @@ impl Recorder {
 }
 
 fn session_cfg(name: &str) -> Config {
-    Config {
-        name: name.as_bytes().to_vec(),
-        max_message: 1 << 20,
-        linger: Duration::from_secs(5),
-        handshake_timeout: Duration::from_secs(5),
-        heartbeat: None,
-        dead_after: 3,
-        write_timeout: None,
-        stream: false,
-    }
+    Config::for_tests(name)
 }
 
 fn chat(role: Role) -> Chat {

@@ -35,6 +35,24 @@ pub struct Config {
 }
 
 /// Why a connection failed.
+#[cfg(test)]
+impl Config {
+    /// The settings the core's tests share: 1 MiB messages, 5 s of linger
+    /// and handshake, no heartbeat, no write timeout, whole messages.
+    pub(crate) fn for_tests(name: &str) -> Config {
+        Config {
+            name: name.as_bytes().to_vec(),
+            max_message: 1 << 20,
+            linger: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat: None,
+            dead_after: 3,
+            write_timeout: None,
+            stream: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionError {
     /// The first bytes are not a duet HELLO: another protocol is talking.
