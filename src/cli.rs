@@ -39,7 +39,7 @@ Exit status:
   0    the chat ended normally and every message sent was acknowledged
   1    runtime error: cannot resolve, bind or connect; connection lost;
        the peer broke the protocol or a record failed authentication;
-       --plain on one side only
+       --plain on one side only; the key file or known_peers unusable
   2    usage error
   3    the chat ended with messages not delivered (never acknowledged,
        refused as larger than the peer accepts, or input records skipped

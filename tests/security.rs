@@ -183,6 +183,46 @@ fn a_changed_server_key_is_refused_with_exit_5_naming_known_peers() {
     assert!(wrong.stderr().contains("--peer"), "{}", wrong.stderr());
 }
 
+/// A known_peers file this side cannot use is its own failure (exit 1,
+/// naming the file), not a refused key: the server is told only that the
+/// client left, and serves the next one.
+#[test]
+fn a_known_peers_file_that_cannot_be_read_is_exit_1_not_a_refused_key() {
+    let (hs, hc) = (home("unreadable-s"), home("unreadable-c"));
+    let (mut s, addr) = server(&hs, &[]);
+    std::fs::create_dir_all(&hc).unwrap();
+    let known = format!("{hc}/known_peers");
+    let cases: [(&str, &dyn Fn()); 2] = [
+        ("line 1", &|| {
+            std::fs::write(&known, "not a known_peers line\n").unwrap()
+        }),
+        ("directory", &|| {
+            std::fs::remove_file(&known).unwrap();
+            std::fs::create_dir(&known).unwrap();
+        }),
+    ];
+    for (says, make) in cases {
+        make();
+        let mut c = client(addr, &hc, &[]);
+        assert_eq!(c.code(), 1, "{says}");
+        let err = c.stderr();
+        assert!(err.contains("cannot check the key of"), "{err}");
+        assert!(err.contains("known_peers"), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        let closed = s.expect_event("closed");
+        assert!(
+            !closed["reason"].as_str().unwrap().contains("key"),
+            "{closed}"
+        );
+    }
+    // The server still serves: a client with a usable home chats.
+    let mut ok = client(addr, &home("unreadable-ok"), &[]);
+    ok.expect_event("connected");
+    ok.close_stdin();
+    assert_eq!(ok.code(), 0);
+}
+
 #[test]
 fn a_flipped_bit_ends_the_chat_and_the_server_serves_the_next() {
     let (hs, hc) = (home("flip-s"), home("flip-c"));

@@ -413,17 +413,22 @@ impl Session {
         self.held = true;
     }
 
-    /// The peer's key, proved by the encrypted handshake, is not accepted:
-    /// the end, `why` being this side's account. Nothing queued is sent
-    /// (not even our HELLO, which names us): the caller tells the peer
-    /// with [`refusal_frames`].
-    pub fn refuse_key(&mut self, why: String) {
+    /// The peer's key, proved by the encrypted handshake, is not accepted
+    /// ([`SessionError::KeyRefused`]) or could not be checked
+    /// ([`SessionError::KeyCheck`]): the end. Nothing queued is sent (not
+    /// even our HELLO, which names us): the caller tells the peer with
+    /// [`refusal_frames`].
+    pub fn refuse_key(&mut self, why: SessionError) {
+        debug_assert!(matches!(
+            why,
+            SessionError::KeyRefused(_) | SessionError::KeyCheck(_)
+        ));
         if self.state == State::Closed {
             return;
         }
         self.outbox.clear();
         self.out_pos = 0;
-        self.finish(End::Failed(SessionError::KeyRefused(why)));
+        self.finish(End::Failed(why));
     }
 
     /// The encrypted transport under the session failed: BYE(protocol
@@ -913,15 +918,15 @@ impl Session {
     }
 }
 
-/// What a side that refuses the peer's key sends it, inside the encrypted
-/// channel, in place of the session's own frames: BYE(key refused) alone,
-/// without our HELLO (its name is not for a peer we do not trust). A BYE
-/// is valid before HELLO.
-pub fn refusal_frames(out: &mut Vec<u8>) {
-    let detail = SessionError::KeyRefused(String::new()).for_peer();
+/// What a side that refuses the peer's key (or cannot check it) sends it,
+/// inside the encrypted channel, in place of the session's own frames: the
+/// BYE of `why` alone, without our HELLO (its name is not for a peer we do
+/// not trust). A BYE is valid before HELLO.
+pub fn refusal_frames(why: &SessionError, out: &mut Vec<u8>) {
+    let detail = why.for_peer();
     protocol::encode(
         &Frame::Bye {
-            reason: ByeReason::KeyRefused,
+            reason: why.bye_reason(),
             detail: detail.as_bytes(),
         },
         out,

@@ -449,9 +449,9 @@ impl Conn {
         }
     }
 
-    /// The peer's key was refused: it is told so (BYE(key refused) alone,
-    /// sealed) and nothing of the session's leaves.
-    pub fn refuse_key(&mut self, why: String) {
+    /// The peer's key was refused or could not be checked: it is told so
+    /// (the BYE alone, sealed) and nothing of the session's leaves.
+    pub fn refuse_key(&mut self, why: SessionError) {
         if let Some(c) = self.crypto.as_mut() {
             c.refused = true;
             // Our last handshake message goes first, if it has not left.
@@ -461,7 +461,7 @@ impl Conn {
             }
             c.transport.poll_handshake(&mut c.out);
             let mut frames = Vec::new();
-            crate::core::session::refusal_frames(&mut frames);
+            crate::core::session::refusal_frames(&why, &mut frames);
             if let Err(e) = c.transport.seal(&frames, &mut c.out) {
                 log::debug!("cannot seal the refusal: {e}");
             }

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use crate::core::identity::{AllowList, Fingerprint, SafetyCode, Trust as Known, safety_code};
+use crate::core::session::SessionError;
 use crate::core::transport::KEY_LEN;
 use crate::os::error::Error;
 use crate::os::identity::{self, Identity, IdentityError};
@@ -61,44 +62,63 @@ impl Trust {
         self.identity.private_key()
     }
 
-    /// A client's check of the server it reached as `peer` (`HOST:PORT`).
-    pub fn check_server(&self, peer: &str, key: &[u8; KEY_LEN]) -> Result<Verified, String> {
+    /// A client's check of the server it reached as `peer` (`HOST:PORT`):
+    /// [`SessionError::KeyRefused`] for a key that is not the one expected,
+    /// [`SessionError::KeyCheck`] when `known_peers` cannot be read, parsed
+    /// or appended to (a problem here, not the peer's).
+    pub fn check_server(&self, peer: &str, key: &[u8; KEY_LEN]) -> Result<Verified, SessionError> {
         let fingerprint = Fingerprint::of(key);
         let mut remembered = None;
         match &self.pin {
             Some(pin) if *pin != fingerprint => {
-                return Err(format!(
+                return Err(SessionError::KeyRefused(format!(
                     "the key of {peer} is {fingerprint}, not the one given with --peer ({pin})"
-                ));
+                )));
             }
             Some(_) => {}
             None => match identity::check_known_peer(&self.home, peer, &fingerprint) {
                 Ok(Known::Known { .. }) => {}
                 Ok(Known::Unknown) => {
-                    let path = identity::remember_peer(&self.home, peer, &fingerprint)
-                        .map_err(|e| e.to_string())?;
+                    let path =
+                        identity::remember_peer(&self.home, peer, &fingerprint).map_err(|e| {
+                            SessionError::KeyCheck(format!(
+                                "cannot remember the key of {peer}: {e}"
+                            ))
+                        })?;
                     remembered = Some(path);
                 }
-                Ok(Known::Changed { .. }) => unreachable!("check_known_peer reports a change"),
                 Err(e @ IdentityError::KeyChanged { .. }) => {
-                    return Err(format!("{e}; the server now shows {fingerprint}"));
+                    return Err(SessionError::KeyRefused(format!(
+                        "{e}; the server now shows {fingerprint}"
+                    )));
                 }
-                Err(e) => return Err(e.to_string()),
+                // check_known_peer reports a change as the error above.
+                Ok(Known::Changed { line }) => {
+                    return Err(SessionError::KeyRefused(format!(
+                        "the key of {peer} does not match line {line} of known_peers; \
+                         the server now shows {fingerprint}"
+                    )));
+                }
+                Err(e) => {
+                    return Err(SessionError::KeyCheck(format!(
+                        "cannot check the key of {peer}: {e}"
+                    )));
+                }
             },
         }
         Ok(self.verified(fingerprint, key, remembered))
     }
 
     /// A server's check of a client's key against `--allow`, if given.
-    pub fn check_client(&self, key: &[u8; KEY_LEN]) -> Result<Verified, String> {
+    pub fn check_client(&self, key: &[u8; KEY_LEN]) -> Result<Verified, SessionError> {
         let fingerprint = Fingerprint::of(key);
         if let Some((path, list)) = &self.allow
             && list.line_of(&fingerprint).is_none()
         {
-            return Err(format!(
+            return Err(SessionError::KeyRefused(format!(
                 "key {fingerprint} is not in {} (--allow)",
                 path.display()
-            ));
+            )));
         }
         Ok(self.verified(fingerprint, key, None))
     }

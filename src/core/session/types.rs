@@ -84,6 +84,10 @@ pub enum SessionError {
     /// The encrypted handshake proved a key this side does not accept; the
     /// text says whose and why (it names the file and line that say so).
     KeyRefused(String),
+    /// This side could not tell whether it accepts the peer's key: its own
+    /// `known_peers` file could not be read, parsed or appended to. The
+    /// text names the file.
+    KeyCheck(String),
     /// The encrypted transport failed (a record did not authenticate, a
     /// handshake message was wrong, the peer runs with --plain, ...).
     Transport(String),
@@ -131,7 +135,9 @@ impl fmt::Display for SessionError {
                 "peer stopped reading: no write progress for {:.1} s",
                 after.as_secs_f64()
             ),
-            SessionError::KeyRefused(why) | SessionError::Transport(why) => f.write_str(why),
+            SessionError::KeyRefused(why)
+            | SessionError::KeyCheck(why)
+            | SessionError::Transport(why) => f.write_str(why),
         }
     }
 }
@@ -169,6 +175,7 @@ impl SessionError {
                 after.as_secs_f64()
             ),
             SessionError::KeyRefused(_) => "your key is not the one expected here".to_string(),
+            SessionError::KeyCheck(_) => "I could not check your key (my own files)".to_string(),
             SessionError::Transport(why) => why.clone(),
             // Never sent: the connection is gone, or the peer is not duet.
             SessionError::NotDuet { .. }
@@ -186,6 +193,8 @@ impl SessionError {
             | SessionError::Dead { .. }
             | SessionError::WriteStall { .. } => ByeReason::Timeout,
             SessionError::KeyRefused(_) => ByeReason::KeyRefused,
+            // Nothing the peer did: for it, we left.
+            SessionError::KeyCheck(_) => ByeReason::Normal,
             _ => ByeReason::ProtocolError,
         }
     }
