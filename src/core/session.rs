@@ -307,6 +307,9 @@ impl Session {
     }
 
     /// `n` bytes of [`Session::poll_transmit`]'s slice were written.
+    /// Always inlined: it runs after every write, and the plain and the
+    /// encrypted writers each call it, so the compiler would not.
+    #[inline(always)]
     pub fn handle_written(&mut self, n: usize, now: Instant) {
         debug_assert!(n <= self.outbox.len() - self.out_pos);
         if n > 0 {
@@ -533,24 +536,12 @@ impl Session {
     }
 
     /// The next thing to show, or `None` when all have been taken.
+    /// Inlined into its callers, where the match on the event then sees
+    /// which record it came from; the end of the queue is a call.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let Some(rec) = self.events.pop_front() else {
-            let acked = |id| self.in_flight.front().is_none_or(|m| m.id > id);
-            if self.spent.as_ref().is_some_and(|&(id, _)| acked(id)) {
-                self.spent = None;
-            }
-            self.arena.clear();
-            if self.rx.is_empty() && self.arena.capacity() > self.rx.capacity() {
-                // Give the large buffer back to the assembler, so that the
-                // next large message does not grow (and fault in) a new one.
-                std::mem::swap(&mut self.arena, &mut self.rx);
-            }
-            if self.arena.capacity() > ARENA_KEEP {
-                self.arena.shrink_to(ARENA_KEEP);
-            }
-            if self.rx.capacity() > RX_KEEP {
-                self.rx.shrink_to(RX_KEEP);
-            }
+            self.events_taken();
             return None;
         };
         Some(match rec {
@@ -578,6 +569,28 @@ impl Session {
             Record::Skipped { limit } => Event::Skipped { limit },
             Record::Ended => Event::Ended,
         })
+    }
+
+    /// Every event was taken: the display buffers are reset for the
+    /// next turn, and a spent message buffer whose ack came is freed.
+    #[inline(never)]
+    fn events_taken(&mut self) {
+        let acked = |id| self.in_flight.front().is_none_or(|m| m.id > id);
+        if self.spent.as_ref().is_some_and(|&(id, _)| acked(id)) {
+            self.spent = None;
+        }
+        self.arena.clear();
+        if self.rx.is_empty() && self.arena.capacity() > self.rx.capacity() {
+            // Give the large buffer back to the assembler, so that the
+            // next large message does not grow (and fault in) a new one.
+            std::mem::swap(&mut self.arena, &mut self.rx);
+        }
+        if self.arena.capacity() > ARENA_KEEP {
+            self.arena.shrink_to(ARENA_KEEP);
+        }
+        if self.rx.capacity() > RX_KEEP {
+            self.rx.shrink_to(RX_KEEP);
+        }
     }
 
     /// When to call [`Session::handle_timeout`] next.
