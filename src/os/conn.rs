@@ -648,7 +648,9 @@ pub(crate) fn flush_to(
     mut written: impl FnMut(&Session),
 ) {
     let mut writes = 0;
-    while *writable {
+    // `has_transmit` first: a write usually takes everything, and the
+    // check is cheaper than the call that would find nothing more.
+    while *writable && session.has_transmit() {
         let tx = session.poll_transmit();
         if tx.bytes.is_empty() {
             break;
