@@ -59,6 +59,7 @@ const RX_KEEP: usize = 4 * 1024 * 1024;
 /// is acknowledged, not as soon as its last chunk is encoded (`spent`).
 const SPENT_MIN: usize = 1024 * 1024;
 
+use crate::core::deadline::earliest;
 pub use crate::core::deadline::later;
 pub use types::{Config, End, Event, InputRefused, RoomAnswer, SessionError, Stats, Transmit};
 
@@ -595,18 +596,16 @@ impl Session {
 
     /// When to call [`Session::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // Folded by hand: the loop asks every turn.
         let own = match self.state {
-            State::Handshake { deadline } | State::Draining { deadline } => Some(deadline),
+            State::Handshake { deadline } => return Some(deadline),
+            State::Draining { deadline } => Some(deadline),
             State::Open => None,
             State::Closed => return None,
         };
-        if matches!(self.state, State::Handshake { .. }) {
-            return own;
-        }
-        [own, self.stall_deadline(), self.heartbeat_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        let beat = self.heartbeat_deadline();
+        let stall = self.stall_deadline();
+        earliest(earliest(own, stall), beat)
     }
 
     // ----- state --------------------------------------------------------
@@ -882,7 +881,10 @@ impl Session {
         let every = self.cfg.heartbeat?;
         // `pings` is small (it ends the chat at `dead_after`); saturate all
         // the same, as `later` does.
-        let wait = every.saturating_mul(self.pings + 1);
+        let wait = match self.pings {
+            0 => every,
+            n => every.saturating_mul(n + 1),
+        };
         Some(later(self.last_heard, wait))
     }
 
