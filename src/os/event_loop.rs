@@ -698,15 +698,23 @@ impl Loop {
 
     /// After the active chat has ended: the controller shows how and
     /// decides the exit code; the connection is left to close. Returns
-    /// true once for each finished chat.
+    /// true once for each finished chat. Asked after every turn: the
+    /// common answer, "not yet", is an inlined check.
+    #[inline]
     fn chat_finished(&mut self, now: Instant) -> bool {
+        let ended = self
+            .active
+            .and_then(|k| self.conns.get(k))
+            .is_some_and(|c| c.session().end().is_some());
+        ended && self.end_chat(now)
+    }
+
+    #[inline(never)]
+    fn end_chat(&mut self, now: Instant) -> bool {
         let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) else {
             return false;
         };
-        // Checked every turn; the common answer is "not yet".
-        if conn.session().end().is_none()
-            || !self.chat.poll_end(conn.session(), &mut self.display, now)
-        {
+        if !self.chat.poll_end(conn.session(), &mut self.display, now) {
             return false;
         }
         self.display.flush();
