@@ -572,15 +572,29 @@ impl Session {
         })
     }
 
-    /// Every event was taken: the display buffers are reset for the
-    /// next turn, and a spent message buffer whose ack came is freed.
-    #[inline(never)]
+    /// Every event was taken: the display arena is emptied for the next
+    /// turn. Usually that is all (inlined); else a spent message buffer
+    /// may be freed and the buffers resized.
+    #[inline]
     fn events_taken(&mut self) {
+        self.arena.clear();
+        if self.spent.is_some()
+            || self.arena.capacity() > self.rx.capacity()
+            || self.rx.capacity() > ARENA_KEEP
+        {
+            self.settle_buffers();
+        }
+    }
+
+    /// Frees the spent message buffer once its message is acknowledged,
+    /// and keeps the display arena and the assembly buffer at sizes worth
+    /// keeping.
+    #[inline(never)]
+    fn settle_buffers(&mut self) {
         let acked = |id| self.in_flight.front().is_none_or(|m| m.id > id);
         if self.spent.as_ref().is_some_and(|&(id, _)| acked(id)) {
             self.spent = None;
         }
-        self.arena.clear();
         if self.rx.is_empty() && self.arena.capacity() > self.rx.capacity() {
             // Give the large buffer back to the assembler, so that the
             // next large message does not grow (and fault in) a new one.
