@@ -13,8 +13,8 @@
 //! 3. each connection with readiness reads until drained (or until its
 //!    session pushes back) and flushes at once, so acknowledgments leave
 //!    before any display work;
-//! 4. stdin (or the bench's generator) feeds the controller, and the
-//!    active connection is flushed again;
+//! 4. stdin (or the bench's generator) feeds the controller, and what
+//!    that queued on the active connection is flushed;
 //! 5. deadlines fire; the controller turns the session's events into
 //!    lines, and the display writes stdout once, with the prompt after it.
 
@@ -526,12 +526,9 @@ impl Loop {
             if let Some(s) = active_session(&mut self.conns, self.active) {
                 self.chat.feed_bench(s, clock.now());
             }
+            self.flush_active(&mut clock);
         } else {
             self.read_stdin(&mut clock);
-        }
-        if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
-            conn.flush(&mut clock);
-            conn.after_close(&mut clock);
         }
         if deadlines {
             let due = due.unwrap_or_else(|| clock.now());
@@ -621,6 +618,15 @@ impl Loop {
                     self.service_active(now);
                 }
             }
+        }
+    }
+
+    /// Writes what the input (stdin, the bench's generator) queued on the
+    /// active connection, and closes it if the input ended the chat.
+    fn flush_active(&mut self, clock: &mut Clock) {
+        if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
+            conn.flush(clock);
+            conn.after_close(clock);
         }
     }
 
