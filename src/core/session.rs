@@ -662,6 +662,7 @@ impl Session {
 
     /// Appends the chunk of `data` that starts at `from` as a DATA frame;
     /// returns its length. The first chunk puts the message in flight.
+    #[inline]
     fn encode_chunk(&mut self, id: u64, data: &[u8], from: usize) -> usize {
         let n = (data.len() - from).min(MAX_CHUNK);
         let last = from + n == data.len();
