@@ -158,6 +158,9 @@ struct Loop {
     busy_frames: Vec<u8>,
     /// The signal source reported readiness this turn.
     signal_ready: bool,
+    /// The last wait did not block, or its timeout was set for a deadline
+    /// (the timer could not be): deadlines are looked at after it.
+    deadline_in_wait: bool,
     /// `server --room`: the room's rules; `None` one-on-one.
     room: Option<Room>,
     /// The room is closing: every session was asked to stop.
@@ -258,6 +261,7 @@ impl Loop {
             stdin_buf: vec![0u8; STDIN_CHUNK].into_boxed_slice(),
             stdin_unsplit: 0..0,
             signal_ready: false,
+            deadline_in_wait: false,
             busy_frames: busy_frames(&opts.session),
         };
         if lp.chat.is_bench() {
@@ -468,11 +472,11 @@ impl Loop {
         let mut clock = Clock::unread();
         // Woken by the timer, a deadline that moved a little later since it
         // was set counts as reached (see `timer`). Session deadlines are
-        // only looked at when the timer fired or the wait had a timeout of
-        // its own: the timer is always set for the earliest of them, or
-        // else the wait's timeout is.
+        // only looked at when the timer fired, when the wait's timeout was
+        // set for one because the timer could not be, or after a wait that
+        // did not block: the timer is always set for the earliest of them.
         let mut due = None;
-        let mut deadlines = timeout.is_some();
+        let mut deadlines = self.deadline_in_wait;
         for ev in self.events.iter() {
             match ev.token() {
                 LISTENER => self.accept_ready = true,
@@ -569,6 +573,7 @@ impl Loop {
         let busy_now = (self.stdin_pending() && self.wants_stdin())
             || (self.accept_ready && self.accept_retry.is_none())
             || self.conns.iter().any(|(_, c)| c.has_work());
+        self.deadline_in_wait = busy_now;
         if busy_now {
             return Some(Duration::ZERO);
         }
@@ -594,6 +599,7 @@ impl Loop {
         {
             log::debug!("timer: {}", io_msg(&e));
             wait_until = Some(wait_until.map_or(next, |t| t.min(next)));
+            self.deadline_in_wait = true;
         }
         wait_until.map(|t| t.saturating_duration_since(Instant::now()))
     }
