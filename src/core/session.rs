@@ -461,8 +461,25 @@ impl Session {
     // ----- outputs ------------------------------------------------------
 
     /// What to write to the socket next; its bytes are empty when there is
-    /// nothing.
+    /// nothing. Inlined: usually the outbox is ready as it is, and only
+    /// queued messages or a long-consumed front need `refill`.
+    #[inline]
     pub fn poll_transmit(&mut self) -> Transmit<'_> {
+        if !self.pending.is_empty() || self.out_pos >= self.queue.get() {
+            self.refill();
+        }
+        Transmit {
+            bytes: &self.outbox[self.out_pos..],
+            // A message enters `in_flight` as its first chunk is encoded,
+            // so one not yet started has its first byte in these bytes.
+            starts_message: self.unsent < self.in_flight.len(),
+        }
+    }
+
+    /// Drops the written front of the outbox once it is long, and encodes
+    /// queued messages into it up to the queue limit.
+    #[inline(never)]
+    fn refill(&mut self) {
         let refill = self.queue.get();
         if self.out_pos >= refill {
             self.outbox.drain(..self.out_pos);
@@ -485,12 +502,6 @@ impl Session {
                     self.spent = Some((p.id, p.data));
                 }
             }
-        }
-        Transmit {
-            bytes: &self.outbox[self.out_pos..],
-            // A message enters `in_flight` as its first chunk is encoded,
-            // so one not yet started has its first byte in these bytes.
-            starts_message: self.unsent < self.in_flight.len(),
         }
     }
 
