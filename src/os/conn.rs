@@ -11,9 +11,9 @@
 //! soon as the session wants them, without waiting for another edge.
 //!
 //! The code here is on the ack path and is shaped around what the
-//! compiler inlines: each session call that matters has one call site
-//! (so it is inlined into `ready`), and rare work (closing) sits behind an
-//! inlined check in a cold function. Instruction counts per message are in
+//! compiler inlines: the session calls made for every message are inlined
+//! into `ready` (the decoding because `offer` is its one call site), and
+//! rare work (closing) sits behind an inlined check in a cold function. Instruction counts per message are in
 //! docs/PERFORMANCE.md; `benches/syscalls.sh` measures them.
 
 use std::io::{self, ErrorKind, Write};
