@@ -15,6 +15,16 @@ pub fn later(t: Instant, d: Duration) -> Instant {
     }
 }
 
+/// The earlier of two deadlines, either of which may be absent.
+#[inline]
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// The latest instant `t + x` with `x <= d` that the clock can hold.
 #[cold]
 #[inline(never)]

@@ -307,6 +307,9 @@ impl Session {
     }
 
     /// `n` bytes of [`Session::poll_transmit`]'s slice were written.
+    /// Always inlined: it runs after every write, and the plain and the
+    /// encrypted writers each call it, so the compiler would not.
+    #[inline(always)]
     pub fn handle_written(&mut self, n: usize, now: Instant) {
         debug_assert!(n <= self.outbox.len() - self.out_pos);
         if n > 0 {
@@ -460,45 +463,28 @@ impl Session {
         }
     }
 
-    /// Call when [`Session::poll_timeout`]'s instant has passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.outbox_clock(now);
-        match self.state {
-            State::Handshake { deadline } if now >= deadline => {
-                self.fail(SessionError::HandshakeTimeout);
-                return;
-            }
-            State::Draining { deadline } if now >= deadline => {
-                self.queue_bye(ByeReason::Normal, b"");
-                self.finish(End::Local(ByeReason::Normal));
-                return;
-            }
-            State::Open | State::Draining { .. } => {}
-            State::Handshake { .. } | State::Closed => return,
-        }
-        if self.stall_deadline().is_some_and(|t| now >= t) {
-            let after = now.saturating_duration_since(self.last_progress);
-            self.fail(SessionError::WriteStall { after });
-            return;
-        }
-        if self.heartbeat_deadline().is_some_and(|t| now >= t) {
-            if self.pings >= self.cfg.dead_after {
-                let silent = now.saturating_duration_since(self.last_heard);
-                let pings = self.pings;
-                self.fail(SessionError::Dead { pings, silent });
-            } else {
-                self.pings += 1;
-                let token = self.pings as u64;
-                protocol::encode(&Frame::Ping(token), &mut self.outbox);
-            }
-        }
-    }
-
     // ----- outputs ------------------------------------------------------
 
     /// What to write to the socket next; its bytes are empty when there is
-    /// nothing.
+    /// nothing. Inlined: usually the outbox is ready as it is, and only
+    /// queued messages or a long-consumed front need `refill`.
+    #[inline]
     pub fn poll_transmit(&mut self) -> Transmit<'_> {
+        if !self.pending.is_empty() || self.out_pos >= self.queue.get() {
+            self.refill();
+        }
+        Transmit {
+            bytes: &self.outbox[self.out_pos..],
+            // A message enters `in_flight` as its first chunk is encoded,
+            // so one not yet started has its first byte in these bytes.
+            starts_message: self.unsent < self.in_flight.len(),
+        }
+    }
+
+    /// Drops the written front of the outbox once it is long, and encodes
+    /// queued messages into it up to the queue limit.
+    #[inline(never)]
+    fn refill(&mut self) {
         let refill = self.queue.get();
         if self.out_pos >= refill {
             self.outbox.drain(..self.out_pos);
@@ -522,12 +508,6 @@ impl Session {
                 }
             }
         }
-        Transmit {
-            bytes: &self.outbox[self.out_pos..],
-            // A message enters `in_flight` as its first chunk is encoded,
-            // so one not yet started has its first byte in these bytes.
-            starts_message: self.unsent < self.in_flight.len(),
-        }
     }
 
     /// Whether [`poll_transmit`](Self::poll_transmit) may have bytes: a
@@ -538,24 +518,12 @@ impl Session {
     }
 
     /// The next thing to show, or `None` when all have been taken.
+    /// Inlined into its callers, where the match on the event then sees
+    /// which record it came from; the end of the queue is a call.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let Some(rec) = self.events.pop_front() else {
-            let acked = |id| self.in_flight.front().is_none_or(|m| m.id > id);
-            if self.spent.as_ref().is_some_and(|&(id, _)| acked(id)) {
-                self.spent = None;
-            }
-            self.arena.clear();
-            if self.rx.is_empty() && self.arena.capacity() > self.rx.capacity() {
-                // Give the large buffer back to the assembler, so that the
-                // next large message does not grow (and fault in) a new one.
-                std::mem::swap(&mut self.arena, &mut self.rx);
-            }
-            if self.arena.capacity() > ARENA_KEEP {
-                self.arena.shrink_to(ARENA_KEEP);
-            }
-            if self.rx.capacity() > RX_KEEP {
-                self.rx.shrink_to(RX_KEEP);
-            }
+            self.events_taken();
             return None;
         };
         Some(match rec {
@@ -585,20 +553,40 @@ impl Session {
         })
     }
 
-    /// When to call [`Session::handle_timeout`] next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let own = match self.state {
-            State::Handshake { deadline } | State::Draining { deadline } => Some(deadline),
-            State::Open => None,
-            State::Closed => return None,
-        };
-        if matches!(self.state, State::Handshake { .. }) {
-            return own;
+    /// Every event was taken: the display arena is emptied for the next
+    /// turn. Usually that is all (inlined); else a spent message buffer
+    /// may be freed and the buffers resized.
+    #[inline]
+    fn events_taken(&mut self) {
+        self.arena.clear();
+        if self.spent.is_some()
+            || self.arena.capacity() > self.rx.capacity()
+            || self.rx.capacity() > ARENA_KEEP
+        {
+            self.settle_buffers();
         }
-        [own, self.stall_deadline(), self.heartbeat_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+    }
+
+    /// Frees the spent message buffer once its message is acknowledged,
+    /// and keeps the display arena and the assembly buffer at sizes worth
+    /// keeping.
+    #[inline(never)]
+    fn settle_buffers(&mut self) {
+        let acked = |id| self.in_flight.front().is_none_or(|m| m.id > id);
+        if self.spent.as_ref().is_some_and(|&(id, _)| acked(id)) {
+            self.spent = None;
+        }
+        if self.rx.is_empty() && self.arena.capacity() > self.rx.capacity() {
+            // Give the large buffer back to the assembler, so that the
+            // next large message does not grow (and fault in) a new one.
+            std::mem::swap(&mut self.arena, &mut self.rx);
+        }
+        if self.arena.capacity() > ARENA_KEEP {
+            self.arena.shrink_to(ARENA_KEEP);
+        }
+        if self.rx.capacity() > RX_KEEP {
+            self.rx.shrink_to(RX_KEEP);
+        }
     }
 
     // ----- state --------------------------------------------------------
@@ -690,6 +678,7 @@ impl Session {
 
     /// Appends the chunk of `data` that starts at `from` as a DATA frame;
     /// returns its length. The first chunk puts the message in flight.
+    #[inline]
     fn encode_chunk(&mut self, id: u64, data: &[u8], from: usize) -> usize {
         let n = (data.len() - from).min(MAX_CHUNK);
         let last = from + n == data.len();
@@ -847,37 +836,6 @@ impl Session {
         self.bye_if_drained();
     }
 
-    /// Any sign of life from the peer resets the heartbeat.
-    fn alive(&mut self, now: Instant) {
-        self.last_heard = now;
-        self.pings = 0;
-    }
-
-    /// Starts the write-stall clock when bytes are about to be queued into
-    /// an empty outbox (called at the top of every input with `now`).
-    fn outbox_clock(&mut self, now: Instant) {
-        if self.unsent_out() == 0 && self.pending.is_empty() {
-            self.last_progress = now;
-        }
-    }
-
-    fn stall_deadline(&self) -> Option<Instant> {
-        let waiting = self.unsent_out() > 0 || !self.pending.is_empty();
-        waiting.then_some(())?;
-        Some(later(self.last_progress, self.cfg.write_timeout?))
-    }
-
-    /// The next PING is due one interval after the last sign of life, and
-    /// one more interval after each unanswered PING; after `dead_after`
-    /// of them, the same deadline declares the peer dead.
-    fn heartbeat_deadline(&self) -> Option<Instant> {
-        let every = self.cfg.heartbeat?;
-        // `pings` is small (it ends the chat at `dead_after`); saturate all
-        // the same, as `later` does.
-        let wait = every.saturating_mul(self.pings + 1);
-        Some(later(self.last_heard, wait))
-    }
-
     fn drain_until(&mut self, deadline: Instant) {
         self.state = State::Draining { deadline };
         self.bye_if_drained();
@@ -933,6 +891,7 @@ pub fn refusal_frames(why: &SessionError, out: &mut Vec<u8>) {
     );
 }
 
+mod liveness;
 mod room;
 mod types;
 

@@ -11,9 +11,9 @@
 //! soon as the session wants them, without waiting for another edge.
 //!
 //! The code here is on the ack path and is shaped around what the
-//! compiler inlines: each session call that matters has one call site
-//! (so it is inlined into `ready`), and rare work (closing) sits behind an
-//! inlined check in a cold function. Instruction counts per message are in
+//! compiler inlines: the session calls made for every message are inlined
+//! into `ready` (the decoding because `offer` is its one call site), and
+//! rare work (closing) sits behind an inlined check in a cold function. Instruction counts per message are in
 //! docs/PERFORMANCE.md; `benches/syscalls.sh` measures them.
 
 use std::io::{self, ErrorKind, Write};
@@ -26,7 +26,7 @@ use mio::net::TcpStream;
 use crate::core::protocol::{self, ByeReason};
 use crate::core::render::PeerKey;
 use crate::core::session::{Config, End, Session, SessionError};
-use crate::core::transport::{self, Transport};
+use crate::core::transport::{self, Transport, TransportError};
 use crate::os::buf::ReadBuf;
 use crate::os::error::io_msg;
 
@@ -116,6 +116,15 @@ struct Crypto {
     verified: bool,
     /// The peer's key was refused: only the refusal leaves.
     refused: bool,
+}
+
+/// What `Conn::open_records` made of the received bytes.
+enum Opened {
+    /// No plaintext for the session.
+    Nothing,
+    Plaintext,
+    /// A record did not open: the plaintext before it still counts.
+    Failed(TransportError),
 }
 
 /// Plaintext sealed per batch: the ciphertext waiting for the socket is
@@ -373,19 +382,54 @@ impl Conn {
         }
     }
 
-    /// Hands the received bytes to the session; what it declines while
-    /// pushing back becomes the backlog.
+    /// Hands the received bytes to the session (opened first when
+    /// encrypted); what it declines while pushing back becomes the backlog.
+    /// This is the session's only call of `handle_peer_bytes` in the
+    /// program, which is what lets the compiler inline the decoding here,
+    /// on the ack path: keep it that way, encrypted bytes included.
     #[inline]
     fn offer(&mut self, now: Instant) {
-        if self.crypto.is_some() {
-            return self.offer_sealed(now);
-        }
-        if !self.session.handshake_done() && self.refuse_encrypted_peer() {
-            return;
-        }
-        let used = self.session.handle_peer_bytes(self.rbuf.data(), now);
-        self.rbuf.consume(used);
-        self.backlog = !self.rbuf.data().is_empty() && !self.session.wants_peer_bytes();
+        let failed = if self.crypto.is_some() {
+            match self.open_records() {
+                Opened::Nothing => return,
+                Opened::Plaintext => None,
+                Opened::Failed(e) => Some(e),
+            }
+        } else {
+            if !self.session.handshake_done() && self.refuse_encrypted_peer() {
+                return;
+            }
+            None
+        };
+        let Conn {
+            rbuf,
+            session,
+            crypto,
+            ..
+        } = self;
+        let bytes = match crypto {
+            None => rbuf.data(),
+            Some(c) => &c.plain[..],
+        };
+        let used = session.handle_peer_bytes(bytes, now);
+        let left = match crypto {
+            None => {
+                rbuf.consume(used);
+                !rbuf.data().is_empty()
+            }
+            Some(c) => {
+                c.plain.drain(..used);
+                if let Some(e) = failed {
+                    // What was opened before the bad record was genuine
+                    // and has been taken; the rest is not.
+                    c.plain.clear();
+                    session.handle_transport_error(e.to_string());
+                    return;
+                }
+                !c.plain.is_empty()
+            }
+        };
+        self.backlog = left && !self.session.wants_peer_bytes();
     }
 
     /// A plain side whose peer opens with a Noise handshake: say which
@@ -402,11 +446,11 @@ impl Conn {
         }
     }
 
-    /// `offer` through the encrypted transport: records are opened into
-    /// `plain`, and the session takes what it wants from there.
-    fn offer_sealed(&mut self, now: Instant) {
+    /// Opens the received records into the plaintext the session takes
+    /// from (`offer`). A bad record drops everything received after it.
+    fn open_records(&mut self) -> Opened {
         let Some(c) = self.crypto.as_mut() else {
-            return;
+            return Opened::Nothing;
         };
         match c
             .transport
@@ -415,19 +459,14 @@ impl Conn {
             Ok(n) => self.rbuf.consume(n),
             Err(e) => {
                 self.rbuf.consume(self.rbuf.data().len());
-                // What was opened before the bad record is genuine.
-                self.session.handle_peer_bytes(&c.plain, now);
-                c.plain.clear();
-                self.session.handle_transport_error(e.to_string());
-                return;
+                return Opened::Failed(e);
             }
         }
         if c.plain.is_empty() {
-            return;
+            Opened::Nothing
+        } else {
+            Opened::Plaintext
         }
-        let used = self.session.handle_peer_bytes(&c.plain, now);
-        c.plain.drain(..used);
-        self.backlog = !c.plain.is_empty() && !self.session.wants_peer_bytes();
     }
 
     /// The peer's static key, once, when the encrypted handshake has
@@ -609,7 +648,9 @@ pub(crate) fn flush_to(
     mut written: impl FnMut(&Session),
 ) {
     let mut writes = 0;
-    while *writable {
+    // `has_transmit` first: a write usually takes everything, and the
+    // check is cheaper than the call that would find nothing more.
+    while *writable && session.has_transmit() {
         let tx = session.poll_transmit();
         if tx.bytes.is_empty() {
             break;

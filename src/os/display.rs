@@ -250,16 +250,20 @@ impl Display {
             }
             return;
         }
-        self.render_sent();
         self.render(line, now);
     }
 
     /// Renders the `sent` lines recorded so far, each stamped with the
-    /// time it was sent.
+    /// time it was sent. The check is inlined: most calls find none.
+    #[inline]
     fn render_sent(&mut self) {
-        if self.sent.is_empty() {
-            return;
+        if !self.sent.is_empty() {
+            self.render_sent_now();
         }
+    }
+
+    #[inline(never)]
+    fn render_sent_now(&mut self) {
         // Taken out while rendering borrows the display; put back, so its
         // capacity is kept and a warm display does not allocate.
         let mut sent = std::mem::take(&mut self.sent);
@@ -270,7 +274,9 @@ impl Display {
         self.sent = sent;
     }
 
+    /// Renders `line`, after any `sent` lines recorded before it.
     fn render(&mut self, line: &Line<'_>, now: Instant) {
+        self.render_sent();
         let stamp = match self.format {
             Format::Text => Stamp::default(),
             Format::Jsonl => Stamp {

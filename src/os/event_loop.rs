@@ -13,8 +13,8 @@
 //! 3. each connection with readiness reads until drained (or until its
 //!    session pushes back) and flushes at once, so acknowledgments leave
 //!    before any display work;
-//! 4. stdin (or the bench's generator) feeds the controller, and the
-//!    active connection is flushed again;
+//! 4. stdin (or the bench's generator) feeds the controller, and what
+//!    that queued on the active connection is flushed;
 //! 5. deadlines fire; the controller turns the session's events into
 //!    lines, and the display writes stdout once, with the prompt after it.
 
@@ -158,6 +158,9 @@ struct Loop {
     busy_frames: Vec<u8>,
     /// The signal source reported readiness this turn.
     signal_ready: bool,
+    /// The last wait did not block, or its timeout was set for a deadline
+    /// (the timer could not be): deadlines are looked at after it.
+    deadline_in_wait: bool,
     /// `server --room`: the room's rules; `None` one-on-one.
     room: Option<Room>,
     /// The room is closing: every session was asked to stop.
@@ -258,6 +261,7 @@ impl Loop {
             stdin_buf: vec![0u8; STDIN_CHUNK].into_boxed_slice(),
             stdin_unsplit: 0..0,
             signal_ready: false,
+            deadline_in_wait: false,
             busy_frames: busy_frames(&opts.session),
         };
         if lp.chat.is_bench() {
@@ -468,11 +472,11 @@ impl Loop {
         let mut clock = Clock::unread();
         // Woken by the timer, a deadline that moved a little later since it
         // was set counts as reached (see `timer`). Session deadlines are
-        // only looked at when the timer fired or the wait had a timeout of
-        // its own: the timer is always set for the earliest of them, or
-        // else the wait's timeout is.
+        // only looked at when the timer fired, when the wait's timeout was
+        // set for one because the timer could not be, or after a wait that
+        // did not block: the timer is always set for the earliest of them.
         let mut due = None;
-        let mut deadlines = timeout.is_some();
+        let mut deadlines = self.deadline_in_wait;
         for ev in self.events.iter() {
             match ev.token() {
                 LISTENER => self.accept_ready = true,
@@ -526,12 +530,9 @@ impl Loop {
             if let Some(s) = active_session(&mut self.conns, self.active) {
                 self.chat.feed_bench(s, clock.now());
             }
+            self.flush_active(&mut clock);
         } else {
             self.read_stdin(&mut clock);
-        }
-        if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
-            conn.flush(&mut clock);
-            conn.after_close(&mut clock);
         }
         if deadlines {
             let due = due.unwrap_or_else(|| clock.now());
@@ -572,6 +573,7 @@ impl Loop {
         let busy_now = (self.stdin_pending() && self.wants_stdin())
             || (self.accept_ready && self.accept_retry.is_none())
             || self.conns.iter().any(|(_, c)| c.has_work());
+        self.deadline_in_wait = busy_now;
         if busy_now {
             return Some(Duration::ZERO);
         }
@@ -597,6 +599,7 @@ impl Loop {
         {
             log::debug!("timer: {}", io_msg(&e));
             wait_until = Some(wait_until.map_or(next, |t| t.min(next)));
+            self.deadline_in_wait = true;
         }
         wait_until.map(|t| t.saturating_duration_since(Instant::now()))
     }
@@ -621,6 +624,15 @@ impl Loop {
                     self.service_active(now);
                 }
             }
+        }
+    }
+
+    /// Writes what the input (stdin, the bench's generator) queued on the
+    /// active connection, and closes it if the input ended the chat.
+    fn flush_active(&mut self, clock: &mut Clock) {
+        if let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) {
+            conn.flush(clock);
+            conn.after_close(clock);
         }
     }
 
@@ -698,15 +710,23 @@ impl Loop {
 
     /// After the active chat has ended: the controller shows how and
     /// decides the exit code; the connection is left to close. Returns
-    /// true once for each finished chat.
+    /// true once for each finished chat. Asked after every turn: the
+    /// common answer, "not yet", is an inlined check.
+    #[inline]
     fn chat_finished(&mut self, now: Instant) -> bool {
+        let ended = self
+            .active
+            .and_then(|k| self.conns.get(k))
+            .is_some_and(|c| c.session().end().is_some());
+        ended && self.end_chat(now)
+    }
+
+    #[inline(never)]
+    fn end_chat(&mut self, now: Instant) -> bool {
         let Some(conn) = self.active.and_then(|k| self.conns.get_mut(k)) else {
             return false;
         };
-        // Checked every turn; the common answer is "not yet".
-        if conn.session().end().is_none()
-            || !self.chat.poll_end(conn.session(), &mut self.display, now)
-        {
+        if !self.chat.poll_end(conn.session(), &mut self.display, now) {
             return false;
         }
         self.display.flush();

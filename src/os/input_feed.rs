@@ -30,13 +30,14 @@ impl Loop {
         !self.stdin_unsplit.is_empty() || (self.stdin_ready && !self.stdin_eof)
     }
 
-    /// Reads stdin if it is ready and wanted. The check is inlined: most
-    /// turns have nothing to read, and a call would cost more than the
-    /// check.
+    /// Reads stdin if it is ready and wanted, and writes what that queued.
+    /// The check is inlined: most turns have nothing to read, and a call
+    /// would cost more than the check.
     #[inline(always)]
     pub(super) fn read_stdin(&mut self, clock: &mut Clock) {
         if self.stdin_pending() && self.wants_stdin() {
             self.read_stdin_now(clock);
+            self.flush_active(clock);
         }
     }
 
