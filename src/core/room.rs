@@ -214,6 +214,7 @@ impl Room {
             });
         }
         session.defer_acks();
+        session.skip_rtt_histogram();
         session.send_room_probe(now);
         self.peers.insert(
             key,
@@ -415,6 +416,35 @@ impl Room {
     /// deadline). Sessions have their own deadlines besides.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.peers.values().filter_map(|p| p.join_deadline).min()
+    }
+
+    /// Gives back the memory of member `key`'s empty queues (an idle
+    /// member); they grow again on demand.
+    pub fn shrink_idle(&mut self, key: usize) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            if p.queue.is_empty() {
+                p.queue = VecDeque::new();
+            }
+            if p.in_session.is_empty() {
+                p.in_session = VecDeque::new();
+            }
+            if p.sending.is_empty() {
+                p.sending = VecDeque::new();
+            }
+        }
+    }
+
+    /// Heap bytes the room holds for member `key`: its entry and its
+    /// name and queues, capacities included, not the messages the queue
+    /// shares with other members.
+    pub fn member_heap_bytes(&self, key: usize) -> usize {
+        self.peers.get(&key).map_or(0, |p| {
+            std::mem::size_of::<(usize, Peer)>()
+                + p.name.as_ref().map_or(0, Vec::capacity)
+                + p.queue.capacity() * std::mem::size_of::<Out>()
+                + p.in_session.capacity() * std::mem::size_of::<(u64, u64)>()
+                + p.sending.capacity() * std::mem::size_of::<u64>()
+        })
     }
 
     /// The hub's person asked to close the room (`/quit`): the shell stops

@@ -39,7 +39,7 @@ use crate::core::room::{QUEUE_CAP, Room, RoomConfig};
 use crate::core::session::{Config, Session};
 use crate::core::transport::{self, Transport};
 use crate::os::addr::{IpLiteral, bind, resolve, unmap};
-use crate::os::conn::{Clock, Conn};
+use crate::os::conn::{Clock, Conn, ConnKind};
 use crate::os::dial::{Dial, Dialed};
 use crate::os::display::{Display, Prompt};
 use crate::os::error::{Error, io_msg};
@@ -435,7 +435,12 @@ impl Loop {
             }
             None => None,
         };
-        let mut conn = Conn::new(stream, peer, self.session_cfg.clone(), now, busy, transport)?;
+        let kind = match (busy, &self.room) {
+            (true, _) => ConnKind::Busy,
+            (false, Some(_)) => ConnKind::Member,
+            (false, None) => ConnKind::Chat,
+        };
+        let mut conn = Conn::new(stream, peer, self.session_cfg.clone(), now, kind, transport)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(
