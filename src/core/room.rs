@@ -166,6 +166,10 @@ pub struct Room {
     next_own: u64,
     /// Members whose queue has something: the shell calls `feed` for them.
     woken: VecDeque<usize>,
+    /// Peers waiting to answer the room's PING: `(join_deadline, key)` in
+    /// deadline order; an entry whose peer left or answered is stale and
+    /// skipped. The front is always live (see `prune_joins`).
+    joins: VecDeque<(Instant, usize)>,
     drops: VecDeque<Drop>,
     quit: bool,
     /// Every recipient's RTT, for the summary.
@@ -186,6 +190,7 @@ impl Room {
             next_fan: 1,
             next_own: 1,
             woken: VecDeque::new(),
+            joins: VecDeque::new(),
             drops: VecDeque::new(),
             quit: false,
             overall: RttStats::new(),
@@ -258,6 +263,10 @@ impl Room {
                     p.name = Some(name);
                     p.max_message = max_message;
                     p.join_deadline = Some(join_deadline);
+                    // Deadlines come in order (one timeout, time goes
+                    // forward); the search keeps the order in any case.
+                    let at = self.joins.partition_point(|&(t, _)| t <= join_deadline);
+                    self.joins.insert(at, (join_deadline, key));
                 }
                 Event::Message { id, data, .. } => {
                     let from = self.peers[&key].name.clone().unwrap_or_default();
@@ -289,6 +298,7 @@ impl Room {
         {
             p.answer = Some(answer);
             p.join_deadline = None;
+            self.prune_joins();
             self.admit(key, screen, now);
         }
     }
@@ -341,12 +351,20 @@ impl Room {
     /// Call when [`Room::poll_timeout`]'s instant has passed: peers that
     /// did not answer the room's PING in time are dropped.
     pub fn handle_timeout(&mut self, screen: &mut impl Screen, now: Instant) {
-        let late: Vec<usize> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.join_deadline.is_some_and(|t| now >= t))
-            .map(|(&k, _)| k)
-            .collect();
+        let mut late = Vec::new();
+        while let Some(&(t, key)) = self.joins.front()
+            && now >= t
+        {
+            self.joins.pop_front();
+            if self
+                .peers
+                .get(&key)
+                .is_some_and(|p| p.join_deadline == Some(t))
+            {
+                late.push(key);
+            }
+        }
+        self.prune_joins();
         for key in late {
             self.drop_peer(
                 key,
@@ -415,7 +433,7 @@ impl Room {
     /// When to call [`Room::handle_timeout`] next (the earliest answer
     /// deadline). Sessions have their own deadlines besides.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.join_deadline).min()
+        self.joins.front().map(|&(t, _)| t)
     }
 
     /// Gives back the memory of member `key`'s empty queues (an idle
@@ -856,10 +874,26 @@ impl Room {
         }
     }
 
+    /// Drops stale entries from the front of `joins`, so that its front
+    /// is a peer still waiting to answer.
+    fn prune_joins(&mut self) {
+        while let Some(&(t, key)) = self.joins.front() {
+            if self
+                .peers
+                .get(&key)
+                .is_some_and(|p| p.join_deadline == Some(t))
+            {
+                return;
+            }
+            self.joins.pop_front();
+        }
+    }
+
     fn leave(&mut self, key: usize, why: &str, screen: &mut impl Screen, now: Instant) {
         let Some(p) = self.peers.remove(&key) else {
             return;
         };
+        self.prune_joins();
         let name = p.name.clone().unwrap_or_default();
         // Its own messages still go on; nobody is left to acknowledge them to.
         for fan in &p.sending {

@@ -38,6 +38,7 @@ use crate::core::render::{Format, PeerKey};
 use crate::core::room::{QUEUE_CAP, Room, RoomConfig};
 use crate::core::session::{Config, Session};
 use crate::core::transport::{self, Transport};
+use crate::os::activity::Activity;
 use crate::os::addr::{IpLiteral, bind, resolve, unmap};
 use crate::os::conn::{Clock, Conn, ConnKind};
 use crate::os::dial::{Dial, Dialed};
@@ -162,6 +163,12 @@ struct Loop {
     room: Option<Room>,
     /// The room is closing: every session was asked to stop.
     room_stopping: bool,
+    /// Room mode: the members that need this turn, and their deadlines.
+    activity: Activity,
+    /// Room mode: a member has work left (the next wait must not block).
+    room_busy: bool,
+    /// Room mode: the keys of the turn that ended, reused between turns.
+    settling: Vec<usize>,
 }
 
 /// The active connection's session, from the loop's fields (so that the
@@ -232,6 +239,9 @@ impl Loop {
         let mut lp = Loop {
             room,
             room_stopping: false,
+            activity: Activity::default(),
+            room_busy: false,
+            settling: Vec::new(),
             splitter: Splitter::new(opts.input, limit),
             display,
             chat,
@@ -449,6 +459,9 @@ impl Loop {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         entry.insert(conn);
+        if self.room.is_some() {
+            self.activity.mark(key);
+        }
         Ok(key)
     }
 
