@@ -38,7 +38,6 @@ use crate::core::render::{Format, PeerKey};
 use crate::core::room::{QUEUE_CAP, Room, RoomConfig};
 use crate::core::session::{Config, Session};
 use crate::core::transport::{self, Transport};
-use crate::os::activity::Activity;
 use crate::os::addr::{IpLiteral, bind, resolve, unmap};
 use crate::os::conn::{Clock, Conn, ConnKind};
 use crate::os::dial::{Dial, Dialed};
@@ -163,12 +162,8 @@ struct Loop {
     room: Option<Room>,
     /// The room is closing: every session was asked to stop.
     room_stopping: bool,
-    /// Room mode: the members that need this turn, and their deadlines.
-    activity: Activity,
-    /// Room mode: a member has work left (the next wait must not block).
-    room_busy: bool,
-    /// Room mode: the keys of the turn that ended, reused between turns.
-    settling: Vec<usize>,
+    /// Room mode's state between turns: which members need the next one.
+    room_work: room_loop::RoomWork,
 }
 
 /// The active connection's session, from the loop's fields (so that the
@@ -239,9 +234,7 @@ impl Loop {
         let mut lp = Loop {
             room,
             room_stopping: false,
-            activity: Activity::default(),
-            room_busy: false,
-            settling: Vec::new(),
+            room_work: room_loop::RoomWork::default(),
             splitter: Splitter::new(opts.input, limit),
             display,
             chat,
@@ -460,7 +453,7 @@ impl Loop {
         )?;
         entry.insert(conn);
         if self.room.is_some() {
-            self.activity.mark(key);
+            self.room_work.activity.mark(key);
         }
         Ok(key)
     }

@@ -20,6 +20,56 @@ use mio::Token;
 use super::{
     DIAL, FIRST_CONN, LISTENER, Loop, MAX_CLOSING, SIGNALS, STDIN, TIMER, split_deadlines,
 };
+use crate::os::activity::Activity;
+
+/// Buffer bytes idle members must have given back before the heap's free
+/// pages are returned to the OS, and how often that may happen at most.
+const TRIM_AFTER_FREED: usize = 1024 * 1024;
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Room mode's state between turns.
+#[derive(Default)]
+pub(super) struct RoomWork {
+    /// The members that need this turn, and their deadlines.
+    pub(super) activity: Activity,
+    /// A member has work left: the next wait must not block.
+    busy: bool,
+    /// The keys of the turn that ended, reused between turns.
+    settling: Vec<usize>,
+    /// Buffer bytes idle members gave back since the heap was last
+    /// trimmed.
+    freed: usize,
+    /// When the heap may be trimmed next.
+    trim_after: Option<Instant>,
+}
+
+impl RoomWork {
+    /// After a turn that left nothing to do: once idle members have given
+    /// back enough (a burst of traffic has passed), hand the allocator's
+    /// free pages back to the OS, at most every [`TRIM_EVERY`]. The
+    /// allocator keeps freed memory for reuse, so without this the
+    /// server's resident memory would stay at the burst's peak.
+    fn give_back_freed(&mut self, now: Instant) {
+        if self.busy || self.freed < TRIM_AFTER_FREED || self.trim_after.is_some_and(|t| now < t) {
+            return;
+        }
+        self.freed = 0;
+        self.trim_after = Some(now + TRIM_EVERY);
+        trim_heap();
+    }
+}
+
+/// Returns the heap's free pages to the OS.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks and releases glibc's own free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 use crate::core::chat::Refusal;
 use crate::core::chat::Screen;
 use crate::core::editor::Action;
@@ -79,7 +129,7 @@ impl Loop {
                     // As for any refusal under a flood: no courtesy.
                     let mut conn = self.conns.remove(key);
                     let _ = self.poll.registry().deregister(conn.stream_mut());
-                    self.activity.forget(key);
+                    self.room_work.activity.forget(key);
                     return;
                 }
                 self.turn_away(key, Refusal::Busy, now);
@@ -94,7 +144,7 @@ impl Loop {
         let grace = self.session_cfg.linger;
         let mut clock = Clock::at(now);
         for (key, conn) in self.conns.iter_mut() {
-            self.activity.mark(key);
+            self.room_work.activity.mark(key);
             let s = conn.session_mut();
             if again {
                 s.close(crate::core::protocol::ByeReason::Normal);
@@ -142,7 +192,7 @@ impl Loop {
                     let key = t - FIRST_CONN;
                     if let Some(conn) = self.conns.get_mut(key) {
                         conn.handle_event(ev);
-                        self.activity.mark(key);
+                        self.room_work.activity.mark(key);
                     }
                 }
             }
@@ -154,8 +204,8 @@ impl Loop {
             self.accept_retry = None;
             self.accept_all(clock.now());
         }
-        for i in 0..self.activity.marked().len() {
-            let key = self.activity.marked()[i];
+        for i in 0..self.room_work.activity.marked().len() {
+            let key = self.room_work.activity.marked()[i];
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.ready(&mut clock);
             }
@@ -166,8 +216,8 @@ impl Loop {
         self.read_stdin(&mut clock);
         if deadlines {
             let due = due.unwrap_or_else(|| clock.now());
-            while let Some(key) = self.activity.pop_due(due) {
-                self.activity.mark(key);
+            while let Some(key) = self.room_work.activity.pop_due(due) {
+                self.room_work.activity.mark(key);
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.handle_due(due, &mut clock);
                 }
@@ -183,6 +233,7 @@ impl Loop {
         self.refresh_label();
         self.display.end_turn(now);
         self.settle(now);
+        self.room_work.give_back_freed(now);
         Ok(now)
     }
 
@@ -191,13 +242,13 @@ impl Loop {
     fn room_wait_timeout(&mut self) -> Option<Duration> {
         let busy_now = (self.stdin_pending() && self.wants_stdin())
             || (self.accept_ready && self.accept_retry.is_none())
-            || self.room_busy;
+            || self.room_work.busy;
         if busy_now {
             return Some(Duration::ZERO);
         }
         let mut nearest = self.accept_retry;
         let mut fold = |t: Instant| nearest = Some(nearest.map_or(t, |n| n.min(t)));
-        if let Some(t) = self.activity.next_deadline() {
+        if let Some(t) = self.room_work.activity.next_deadline() {
             fold(t);
         }
         if let Some(t) = self.room.as_ref().and_then(Room::poll_timeout) {
@@ -224,13 +275,13 @@ impl Loop {
         let Loop {
             trust: Some(trust),
             conns,
-            activity,
+            room_work,
             ..
         } = self
         else {
             return;
         };
-        for &key in activity.marked() {
+        for &key in room_work.activity.marked() {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
@@ -261,17 +312,17 @@ impl Loop {
     /// give the others' empty buffers back, and put each one's next
     /// deadline in the activity's heap.
     fn settle(&mut self, now: Instant) {
-        let mut keys = std::mem::take(&mut self.settling);
-        self.activity.take(&mut keys);
-        self.room_busy = false;
+        let mut keys = std::mem::take(&mut self.room_work.settling);
+        self.room_work.activity.take(&mut keys);
+        self.room_work.busy = false;
         for &key in &keys {
             let Some(conn) = self.conns.get_mut(key) else {
-                self.activity.forget(key);
+                self.room_work.activity.forget(key);
                 continue;
             };
             if conn.is_done(now) {
                 let mut conn = self.conns.remove(key);
-                self.activity.forget(key);
+                self.room_work.activity.forget(key);
                 if let Some(room) = self.room.as_mut() {
                     room.handle_leave(key, &mut self.display, now);
                 }
@@ -280,19 +331,21 @@ impl Loop {
                 continue;
             }
             if conn.has_work() {
-                self.activity.mark(key);
-                self.room_busy = true;
+                self.room_work.activity.mark(key);
+                self.room_work.busy = true;
             } else {
+                let held = conn.heap_bytes();
                 conn.shrink_idle();
+                self.room_work.freed += held.saturating_sub(conn.heap_bytes());
                 if let Some(room) = self.room.as_mut() {
                     room.shrink_idle(key);
                 }
             }
             let mut next = None;
             conn.deadlines(|t| next = Some(next.map_or(t, |n: Instant| n.min(t))));
-            self.activity.arm(key, next);
+            self.room_work.activity.arm(key, next);
         }
-        self.settling = keys;
+        self.room_work.settling = keys;
     }
 
     /// The room's share of a turn, for the marked members: their sessions'
@@ -304,7 +357,7 @@ impl Loop {
             room: Some(room),
             conns,
             display,
-            activity,
+            room_work: RoomWork { activity, .. },
             ..
         } = self
         else {
