@@ -20,56 +20,6 @@ use mio::Token;
 use super::{
     DIAL, FIRST_CONN, LISTENER, Loop, MAX_CLOSING, SIGNALS, STDIN, TIMER, split_deadlines,
 };
-use crate::os::activity::Activity;
-
-/// Buffer bytes idle members must have given back before the heap's free
-/// pages are returned to the OS, and how often that may happen at most.
-const TRIM_AFTER_FREED: usize = 1024 * 1024;
-const TRIM_EVERY: Duration = Duration::from_secs(10);
-
-/// Room mode's state between turns.
-#[derive(Default)]
-pub(super) struct RoomWork {
-    /// The members that need this turn, and their deadlines.
-    pub(super) activity: Activity,
-    /// A member has work left: the next wait must not block.
-    busy: bool,
-    /// The keys of the turn that ended, reused between turns.
-    settling: Vec<usize>,
-    /// Buffer bytes idle members gave back since the heap was last
-    /// trimmed.
-    freed: usize,
-    /// When the heap may be trimmed next.
-    trim_after: Option<Instant>,
-}
-
-impl RoomWork {
-    /// After a turn that left nothing to do: once idle members have given
-    /// back enough (a burst of traffic has passed), hand the allocator's
-    /// free pages back to the OS, at most every [`TRIM_EVERY`]. The
-    /// allocator keeps freed memory for reuse, so without this the
-    /// server's resident memory would stay at the burst's peak.
-    fn give_back_freed(&mut self, now: Instant) {
-        if self.busy || self.freed < TRIM_AFTER_FREED || self.trim_after.is_some_and(|t| now < t) {
-            return;
-        }
-        self.freed = 0;
-        self.trim_after = Some(now + TRIM_EVERY);
-        trim_heap();
-    }
-}
-
-/// Returns the heap's free pages to the OS.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap() {
-    // SAFETY: malloc_trim only walks and releases glibc's own free memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
 use crate::core::chat::Refusal;
 use crate::core::chat::Screen;
 use crate::core::editor::Action;
@@ -78,6 +28,7 @@ use crate::core::input::InputError;
 use crate::core::render::{Line, PeerKey};
 use crate::core::room::Room;
 use crate::core::session::Session;
+use crate::os::activity::Activity;
 use crate::os::addr::IpLiteral;
 use crate::os::conn::Clock;
 use crate::os::display::Display;
@@ -451,6 +402,55 @@ impl Loop {
         }
     }
 }
+
+/// Buffer bytes idle members must have given back before the heap's free
+/// pages are returned to the OS, and how often that may happen at most.
+const TRIM_AFTER_FREED: usize = 1024 * 1024;
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Room mode's state between turns.
+#[derive(Default)]
+pub(super) struct RoomWork {
+    /// The members that need this turn, and their deadlines.
+    pub(super) activity: Activity,
+    /// A member has work left: the next wait must not block.
+    busy: bool,
+    /// The keys of the turn that ended, reused between turns.
+    settling: Vec<usize>,
+    /// Buffer bytes idle members gave back since the heap was last
+    /// trimmed.
+    freed: usize,
+    /// When the heap may be trimmed next.
+    trim_after: Option<Instant>,
+}
+
+impl RoomWork {
+    /// After a turn that left nothing to do: once idle members have given
+    /// back enough (a burst of traffic has passed), hand the allocator's
+    /// free pages back to the OS, at most every [`TRIM_EVERY`]. The
+    /// allocator keeps freed memory for reuse, so without this the
+    /// server's resident memory would stay at the burst's peak.
+    fn give_back_freed(&mut self, now: Instant) {
+        if self.busy || self.freed < TRIM_AFTER_FREED || self.trim_after.is_some_and(|t| now < t) {
+            return;
+        }
+        self.freed = 0;
+        self.trim_after = Some(now + TRIM_EVERY);
+        trim_heap();
+    }
+}
+
+/// Returns the heap's free pages to the OS.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks and releases glibc's own free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 /// One record of the hub's input: a line for the room, or why it was not
 /// sent.
