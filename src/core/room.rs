@@ -430,6 +430,13 @@ impl Room {
         self.drops.pop_front()
     }
 
+    /// Whether [`Room::poll_woken`] or [`Room::poll_drop`] has something:
+    /// a member's leaving, handled after the shell's turn, queues notices
+    /// for the others that should not wait for the next wake-up.
+    pub fn has_work(&self) -> bool {
+        !self.woken.is_empty() || !self.drops.is_empty()
+    }
+
     /// When to call [`Room::handle_timeout`] next (the earliest answer
     /// deadline). Sessions have their own deadlines besides.
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -297,6 +297,8 @@ impl Loop {
             self.room_work.activity.arm(key, next);
         }
         self.room_work.settling = keys;
+        // A member that left queued notices for the others.
+        self.room_work.busy |= self.room.as_ref().is_some_and(Room::has_work);
     }
 
     /// The room's share of a turn, for the marked members: their sessions'
