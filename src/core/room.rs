@@ -166,6 +166,11 @@ pub struct Room {
     next_own: u64,
     /// Members whose queue has something: the shell calls `feed` for them.
     woken: VecDeque<usize>,
+    /// Every peer's name in the room (once its HELLO arrived), and its key.
+    names: HashMap<Vec<u8>, usize>,
+    /// For a name that clashed: the suffix to try first next time (every
+    /// one below it is taken). Forgotten when a suffixed name is freed.
+    next_suffix: HashMap<Vec<u8>, u64>,
     /// Peers waiting to answer the room's PING: `(join_deadline, key)` in
     /// deadline order; an entry whose peer left or answered is stale and
     /// skipped. The front is always live (see `prune_joins`).
@@ -190,6 +195,8 @@ impl Room {
             next_fan: 1,
             next_own: 1,
             woken: VecDeque::new(),
+            names: HashMap::new(),
+            next_suffix: HashMap::new(),
             joins: VecDeque::new(),
             drops: VecDeque::new(),
             quit: false,
@@ -258,6 +265,7 @@ impl Room {
             match ev {
                 Event::Connected { name, max_message } => {
                     let name = self.unique_name(name);
+                    self.names.insert(name.clone(), key);
                     let join_deadline = later(now, self.cfg.join_timeout);
                     let p = self.peers.get_mut(&key).expect("checked above");
                     p.name = Some(name);
@@ -549,33 +557,32 @@ impl Room {
 
     /// Its HELLO name if free, else the first free `NAME~2`, `NAME~3`, …
     /// The hub's own name is taken; an empty name is `peer`.
-    fn unique_name(&self, wanted: &[u8]) -> Vec<u8> {
+    fn unique_name(&mut self, wanted: &[u8]) -> Vec<u8> {
         let base: &[u8] = if wanted.is_empty() { b"peer" } else { wanted };
-        let taken = |n: &[u8]| {
-            n == self.cfg.name.as_slice()
-                || self.peers.values().any(|p| p.name.as_deref() == Some(n))
-        };
+        let (hub, names) = (&self.cfg.name, &self.names);
+        let taken = |n: &[u8]| n == hub.as_slice() || names.contains_key(n);
         if !taken(base) {
             return base.to_vec();
         }
-        (2u64..)
+        let from = self.next_suffix.get(base).copied().unwrap_or(2);
+        let (i, name) = (from..)
             .map(|i| {
                 let suffix = format!("~{i}");
                 // Keep within the 255 bytes a name may have.
                 let keep = base.len().min(protocol::MAX_NAME - suffix.len());
-                [&base[..keep], suffix.as_bytes()].concat()
+                (i, [&base[..keep], suffix.as_bytes()].concat())
             })
-            .find(|n| !taken(n))
-            .expect("some suffix is free")
+            .find(|(_, n)| !taken(n))
+            .expect("some suffix is free");
+        self.next_suffix.insert(base.to_vec(), i + 1);
+        name
     }
 
     fn member_named(&self, name: &[u8]) -> Option<usize> {
         let name = name.strip_prefix(b"<").unwrap_or(name);
         let name = name.strip_suffix(b">").unwrap_or(name);
-        self.peers
-            .iter()
-            .find(|(_, p)| p.is_member() && p.name.as_deref() == Some(name))
-            .map(|(&k, _)| k)
+        let key = *self.names.get(name)?;
+        self.peers.get(&key).filter(|p| p.is_member()).map(|_| key)
     }
 
     /// A peer answered the room's PING: it is a member now.
@@ -901,6 +908,13 @@ impl Room {
             return;
         };
         self.prune_joins();
+        if let Some(name) = &p.name {
+            self.names.remove(name);
+            // A suffix below a hint may be free now.
+            if name.contains(&b'~') || self.next_suffix.len() > self.peers.len() {
+                self.next_suffix.clear();
+            }
+        }
         let name = p.name.clone().unwrap_or_default();
         // Its own messages still go on; nobody is left to acknowledge them to.
         for fan in &p.sending {
