@@ -166,6 +166,15 @@ pub struct Room {
     next_own: u64,
     /// Members whose queue has something: the shell calls `feed` for them.
     woken: VecDeque<usize>,
+    /// Every peer's name in the room (once its HELLO arrived), and its key.
+    names: HashMap<Vec<u8>, usize>,
+    /// For a name that clashed: the suffix to try first next time (every
+    /// one below it is taken). Forgotten when a suffixed name is freed.
+    next_suffix: HashMap<Vec<u8>, u64>,
+    /// Peers waiting to answer the room's PING: `(join_deadline, key)` in
+    /// deadline order; an entry whose peer left or answered is stale and
+    /// skipped. The front is always live (see `prune_joins`).
+    joins: VecDeque<(Instant, usize)>,
     drops: VecDeque<Drop>,
     quit: bool,
     /// Every recipient's RTT, for the summary.
@@ -186,6 +195,9 @@ impl Room {
             next_fan: 1,
             next_own: 1,
             woken: VecDeque::new(),
+            names: HashMap::new(),
+            next_suffix: HashMap::new(),
+            joins: VecDeque::new(),
             drops: VecDeque::new(),
             quit: false,
             overall: RttStats::new(),
@@ -214,6 +226,7 @@ impl Room {
             });
         }
         session.defer_acks();
+        session.skip_rtt_histogram();
         session.send_room_probe(now);
         self.peers.insert(
             key,
@@ -252,11 +265,16 @@ impl Room {
             match ev {
                 Event::Connected { name, max_message } => {
                     let name = self.unique_name(name);
+                    self.names.insert(name.clone(), key);
                     let join_deadline = later(now, self.cfg.join_timeout);
                     let p = self.peers.get_mut(&key).expect("checked above");
                     p.name = Some(name);
                     p.max_message = max_message;
                     p.join_deadline = Some(join_deadline);
+                    // Deadlines come in order (one timeout, time goes
+                    // forward); the search keeps the order in any case.
+                    let at = self.joins.partition_point(|&(t, _)| t <= join_deadline);
+                    self.joins.insert(at, (join_deadline, key));
                 }
                 Event::Message { id, data, .. } => {
                     let from = self.peers[&key].name.clone().unwrap_or_default();
@@ -288,6 +306,7 @@ impl Room {
         {
             p.answer = Some(answer);
             p.join_deadline = None;
+            self.prune_joins();
             self.admit(key, screen, now);
         }
     }
@@ -340,12 +359,20 @@ impl Room {
     /// Call when [`Room::poll_timeout`]'s instant has passed: peers that
     /// did not answer the room's PING in time are dropped.
     pub fn handle_timeout(&mut self, screen: &mut impl Screen, now: Instant) {
-        let late: Vec<usize> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.join_deadline.is_some_and(|t| now >= t))
-            .map(|(&k, _)| k)
-            .collect();
+        let mut late = Vec::new();
+        while let Some(&(t, key)) = self.joins.front()
+            && now >= t
+        {
+            self.joins.pop_front();
+            if self
+                .peers
+                .get(&key)
+                .is_some_and(|p| p.join_deadline == Some(t))
+            {
+                late.push(key);
+            }
+        }
+        self.prune_joins();
         for key in late {
             self.drop_peer(
                 key,
@@ -411,10 +438,46 @@ impl Room {
         self.drops.pop_front()
     }
 
+    /// Whether [`Room::poll_woken`] or [`Room::poll_drop`] has something:
+    /// a member's leaving, handled after the shell's turn, queues notices
+    /// for the others that should not wait for the next wake-up.
+    pub fn has_work(&self) -> bool {
+        !self.woken.is_empty() || !self.drops.is_empty()
+    }
+
     /// When to call [`Room::handle_timeout`] next (the earliest answer
     /// deadline). Sessions have their own deadlines besides.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.join_deadline).min()
+        self.joins.front().map(|&(t, _)| t)
+    }
+
+    /// Gives back the memory of member `key`'s empty queues (an idle
+    /// member); they grow again on demand.
+    pub fn shrink_idle(&mut self, key: usize) {
+        if let Some(p) = self.peers.get_mut(&key) {
+            if p.queue.is_empty() {
+                p.queue = VecDeque::new();
+            }
+            if p.in_session.is_empty() {
+                p.in_session = VecDeque::new();
+            }
+            if p.sending.is_empty() {
+                p.sending = VecDeque::new();
+            }
+        }
+    }
+
+    /// Heap bytes the room holds for member `key`: its entry and its
+    /// name and queues, capacities included, not the messages the queue
+    /// shares with other members.
+    pub fn member_heap_bytes(&self, key: usize) -> usize {
+        self.peers.get(&key).map_or(0, |p| {
+            std::mem::size_of::<(usize, Peer)>()
+                + p.name.as_ref().map_or(0, Vec::capacity)
+                + p.queue.capacity() * std::mem::size_of::<Out>()
+                + p.in_session.capacity() * std::mem::size_of::<(u64, u64)>()
+                + p.sending.capacity() * std::mem::size_of::<u64>()
+        })
     }
 
     /// The hub's person asked to close the room (`/quit`): the shell stops
@@ -494,33 +557,32 @@ impl Room {
 
     /// Its HELLO name if free, else the first free `NAME~2`, `NAME~3`, …
     /// The hub's own name is taken; an empty name is `peer`.
-    fn unique_name(&self, wanted: &[u8]) -> Vec<u8> {
+    fn unique_name(&mut self, wanted: &[u8]) -> Vec<u8> {
         let base: &[u8] = if wanted.is_empty() { b"peer" } else { wanted };
-        let taken = |n: &[u8]| {
-            n == self.cfg.name.as_slice()
-                || self.peers.values().any(|p| p.name.as_deref() == Some(n))
-        };
+        let (hub, names) = (&self.cfg.name, &self.names);
+        let taken = |n: &[u8]| n == hub.as_slice() || names.contains_key(n);
         if !taken(base) {
             return base.to_vec();
         }
-        (2u64..)
+        let from = self.next_suffix.get(base).copied().unwrap_or(2);
+        let (i, name) = (from..)
             .map(|i| {
                 let suffix = format!("~{i}");
                 // Keep within the 255 bytes a name may have.
                 let keep = base.len().min(protocol::MAX_NAME - suffix.len());
-                [&base[..keep], suffix.as_bytes()].concat()
+                (i, [&base[..keep], suffix.as_bytes()].concat())
             })
-            .find(|n| !taken(n))
-            .expect("some suffix is free")
+            .find(|(_, n)| !taken(n))
+            .expect("some suffix is free");
+        self.next_suffix.insert(base.to_vec(), i + 1);
+        name
     }
 
     fn member_named(&self, name: &[u8]) -> Option<usize> {
         let name = name.strip_prefix(b"<").unwrap_or(name);
         let name = name.strip_suffix(b">").unwrap_or(name);
-        self.peers
-            .iter()
-            .find(|(_, p)| p.is_member() && p.name.as_deref() == Some(name))
-            .map(|(&k, _)| k)
+        let key = *self.names.get(name)?;
+        self.peers.get(&key).filter(|p| p.is_member()).map(|_| key)
     }
 
     /// A peer answered the room's PING: it is a member now.
@@ -826,10 +888,33 @@ impl Room {
         }
     }
 
+    /// Drops stale entries from the front of `joins`, so that its front
+    /// is a peer still waiting to answer.
+    fn prune_joins(&mut self) {
+        while let Some(&(t, key)) = self.joins.front() {
+            if self
+                .peers
+                .get(&key)
+                .is_some_and(|p| p.join_deadline == Some(t))
+            {
+                return;
+            }
+            self.joins.pop_front();
+        }
+    }
+
     fn leave(&mut self, key: usize, why: &str, screen: &mut impl Screen, now: Instant) {
         let Some(p) = self.peers.remove(&key) else {
             return;
         };
+        self.prune_joins();
+        if let Some(name) = &p.name {
+            self.names.remove(name);
+            // A suffix below a hint may be free now.
+            if name.contains(&b'~') || self.next_suffix.len() > self.peers.len() {
+                self.next_suffix.clear();
+            }
+        }
         let name = p.name.clone().unwrap_or_default();
         // Its own messages still go on; nobody is left to acknowledge them to.
         for fan in &p.sending {

@@ -40,6 +40,9 @@ pub struct RttStats {
     sum: u128,
     sum_sq: u128,
     counts: Box<[u32]>,
+    /// Keep no histogram (percentiles read as the maximum): see
+    /// [`RttStats::skip_histogram`].
+    no_histogram: bool,
 }
 
 impl Default for RttStats {
@@ -57,7 +60,16 @@ impl RttStats {
             sum: 0,
             sum_sq: 0,
             counts: Box::default(),
+            no_histogram: false,
         }
+    }
+
+    /// Never allocate the histogram: min/avg/max/mdev stay exact, the
+    /// percentiles read as the maximum. For figures nobody asks percentiles of (a
+    /// room hub's session per member; the room keeps its own).
+    pub fn skip_histogram(&mut self) {
+        self.no_histogram = true;
+        self.counts = Box::default();
     }
 
     /// Heap bytes held (the histogram).
@@ -73,17 +85,22 @@ impl RttStats {
         self.max = self.max.max(ns);
         self.sum += ns as u128;
         self.sum_sq += (ns as u128) * (ns as u128);
-        if self.counts.is_empty() {
-            self.grow();
+        if self.counts.is_empty() && !self.grow() {
+            return;
         }
         let slot = &mut self.counts[bucket(ns)];
         *slot = slot.saturating_add(1);
     }
 
+    /// Allocates the histogram, unless it is skipped; true if there is
+    /// one.
     #[cold]
     #[inline(never)]
-    fn grow(&mut self) {
-        self.counts = vec![0u32; BUCKETS].into_boxed_slice();
+    fn grow(&mut self) -> bool {
+        if !self.no_histogram {
+            self.counts = vec![0u32; BUCKETS].into_boxed_slice();
+        }
+        !self.no_histogram
     }
 
     /// The figures so far; all zero when nothing was recorded.
@@ -169,6 +186,22 @@ mod tests {
     #[test]
     fn empty_is_all_zero() {
         assert_eq!(RttStats::new().summary(), RttSummary::default());
+    }
+
+    #[test]
+    fn without_a_histogram_the_ping_figures_stay_exact_and_nothing_is_allocated() {
+        let mut s = RttStats::new();
+        s.skip_histogram();
+        for v in [10, 20, 30, 40] {
+            s.record(us(v));
+        }
+        assert_eq!(s.heap_bytes(), 0);
+        let r = s.summary();
+        assert_eq!(
+            (r.n, r.min, r.avg, r.max, r.mdev),
+            (4, 10_000, 25_000, 40_000, 11_180)
+        );
+        assert_eq!(r.p50, 40_000);
     }
 
     #[test]

@@ -69,6 +69,20 @@ impl Clock {
     }
 }
 
+/// What a connection is for, which decides its receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKind {
+    /// A one-on-one chat (or a greeting that may become one): a fixed
+    /// buffer for one maximal frame and read-ahead, allocated once.
+    Chat,
+    /// Turned away: BYE(busy) at once, input discarded through a small
+    /// fixed buffer, so that a flood of them stays cheap.
+    Busy,
+    /// A room member: the same largest buffer, but grown on demand and
+    /// given back when idle ([`Conn::shrink_idle`]).
+    Member,
+}
+
 /// One TCP connection and its chat.
 pub struct Conn {
     stream: TcpStream,
@@ -133,14 +147,13 @@ const SEAL_BATCH: usize = 256 * 1024;
 
 impl Conn {
     /// A connected socket with a fresh session. A connection turned away
-    /// (`busy`) says BYE(busy) at once and only has its input discarded,
-    /// with a small buffer, so that a flood of them stays cheap.
+    /// ([`ConnKind::Busy`]) says BYE(busy) at once.
     pub fn new(
         stream: TcpStream,
         peer: SocketAddr,
         cfg: Config,
         now: Instant,
-        busy: bool,
+        kind: ConnKind,
         transport: Option<Transport>,
     ) -> io::Result<Conn> {
         stream.set_nodelay(true)?;
@@ -150,13 +163,17 @@ impl Conn {
         // already handed over; raised with the session's queue limit.
         let kernel_unsent = session.kernel_unsent_limit();
         set_notsent_lowat(&stream, kernel_unsent)?;
-        if busy {
+        if kind == ConnKind::Busy {
             session.close(ByeReason::Busy);
         }
         Ok(Conn {
             stream,
             peer,
-            rbuf: ReadBuf::with_capacity(if busy { BUSY_READ_BUF } else { READ_BUF }),
+            rbuf: match kind {
+                ConnKind::Chat => ReadBuf::with_capacity(READ_BUF),
+                ConnKind::Busy => ReadBuf::with_capacity(BUSY_READ_BUF),
+                ConnKind::Member => ReadBuf::growable(READ_BUF),
+            },
             session,
             readable: false,
             writable: true,
@@ -199,6 +216,36 @@ impl Conn {
 
     pub fn stream_mut(&mut self) -> &mut TcpStream {
         &mut self.stream
+    }
+
+    /// Gives back the memory of buffers that are empty: the receive
+    /// buffer, the encrypted transport's plaintext and sealed buffers, and
+    /// the session's ([`Session::shrink_idle`]). For a room member between
+    /// messages; each grows again on demand.
+    pub fn shrink_idle(&mut self) {
+        self.session.shrink_idle();
+        self.rbuf.release();
+        if let Some(c) = self.crypto.as_mut() {
+            if c.plain.is_empty() {
+                c.plain = Vec::new();
+            }
+            if c.out_pos == c.out.len() {
+                c.out = Vec::new();
+                c.out_pos = 0;
+            }
+        }
+    }
+
+    /// Heap bytes this connection holds that it can account for: the
+    /// receive buffer, the session's buffers, and the transport's buffers
+    /// (not the Noise library's own state, which is measured in
+    /// `tests/idle_member.rs`).
+    pub fn heap_bytes(&self) -> usize {
+        self.rbuf.capacity()
+            + self.session.heap_bytes()
+            + self.crypto.as_ref().map_or(0, |c| {
+                std::mem::size_of::<Crypto>() + c.plain.capacity() + c.out.capacity()
+            })
     }
 
     /// Records what a readiness event says. Errors and hang-ups surface

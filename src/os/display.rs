@@ -542,7 +542,10 @@ impl Display {
     /// The end of a loop turn: write what it rendered, except that output
     /// made only of `sent` events is held for up to [`SENT_HOLD`], so that
     /// a stop-and-wait sender writes its `sent` and `ack` lines in one
-    /// `write` when the ack comes back within that time.
+    /// `write` when the ack comes back within that time. Inlined: both
+    /// the one-on-one turn and a room's call it, and on the former's ack
+    /// path a call costs more than its usual answer (nothing to write).
+    #[inline(always)]
     pub fn end_turn(&mut self, now: Instant) {
         if self.out.is_empty() && self.sent.is_empty() && self.prompt.is_none() {
             // Nothing to write: what `flush` would do, without its call

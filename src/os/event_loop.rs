@@ -39,7 +39,7 @@ use crate::core::room::{QUEUE_CAP, Room, RoomConfig};
 use crate::core::session::{Config, Session};
 use crate::core::transport::{self, Transport};
 use crate::os::addr::{IpLiteral, bind, resolve, unmap};
-use crate::os::conn::{Clock, Conn};
+use crate::os::conn::{Clock, Conn, ConnKind};
 use crate::os::dial::{Dial, Dialed};
 use crate::os::display::{Display, Prompt};
 use crate::os::error::{Error, io_msg};
@@ -165,6 +165,8 @@ struct Loop {
     room: Option<Room>,
     /// The room is closing: every session was asked to stop.
     room_stopping: bool,
+    /// Room mode's state between turns: which members need the next one.
+    room_work: room_loop::RoomWork,
 }
 
 /// The active connection's session, from the loop's fields (so that the
@@ -235,6 +237,7 @@ impl Loop {
         let mut lp = Loop {
             room,
             room_stopping: false,
+            room_work: room_loop::RoomWork::default(),
             splitter: Splitter::new(opts.input, limit),
             display,
             chat,
@@ -439,7 +442,12 @@ impl Loop {
             }
             None => None,
         };
-        let mut conn = Conn::new(stream, peer, self.session_cfg.clone(), now, busy, transport)?;
+        let kind = match (busy, &self.room) {
+            (true, _) => ConnKind::Busy,
+            (false, Some(_)) => ConnKind::Member,
+            (false, None) => ConnKind::Chat,
+        };
+        let mut conn = Conn::new(stream, peer, self.session_cfg.clone(), now, kind, transport)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(
@@ -448,6 +456,9 @@ impl Loop {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         entry.insert(conn);
+        if self.room.is_some() {
+            self.room_work.activity.mark(key);
+        }
         Ok(key)
     }
 

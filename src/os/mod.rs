@@ -2,6 +2,7 @@
 //! signals, the terminal and the clock. It moves bytes between the OS and
 //! the core and holds no chat rules.
 
+pub mod activity;
 pub mod addr;
 pub mod buf;
 pub mod conn;

@@ -1,26 +1,38 @@
-//! Room mode's part of the loop (`duet server --room`): accepting into the
-//! room, handing each member's session to `core::room`, feeding what the
-//! room queued for each member, dropping whom it drops, and closing the
+//! Room mode's part of the loop (`duet server --room`): the room's own
+//! turn, accepting into the room, handing each member's session to
+//! `core::room`, feeding what the room queued for each member, dropping
+//! whom it drops, giving an idle member's memory back, and closing the
 //! room. The rules are the room controller's; this file only moves
 //! sessions and bytes between it and the connections. The one-on-one
-//! turn never enters here: `Loop` branches once per turn on `room`.
+//! turn never enters here: a room runs `turn_in_room` instead of `turn`.
+//!
+//! A room's turn visits only the members marked in `os/activity.rs`:
+//! those with a readiness event, a deadline due, something fed by the
+//! room, or work left from the turn before. An idle member costs nothing
+//! per turn, and its next deadline sits in the activity's heap.
 
 use std::borrow::Cow;
-use std::time::Instant;
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
 
-use super::{Loop, MAX_CLOSING};
+use mio::Token;
+
+use super::{
+    DIAL, FIRST_CONN, LISTENER, Loop, MAX_CLOSING, SIGNALS, STDIN, TIMER, split_deadlines,
+};
 use crate::core::chat::Refusal;
 use crate::core::chat::Screen;
 use crate::core::editor::Action;
 use crate::core::exit;
 use crate::core::input::InputError;
-use crate::core::render::Line;
+use crate::core::render::{Line, PeerKey};
 use crate::core::room::Room;
 use crate::core::session::Session;
+use crate::os::activity::Activity;
 use crate::os::addr::IpLiteral;
 use crate::os::conn::Clock;
 use crate::os::display::Display;
-use crate::os::error::Error;
+use crate::os::error::{Error, io_msg};
 use std::net::SocketAddr;
 
 impl Loop {
@@ -32,7 +44,7 @@ impl Loop {
             return self.io_failure().map_or(Ok(exit::OK), Err);
         }
         loop {
-            let now = self.turn()?;
+            let now = self.turn_in_room()?;
             let failed = self.display.is_broken() || self.stdin_failed.is_some();
             let quit = self.room.as_ref().is_some_and(|r| r.quitting());
             if (failed || quit) && !self.room_stopping {
@@ -68,6 +80,7 @@ impl Loop {
                     // As for any refusal under a flood: no courtesy.
                     let mut conn = self.conns.remove(key);
                     let _ = self.poll.registry().deregister(conn.stream_mut());
+                    self.room_work.activity.forget(key);
                     return;
                 }
                 self.turn_away(key, Refusal::Busy, now);
@@ -81,7 +94,8 @@ impl Loop {
         let again = std::mem::replace(&mut self.room_stopping, true);
         let grace = self.session_cfg.linger;
         let mut clock = Clock::at(now);
-        for (_, conn) in self.conns.iter_mut() {
+        for (key, conn) in self.conns.iter_mut() {
+            self.room_work.activity.mark(key);
             let s = conn.session_mut();
             if again {
                 s.close(crate::core::protocol::ByeReason::Normal);
@@ -92,27 +106,229 @@ impl Loop {
         }
     }
 
-    /// The room's share of a turn: every session's events to the room,
-    /// then what the room queued for each member into its session, then
-    /// the members it drops.
+    /// One poll and everything it made ready, in room mode: as `turn`,
+    /// for the marked members only. Returns the turn's `now`.
+    fn turn_in_room(&mut self) -> Result<Instant, Error> {
+        let timeout = self.room_wait_timeout();
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(err) => {
+                return Err(Error::Io {
+                    what: "poll failed",
+                    err,
+                });
+            }
+        }
+        let mut clock = Clock::unread();
+        // As in `turn`: deadlines are looked at when the timer fired or the
+        // wait had a timeout of its own.
+        let mut due = None;
+        let mut deadlines = timeout.is_some();
+        for ev in self.events.iter() {
+            match ev.token() {
+                LISTENER => self.accept_ready = true,
+                STDIN => {
+                    self.stdin_ready = true;
+                    self.stdin_hangup |= ev.is_read_closed() || ev.is_error();
+                }
+                SIGNALS => self.signal_ready = true,
+                TIMER => {
+                    let now = clock.now();
+                    due = Some(now + self.timer.fired(now));
+                    deadlines = true;
+                }
+                DIAL => {}
+                Token(t) => {
+                    let key = t - FIRST_CONN;
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.handle_event(ev);
+                        self.room_work.activity.mark(key);
+                    }
+                }
+            }
+        }
+        if self.signal_ready {
+            self.handle_signals(clock.now());
+        }
+        if self.accept_ready && self.accept_retry.is_none_or(|t| clock.now() >= t) {
+            self.accept_retry = None;
+            self.accept_all(clock.now());
+        }
+        for i in 0..self.room_work.activity.marked().len() {
+            let key = self.room_work.activity.marked()[i];
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.ready(&mut clock);
+            }
+        }
+        if self.trust.is_some() {
+            self.room_check_keys(clock.now());
+        }
+        self.read_stdin(&mut clock);
+        if deadlines {
+            let due = due.unwrap_or_else(|| clock.now());
+            while let Some(key) = self.room_work.activity.pop_due(due) {
+                self.room_work.activity.mark(key);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.handle_due(due, &mut clock);
+                }
+            }
+            if let Some(room) = self.room.as_mut()
+                && room.poll_timeout().is_some_and(|t| due >= t)
+            {
+                room.handle_timeout(&mut self.display, due);
+            }
+        }
+        let now = clock.now();
+        self.room_turn(&mut clock);
+        self.refresh_label();
+        self.display.end_turn(now);
+        self.settle(now);
+        self.room_work.give_back_freed(now);
+        Ok(now)
+    }
+
+    /// As `wait_timeout`, from the members' work and deadlines kept in
+    /// `activity` instead of a look at every connection.
+    fn room_wait_timeout(&mut self) -> Option<Duration> {
+        let busy_now = (self.stdin_pending() && self.wants_stdin())
+            || (self.accept_ready && self.accept_retry.is_none())
+            || self.room_work.busy;
+        if busy_now {
+            return Some(Duration::ZERO);
+        }
+        let mut nearest = self.accept_retry;
+        let mut fold = |t: Instant| nearest = Some(nearest.map_or(t, |n| n.min(t)));
+        if let Some(t) = self.room_work.activity.next_deadline() {
+            fold(t);
+        }
+        if let Some(t) = self.room.as_ref().and_then(Room::poll_timeout) {
+            fold(t);
+        }
+        let (next, mut wait_until) = split_deadlines(
+            nearest,
+            self.display.deadline(),
+            self.display.hold_on_timer(),
+        );
+        if let Some(next) = next
+            && let Err(e) = self.timer.ensure(next)
+        {
+            log::debug!("timer: {}", io_msg(&e));
+            wait_until = Some(wait_until.map_or(next, |t| t.min(next)));
+        }
+        wait_until.map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// `check_keys` for the marked members (a handshake completes only on
+    /// a read): an accepted key lets the member's bytes leave, a refused
+    /// one ends the connection with BYE(key refused).
+    fn room_check_keys(&mut self, now: Instant) {
+        let Loop {
+            trust: Some(trust),
+            conns,
+            room_work,
+            ..
+        } = self
+        else {
+            return;
+        };
+        for &key in room_work.activity.marked() {
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            let Some(peer_key) = conn.take_peer_key() else {
+                continue;
+            };
+            match trust.check_client(&peer_key) {
+                Ok(v) => {
+                    conn.accept_key();
+                    conn.ready(&mut Clock::at(now));
+                    conn.set_peer_key(PeerKey {
+                        fingerprint: v.fingerprint.to_string(),
+                        safety: v.safety.to_string(),
+                        remembered: v.remembered.map(|p| p.display().to_string()),
+                    });
+                }
+                Err(why) => {
+                    log::info!("refused the key of {}: {why}", conn.peer());
+                    conn.refuse_key(why);
+                    conn.ready(&mut Clock::at(now));
+                }
+            }
+        }
+    }
+
+    /// The end of a room's turn, for each member it marked: close those
+    /// done closing, keep those with work left marked for the next turn,
+    /// give the others' empty buffers back, and put each one's next
+    /// deadline in the activity's heap.
+    fn settle(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.room_work.settling);
+        self.room_work.activity.take(&mut keys);
+        self.room_work.busy = false;
+        for &key in &keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                self.room_work.activity.forget(key);
+                continue;
+            };
+            if conn.is_done(now) {
+                let mut conn = self.conns.remove(key);
+                self.room_work.activity.forget(key);
+                if let Some(room) = self.room.as_mut() {
+                    room.handle_leave(key, &mut self.display, now);
+                }
+                let _ = self.poll.registry().deregister(conn.stream_mut());
+                log::debug!("closed connection from {}", conn.peer());
+                continue;
+            }
+            if conn.has_work() {
+                self.room_work.activity.mark(key);
+                self.room_work.busy = true;
+            } else {
+                let held = conn.heap_bytes();
+                conn.shrink_idle();
+                self.room_work.freed += held.saturating_sub(conn.heap_bytes());
+                if let Some(room) = self.room.as_mut() {
+                    room.shrink_idle(key);
+                }
+            }
+            let mut next = None;
+            conn.deadlines(|t| next = Some(next.map_or(t, |n: Instant| n.min(t))));
+            self.room_work.activity.arm(key, next);
+        }
+        self.room_work.settling = keys;
+        // A member that left queued notices for the others.
+        self.room_work.busy |= self.room.as_ref().is_some_and(Room::has_work);
+    }
+
+    /// The room's share of a turn, for the marked members: their sessions'
+    /// events to the room, then what the room queued for each member into
+    /// its session, then the members it drops, until nothing moves.
     pub(super) fn room_turn(&mut self, clock: &mut Clock) {
         let now = clock.now();
         let Loop {
             room: Some(room),
             conns,
             display,
+            room_work: RoomWork { activity, .. },
             ..
         } = self
         else {
             return;
         };
-        for (key, conn) in conns.iter_mut() {
-            room.handle_events(key, conn.session_mut(), display, now);
-        }
         loop {
             let mut moved = false;
+            // Marked members' events, including those that feeding and
+            // dropping queued in the last round.
+            for i in 0..activity.marked().len() {
+                let key = activity.marked()[i];
+                if let Some(conn) = conns.get_mut(key) {
+                    room.handle_events(key, conn.session_mut(), display, now);
+                }
+            }
             while let Some(key) = room.poll_woken() {
                 moved = true;
+                activity.mark(key);
                 if let Some(conn) = conns.get_mut(key) {
                     room.feed(key, conn.session_mut(), display, now);
                     conn.flush(clock);
@@ -121,6 +337,7 @@ impl Loop {
             }
             while let Some(drop) = room.poll_drop() {
                 moved = true;
+                activity.mark(drop.key);
                 if let Some(conn) = conns.get_mut(drop.key) {
                     log::info!("dropped {} from the room: {}", conn.peer(), drop.detail);
                     conn.session_mut()
@@ -132,8 +349,13 @@ impl Loop {
                 }
             }
             // Members whose session took no more last time and drained
-            // since.
-            for (key, conn) in conns.iter_mut() {
+            // since: that takes activity of their own (a write, an ack),
+            // so they are marked.
+            for i in 0..activity.marked().len() {
+                let key = activity.marked()[i];
+                let Some(conn) = conns.get_mut(key) else {
+                    continue;
+                };
                 if room.has_queued(key) && wants(conn.session()) {
                     moved = true;
                     room.feed(key, conn.session_mut(), display, now);
@@ -182,6 +404,55 @@ impl Loop {
         }
     }
 }
+
+/// Buffer bytes idle members must have given back before the heap's free
+/// pages are returned to the OS, and how often that may happen at most.
+const TRIM_AFTER_FREED: usize = 1024 * 1024;
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Room mode's state between turns.
+#[derive(Default)]
+pub(super) struct RoomWork {
+    /// The members that need this turn, and their deadlines.
+    pub(super) activity: Activity,
+    /// A member has work left: the next wait must not block.
+    busy: bool,
+    /// The keys of the turn that ended, reused between turns.
+    settling: Vec<usize>,
+    /// Buffer bytes idle members gave back since the heap was last
+    /// trimmed.
+    freed: usize,
+    /// When the heap may be trimmed next.
+    trim_after: Option<Instant>,
+}
+
+impl RoomWork {
+    /// After a turn that left nothing to do: once idle members have given
+    /// back enough (a burst of traffic has passed), hand the allocator's
+    /// free pages back to the OS, at most every [`TRIM_EVERY`]. The
+    /// allocator keeps freed memory for reuse, so without this the
+    /// server's resident memory would stay at the burst's peak.
+    fn give_back_freed(&mut self, now: Instant) {
+        if self.busy || self.freed < TRIM_AFTER_FREED || self.trim_after.is_some_and(|t| now < t) {
+            return;
+        }
+        self.freed = 0;
+        self.trim_after = Some(now + TRIM_EVERY);
+        trim_heap();
+    }
+}
+
+/// Returns the heap's free pages to the OS.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks and releases glibc's own free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 /// One record of the hub's input: a line for the room, or why it was not
 /// sent.

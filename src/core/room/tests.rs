@@ -335,6 +335,36 @@ fn a_name_clash_gets_a_suffix_and_the_member_is_told() {
 }
 
 #[test]
+fn clashing_names_take_the_first_free_suffix_even_after_one_is_freed() {
+    let mut n = Net::new(64);
+    let keys: Vec<usize> = (0..5).map(|_| n.connect("bob").unwrap()).collect();
+    n.run();
+    assert!(n.got(keys[4])[0].contains("you are <bob~5>"));
+    n.room.handle_leave(keys[2], &mut n.screen, n.now);
+    n.links.get_mut(&keys[2]).unwrap().closed = true;
+    let again = n.connect("bob").unwrap();
+    n.run();
+    let next = n.connect("bob").unwrap();
+    n.run();
+    assert!(
+        n.got(again)[0].contains("you are <bob~3>"),
+        "{:?}",
+        n.got(again)
+    );
+    assert!(
+        n.got(next)[0].contains("you are <bob~6>"),
+        "{:?}",
+        n.got(next)
+    );
+    n.room.handle_line(b"/msg bob~6 psst", &mut n.screen, n.now);
+    n.room
+        .handle_line(b"/msg <bob~3> hey", &mut n.screen, n.now);
+    n.run();
+    assert_eq!(n.chat(next), ["psst"]);
+    assert_eq!(n.chat(again), ["hey"]);
+}
+
+#[test]
 fn who_lists_names_addresses_and_last_rtt() {
     let (mut n, ..) = three();
     n.room.handle_line(b"x", &mut n.screen, n.now);

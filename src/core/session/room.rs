@@ -28,6 +28,13 @@ impl Session {
         self.defer_acks = true;
     }
 
+    /// Keep no RTT histogram (see [`RttStats::skip_histogram`]): a hub's
+    /// session per member, whose percentiles nobody reads (the room keeps
+    /// its own figures), so that an idle member does not carry one.
+    pub fn skip_rtt_histogram(&mut self) {
+        self.rtt.skip_histogram();
+    }
+
     /// Message `id`, received complete, has reached everyone it was for:
     /// acknowledge it now. Ids come in order, each once (the hub keeps
     /// them so); after the chat has ended nothing is sent.
