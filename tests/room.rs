@@ -1,15 +1,19 @@
 //! Room mode end to end (`duet server --room`) with the real binary:
-//! fan-out to every other member exactly once and in order, acks, `/msg`,
-//! name clashes, a full room, and a member killed mid-chat.
+//! fan-out to every other member exactly once and in order, acks and
+//! receipts, `/msg`, name clashes, a full room, a member killed mid-chat,
+//! and a member that stops reading dropped while the others chat on.
 
 mod common;
 
 use common::*;
 use std::net::SocketAddr;
 
-/// A room server (JSON lines) and its address.
+/// The hub's name in these tests.
+const HUB: &str = "hub";
+
+/// A room server (JSON lines) named [`HUB`] and its address.
 fn room(extra: &[&str]) -> (Duet, SocketAddr) {
-    let mut args = vec!["--room"];
+    let mut args = vec!["--room", "--name", HUB];
     args.extend_from_slice(extra);
     Duet::server(&args)
 }
@@ -18,6 +22,8 @@ fn room(extra: &[&str]) -> (Duet, SocketAddr) {
 fn member(addr: SocketAddr, name: &str) -> Duet {
     let mut c = Duet::client(addr, &["--name", name]);
     c.expect_event("connected");
+    let joined = c.expect_event("joined");
+    assert_eq!(joined["name"], HUB, "{joined}");
     let welcome = c.expect_event("message");
     let text = welcome["text"].as_str().unwrap_or_default().to_string();
     if !text.contains("welcome to the room") {
@@ -26,18 +32,23 @@ fn member(addr: SocketAddr, name: &str) -> Duet {
     c
 }
 
-/// The texts of room messages from members (not the room's `* ` notices)
-/// until `n` of them have arrived, and the acks seen meanwhile.
+/// The room messages (not the room's `* ` notices) until `n` of them have
+/// arrived, each as `<from> text` (the hub's own without its name), and
+/// the acks seen meanwhile.
 fn collect(c: &mut Duet, n: usize, acks: &mut usize) -> Vec<String> {
     let mut got = Vec::new();
     while got.len() < n {
         let v = c.next_event();
         match v["event"].as_str() {
-            Some("ack") => *acks += 1,
+            Some("room_ack") => *acks += 1,
             Some("message") => {
                 let t = v["text"].as_str().unwrap_or_default();
-                if !t.starts_with("* ") {
+                let from = v["from"].as_str().unwrap_or_else(|| c.fail("no from"));
+                if t.starts_with("* ") {
+                } else if from == HUB {
                     got.push(t.to_string());
+                } else {
+                    got.push(format!("<{from}> {t}"));
                 }
             }
             _ => {}
@@ -77,7 +88,7 @@ fn three_members_get_each_others_messages_once_in_order_without_echo() {
             "{me} got its own message back: {got:?}"
         );
         while acks < 3 {
-            c.expect_event("ack");
+            c.expect_event("room_ack");
             acks += 1;
         }
     }
@@ -134,7 +145,7 @@ fn a_member_killed_mid_chat_leaves_the_others_chatting() {
     a.send(b"still here\n");
     let got = collect(&mut b, 2, &mut acks);
     assert_eq!(got, ["<carol> about to go", "<alice> still here"]);
-    a.expect_event("ack");
+    a.expect_event("room_ack");
     quit(&mut s);
 }
 
@@ -174,6 +185,6 @@ fn an_encrypted_room_checks_each_members_key_against_allow() {
     a.send(b"sealed hello\n");
     let mut acks = 0;
     assert_eq!(collect(&mut b, 1, &mut acks), ["<alice> sealed hello"]);
-    a.expect_event("ack");
+    a.expect_event("room_ack");
     quit(&mut s);
 }
