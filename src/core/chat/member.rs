@@ -132,10 +132,16 @@ impl RoomView {
         t
     }
 
-    /// Each recipient's figures, for the summary: by name, then the
-    /// others pooled.
+    /// Each recipient's figures, for the summary: in the order of their
+    /// names, then the others pooled.
     pub fn figures(&self) -> Vec<RecipientFigures<'_>> {
-        let named = self.names.iter().map(|(n, f)| f.shown(Some(&n[..])));
-        named.chain(self.others.map(|f| f.shown(None))).collect()
+        let mut named: Vec<RecipientFigures<'_>> = self
+            .names
+            .iter()
+            .map(|(n, f)| f.shown(Some(&n[..])))
+            .collect();
+        named.sort_by_key(|r| r.name);
+        named.extend(self.others.map(|f| f.shown(None)));
+        named
     }
 }
