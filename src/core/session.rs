@@ -109,7 +109,7 @@ enum Record {
         limit: u64,
     },
     Ended,
-    /// Room member (see `session/room.rs`): we joined, a message in the
+    /// Room member (see `session/member.rs`): we joined, a message in the
     /// room envelope (its sender's name is `name_len` bytes at `start`,
     /// its text follows up to `end`), a piece of one, a receipt (its
     /// recipient's name is `name_len` bytes at `start`).
