@@ -142,6 +142,13 @@ pub fn session_ops(data: &[u8]) {
         }),
         &mut peer,
     );
+    // A client's session, greeted as a room's hub greets it, half the
+    // time: the member's paths (envelopes, receipts) get fuzzed too.
+    let joins = data.first().is_some_and(|b| b & 2 == 2);
+    if joins {
+        s.join_rooms();
+        protocol::encode(&Frame::Ping(protocol::ROOM_PROBE), &mut peer);
+    }
     let mut rx = Vec::new(); // bytes the session has not consumed yet
     let mut wire = Vec::new(); // everything it transmitted
     let mut ops = data;
@@ -213,13 +220,27 @@ pub fn session_ops(data: &[u8]) {
         s.handle_written(k, now);
     }
     let mut rest = &wire[..];
-    while let Some((_, used)) = protocol::decode(rest).expect("we only send valid frames") {
+    let mut sent_joins = 0;
+    while let Some((frame, used)) = protocol::decode(rest).expect("we only send valid frames") {
+        if let Frame::Join(v) = frame {
+            assert_eq!(v, protocol::ROOM_PROBE, "JOIN answers the room's PING only");
+            sent_joins += 1;
+        }
         rest = &rest[used..];
     }
     assert!(rest.is_empty(), "a partial frame was transmitted");
+    assert!(
+        sent_joins <= 1 && (joins || sent_joins == 0),
+        "JOIN sent unasked"
+    );
     while let Some(e) = s.poll_event() {
-        if let Event::Message { data, .. } = e {
-            assert!(data.len() <= 100_000);
+        match e {
+            Event::Message { data, .. } => assert!(data.len() <= 100_000),
+            Event::RoomMessage { from, data, .. } => {
+                assert!(from.len() <= protocol::MAX_NAME && data.len() < 100_000);
+            }
+            Event::Receipt { name, .. } => assert!(name.len() <= protocol::MAX_NAME),
+            _ => {}
         }
     }
 }

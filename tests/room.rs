@@ -1,15 +1,19 @@
 //! Room mode end to end (`duet server --room`) with the real binary:
-//! fan-out to every other member exactly once and in order, acks, `/msg`,
-//! name clashes, a full room, and a member killed mid-chat.
+//! fan-out to every other member exactly once and in order, acks and
+//! receipts, `/msg`, name clashes, a full room, a member killed mid-chat,
+//! and a member that stops reading dropped while the others chat on.
 
 mod common;
 
 use common::*;
 use std::net::SocketAddr;
 
-/// A room server (JSON lines) and its address.
+/// The hub's name in these tests.
+const HUB: &str = "hub";
+
+/// A room server (JSON lines) named [`HUB`] and its address.
 fn room(extra: &[&str]) -> (Duet, SocketAddr) {
-    let mut args = vec!["--room"];
+    let mut args = vec!["--room", "--name", HUB];
     args.extend_from_slice(extra);
     Duet::server(&args)
 }
@@ -18,6 +22,8 @@ fn room(extra: &[&str]) -> (Duet, SocketAddr) {
 fn member(addr: SocketAddr, name: &str) -> Duet {
     let mut c = Duet::client(addr, &["--name", name]);
     c.expect_event("connected");
+    let joined = c.expect_event("joined");
+    assert_eq!(joined["name"], HUB, "{joined}");
     let welcome = c.expect_event("message");
     let text = welcome["text"].as_str().unwrap_or_default().to_string();
     if !text.contains("welcome to the room") {
@@ -26,18 +32,23 @@ fn member(addr: SocketAddr, name: &str) -> Duet {
     c
 }
 
-/// The texts of room messages from members (not the room's `* ` notices)
-/// until `n` of them have arrived, and the acks seen meanwhile.
+/// The room messages (not the room's `* ` notices) until `n` of them have
+/// arrived, each as `<from> text` (the hub's own without its name), and
+/// the acks seen meanwhile.
 fn collect(c: &mut Duet, n: usize, acks: &mut usize) -> Vec<String> {
     let mut got = Vec::new();
     while got.len() < n {
         let v = c.next_event();
         match v["event"].as_str() {
-            Some("ack") => *acks += 1,
+            Some("room_ack") => *acks += 1,
             Some("message") => {
                 let t = v["text"].as_str().unwrap_or_default();
-                if !t.starts_with("* ") {
+                let from = v["from"].as_str().unwrap_or_else(|| c.fail("no from"));
+                if t.starts_with("* ") {
+                } else if from == HUB {
                     got.push(t.to_string());
+                } else {
+                    got.push(format!("<{from}> {t}"));
                 }
             }
             _ => {}
@@ -77,7 +88,7 @@ fn three_members_get_each_others_messages_once_in_order_without_echo() {
             "{me} got its own message back: {got:?}"
         );
         while acks < 3 {
-            c.expect_event("ack");
+            c.expect_event("room_ack");
             acks += 1;
         }
     }
@@ -134,7 +145,7 @@ fn a_member_killed_mid_chat_leaves_the_others_chatting() {
     a.send(b"still here\n");
     let got = collect(&mut b, 2, &mut acks);
     assert_eq!(got, ["<carol> about to go", "<alice> still here"]);
-    a.expect_event("ack");
+    a.expect_event("room_ack");
     quit(&mut s);
 }
 
@@ -174,6 +185,208 @@ fn an_encrypted_room_checks_each_members_key_against_allow() {
     a.send(b"sealed hello\n");
     let mut acks = 0;
     assert_eq!(collect(&mut b, 1, &mut acks), ["<alice> sealed hello"]);
-    a.expect_event("ack");
+    a.expect_event("room_ack");
+    quit(&mut s);
+}
+
+/// A member whose output is text (as a person reads it), welcomed.
+fn text_member(addr: SocketAddr, name: &str) -> Duet {
+    let a = addr.to_string();
+    let mut c = Duet::spawn(&["client", &a, "--format", "text", "--name", name]);
+    c.expect_line("* joined the room at");
+    c.expect_line("welcome to the room");
+    c
+}
+
+/// The `room_ack` of message `id`, skipping other events.
+fn room_ack(c: &mut Duet, id: u64) -> Value {
+    loop {
+        let v = c.expect_event("room_ack");
+        if v["id"] == id {
+            return v;
+        }
+    }
+}
+
+/// Names and statuses of a `room_ack`'s recipients, sorted; each
+/// delivered one has an RTT.
+fn recipients(ack: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = ack["recipients"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no recipients: {ack}"))
+        .iter()
+        .map(|r| {
+            let status = r["status"].as_str().unwrap_or_default().to_string();
+            if status == "delivered" {
+                assert!(r["rtt_us"].as_f64().is_some_and(|v| v > 0.0), "{ack}");
+            }
+            (r["name"].as_str().unwrap_or_default().to_string(), status)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn pair(name: &str, status: &str) -> (String, String) {
+    (name.to_string(), status.to_string())
+}
+
+#[test]
+fn members_see_who_wrote_each_message_and_how_many_got_theirs() {
+    let (mut s, addr) = room(&[]);
+    let mut alice = member(addr, "alice");
+    let mut bob = member(addr, "bob");
+    let mut carol = text_member(addr, "carol");
+    s.expect_line("<carol> joined from");
+
+    alice.send(b"hi from alice\n");
+    let ack = room_ack(&mut alice, 1);
+    assert_eq!(
+        (ack["reached"].as_u64(), ack["of"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        recipients(&ack),
+        [pair("bob", "delivered"), pair("carol", "delivered")]
+    );
+    let mut acks = 0;
+    assert_eq!(collect(&mut bob, 1, &mut acks), ["<alice> hi from alice"]);
+    carol.expect_line("<alice> hi from alice");
+
+    carol.send(b"hi from carol\n");
+    let mark = carol.expect_line("\u{2713} #1 ");
+    assert!(
+        mark.starts_with("\u{2713} #1 2/2 ") && mark.contains(" ms (slowest: <"),
+        "{mark}"
+    );
+    // The hub's JSON names each member's message's sender.
+    let shown = s.expect_line("hi from carol");
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        (v["event"].as_str(), v["from"].as_str()),
+        (Some("message"), Some("carol"))
+    );
+    assert_eq!(collect(&mut alice, 1, &mut acks), ["<carol> hi from carol"]);
+
+    // The summary gives each recipient's figures.
+    carol.close_stdin();
+    let rest = carol.rest();
+    assert_eq!(carol.code(), 0);
+    let figures: Vec<String> = rest
+        .iter()
+        .filter(|l| l.starts_with("to <"))
+        .cloned()
+        .collect();
+    assert_eq!(figures.len(), 2, "{figures:?}");
+    for (line, name) in figures.iter().zip(["alice", "bob"]) {
+        assert!(
+            line.starts_with(&format!("to <{name}>: 1 delivered, rtt min/avg/max = ")),
+            "{figures:?}"
+        );
+    }
+    alice.close_stdin();
+    let summary = alice.expect_event("summary");
+    let names: Vec<&str> = summary["recipients"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{summary}"))
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["bob", "carol"], "{summary}");
+    quit(&mut s);
+}
+
+/// A member that joins and then never reads: the hub's messages pile up
+/// for it until its queue passes the cap, and it is dropped; the others
+/// chat on throughout, their messages acknowledged.
+#[test]
+fn a_member_that_stops_reading_is_dropped_while_the_others_chat_on() {
+    let (mut s, addr) = room(&[]);
+    let mut alice = member(addr, "alice");
+    let mut bob = member(addr, "bob");
+    // A member by hand: HELLO, JOIN in answer to the room's PING, then
+    // never another read.
+    let mut sloth = Raw::connect(addr);
+    assert_eq!(sloth.read_frame().0, 0x01, "the hub's HELLO");
+    assert_eq!(
+        sloth.read_frame(),
+        (0x05, b"DUETROOM".to_vec()),
+        "room PING"
+    );
+    sloth.write(&hello(b"sloth", 1 << 30));
+    sloth.write(&frame(0x07, b"DUETROOM"));
+    s.expect_line("<sloth> joined from");
+
+    // Sloth is one of its recipients: its ack waits for sloth's fate.
+    alice.send(b"before the flood\n");
+    let mut acks = 0;
+    assert_eq!(
+        collect(&mut bob, 1, &mut acks),
+        ["<alice> before the flood"]
+    );
+
+    // The hub floods the room, one message at a time once alice and bob
+    // have it, until sloth is dropped.
+    let big = format!("{}\n", "x".repeat(256 * 1024));
+    let mut dropped = false;
+    let mut during = false;
+    let mut others: Vec<Value> = Vec::new();
+    let mut flooded = 0;
+    for i in 0..512 {
+        if dropped && during {
+            break;
+        }
+        s.send(big.as_bytes());
+        if !dropped {
+            flooded += big.len() - 1;
+        }
+        if i == 2 {
+            bob.send(b"during the flood\n");
+        }
+        for c in [&mut alice, &mut bob] {
+            loop {
+                let v = c.next_event();
+                if v["event"] == "message" && v["len"] == 256 * 1024 {
+                    break;
+                }
+                let text = v["text"].as_str().unwrap_or_default();
+                dropped |= text.contains("<sloth> left (dropped: fell behind)");
+                during |= text == "during the flood";
+                others.push(v);
+            }
+        }
+    }
+    assert!(dropped, "sloth was never dropped");
+    eprintln!("sloth was dropped after {flooded} bytes");
+    assert!(
+        flooded > 1024 * 1024,
+        "dropped before its queue could pass the cap"
+    );
+    assert!(during, "bob's message did not reach alice during the flood");
+    s.expect_line("<sloth> left (dropped: fell behind)");
+    let ack = others
+        .iter()
+        .find(|v| v["event"] == "room_ack" && v["id"] == 1)
+        .cloned()
+        .unwrap_or_else(|| room_ack(&mut alice, 1));
+    assert_eq!(
+        recipients(&ack),
+        [pair("bob", "delivered"), pair("sloth", "lost")],
+        "{ack}"
+    );
+    assert_eq!(ack["reached"], 1);
+
+    // After the drop: sloth is no longer a recipient.
+    alice.send(b"after the drop\n");
+    let ack = room_ack(&mut alice, 2);
+    assert_eq!(recipients(&ack), [pair("bob", "delivered")], "{ack}");
+    loop {
+        let v = bob.expect_event("message");
+        if v["text"] == "after the drop" {
+            assert_eq!(v["from"], "alice");
+            break;
+        }
+    }
+    drop(sloth);
     quit(&mut s);
 }

@@ -89,11 +89,11 @@ fn a_silent_member_is_declared_dead_and_a_quiet_one_still_chats() {
     alice.send(b"after the quiet\n");
     loop {
         let v = bob.next_event();
-        if v["event"] == "message" && v["text"] == "<alice> after the quiet" {
+        if v["event"] == "message" && v["from"] == "alice" && v["text"] == "after the quiet" {
             break;
         }
     }
-    alice.expect_event("ack");
+    alice.expect_event("room_ack");
     s.send(b"/quit\n");
     assert_eq!(s.code(), 0);
     assert_eq!(alice.code(), 0);

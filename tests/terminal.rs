@@ -822,3 +822,46 @@ fn messages_never_acknowledged_are_listed_at_the_end() {
     assert!(!screen.contains("\u{2713}"), "{screen}");
     stty_same(&t);
 }
+
+/// In a room, the mark beside a typed message says how many members got
+/// it and who was slowest.
+#[test]
+fn a_room_members_mark_counts_the_recipients() {
+    let (mut s, addr) = Duet::server(&["--room", "--name", "hub"]);
+    let mut bob = Duet::client(addr, &["--name", "bob"]);
+    bob.expect_event("joined");
+    s.expect_line("<bob> joined from");
+    let Some(t) = client_in_tmux(addr, "") else {
+        return;
+    };
+    t.wait_for("* joined the room at");
+    t.wait_for("welcome to the room");
+    t.type_text("hello room");
+    t.key("Enter");
+    let screen = t.wait_for("\u{2713} 1/1 ");
+    let line = screen
+        .lines()
+        .find(|l| l.contains("\u{2713} 1/1 "))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("you> hello room   \u{2713} 1/1 "),
+        "{screen}"
+    );
+    assert!(
+        line.trim_end().ends_with(" ms (slowest: <bob>)"),
+        "{screen}"
+    );
+    loop {
+        let v = bob.expect_event("message");
+        if v["text"] == "hello room" {
+            assert_eq!(v["from"], "cli");
+            break;
+        }
+    }
+    t.key("C-d");
+    let screen = t.wait_for("EXIT=0");
+    assert!(screen.contains("to <bob>: 1 delivered"), "{screen}");
+    stty_same(&t);
+    s.send(b"/quit\n");
+    assert_eq!(s.code(), 0);
+}

@@ -24,6 +24,7 @@ use crate::core::input::InputError;
 use crate::core::protocol::ByeReason;
 use crate::core::render::{Line, PeerKey};
 use crate::core::session::{End, Event, InputRefused, Session, SessionError};
+use member::{Fate, RoomView, Tally};
 
 /// How long a stop (a signal, or leaving before the handshake) waits for
 /// the last acknowledgments.
@@ -162,6 +163,8 @@ pub struct Chat {
     code: u8,
     /// A finished chat's failure, reported by the client as its error.
     error: Option<String>,
+    /// A room member (we joined the hub's room): receipts and figures.
+    room: Option<Box<RoomView>>,
 }
 
 impl Chat {
@@ -188,6 +191,7 @@ impl Chat {
             peer_key: None,
             code: exit::OK,
             error: None,
+            room: None,
         }
     }
 
@@ -228,6 +232,7 @@ impl Chat {
         self.peer_key = None;
         self.peer_name = DEFAULT_PEER.to_vec();
         self.next = false;
+        self.room = None;
     }
 
     /// A server turned away a client from `addr`: its person is told who
@@ -292,6 +297,12 @@ impl Chat {
                     screen.show(&Line::Connected { peer, name, key }, now);
                 }
                 Event::Sent { id, len } if per_message => screen.show(&Line::Sent { id, len }, now),
+                Event::Acked { id, len, rtt } if let Some(room) = self.room.as_deref_mut() => {
+                    let tally = room.take(id);
+                    if per_message {
+                        show_reached(id, len, rtt, &tally, screen, now);
+                    }
+                }
                 Event::Acked { id, len, rtt } if per_message => {
                     screen.show(&Line::Acked { id, len, rtt }, now);
                 }
@@ -321,7 +332,61 @@ impl Chat {
                     let message = format!("not sent: {}", InputError::too_large(limit));
                     screen.show(&Line::Error { message: &message }, now);
                 }
-                Event::Ended => screen.cut_off(&self.peer_name, now),
+                Event::Ended => match self.room.as_deref() {
+                    Some(room) if !room.streaming_from.is_empty() => {
+                        screen.cut_off(&room.streaming_from, now);
+                    }
+                    _ => screen.cut_off(&self.peer_name, now),
+                },
+                Event::Joined => {
+                    self.room = Some(Box::default());
+                    let peer = self.peer_addr.unwrap_or(UNKNOWN_ADDR);
+                    let name = &self.peer_name;
+                    screen.show(&Line::Joined { peer, name }, now);
+                }
+                Event::RoomMessage {
+                    id,
+                    from,
+                    data,
+                    continues,
+                } => {
+                    // An empty name is the hub's own message.
+                    let from = if from.is_empty() {
+                        &self.peer_name
+                    } else {
+                        from
+                    };
+                    if continues {
+                        screen.show_part(from, id, data, true, now);
+                    } else {
+                        screen.show(&Line::RoomMessage { id, from, data }, now);
+                    }
+                    if let Some(room) = self.room.as_deref_mut() {
+                        room.streaming_from.clear();
+                    }
+                }
+                Event::RoomPart { id, from, data } => {
+                    let from = if from.is_empty() {
+                        &self.peer_name
+                    } else {
+                        from
+                    };
+                    if let Some(room) = self.room.as_deref_mut() {
+                        room.streaming_from.clear();
+                        room.streaming_from.extend_from_slice(from);
+                    }
+                    screen.show_part(from, id, data, false, now);
+                }
+                Event::Receipt {
+                    id,
+                    status,
+                    name,
+                    rtt,
+                } => {
+                    if let Some(room) = self.room.as_deref_mut() {
+                        room.handle_receipt(id, status, name, rtt);
+                    }
+                }
             }
         }
     }
@@ -401,12 +466,14 @@ impl Chat {
                     let stats = s.stats();
                     let peer = &self.peer_name;
                     let addr = self.peer_addr.unwrap_or(UNKNOWN_ADDR);
+                    let figures = self.room.as_ref().map(|r| r.figures());
                     screen.show(
                         &Line::Summary {
                             peer,
                             addr,
                             stats: &stats,
                             encrypted: self.encrypted,
+                            recipients: figures.as_deref(),
                         },
                         now,
                     );
@@ -554,12 +621,14 @@ impl Chat {
             };
             screen.show(&line, now);
         } else {
+            let figures = self.room.as_ref().map(|r| r.figures());
             screen.show(
                 &Line::Summary {
                     peer,
                     addr,
                     stats: &stats,
                     encrypted: self.encrypted,
+                    recipients: figures.as_deref(),
                 },
                 now,
             );
@@ -681,6 +750,32 @@ impl Chat {
     }
 }
 
+/// The `✓` line of our message `id` that reached the room, `rtt` being
+/// its ACK's (the time to the slowest recipient).
+fn show_reached(
+    id: u64,
+    len: u64,
+    rtt: Duration,
+    tally: &Tally,
+    screen: &mut impl Screen,
+    now: Instant,
+) {
+    let recipients: Vec<(&[u8], Fate)> = tally
+        .recipients
+        .iter()
+        .map(|(n, fate)| (&n[..], *fate))
+        .collect();
+    let line = Line::Reached {
+        id,
+        len,
+        reached: tally.reached,
+        of: tally.of,
+        slowest: tally.slowest.as_ref().map(|(_, n)| (rtt, &n[..])),
+        recipients: &recipients,
+    };
+    screen.show(&line, now);
+}
+
 /// `/help`: the keys and the commands, as notice lines.
 pub const HELP: &[&str] = &[
     "keys: Enter send, Ctrl-J new line, Up/Down earlier lines, Ctrl-L clear the screen, Ctrl-Z suspend",
@@ -766,6 +861,8 @@ pub fn describe_end(end: &End, peer: &[u8], undelivered: u64) -> Ending {
         error,
     }
 }
+
+mod member;
 
 #[cfg(test)]
 mod tests;

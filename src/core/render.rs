@@ -14,6 +14,7 @@
 //! our own start `you> `, duet's notices `* ` or `--- `, so no name a peer
 //! picks (`you`, `*`, a look-alike) can pass for us or for duet.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -101,6 +102,18 @@ pub enum Line<'a> {
         from: &'a [u8],
         data: &'a [u8],
     },
+    /// A message in a room, at a member or at the hub: shown as
+    /// [`Line::Message`], and its JSON names the sender (`from`).
+    RoomMessage {
+        id: u64,
+        from: &'a [u8],
+        data: &'a [u8],
+    },
+    /// A room member: we joined the room of the hub `name` at `peer`.
+    Joined {
+        peer: SocketAddr,
+        name: &'a [u8],
+    },
     Closed {
         reason: &'a str,
     },
@@ -124,6 +137,9 @@ pub enum Line<'a> {
         addr: SocketAddr,
         stats: &'a Stats,
         encrypted: bool,
+        /// A room member: the RTT figures of each recipient of our
+        /// messages, from its receipts (`None` outside a room).
+        recipients: Option<&'a [RecipientFigures<'a>]>,
     },
     /// Room mode: one of the hub's own messages reached every recipient
     /// (each acknowledged it, left first, or was too small for it).
@@ -146,6 +162,20 @@ pub enum Line<'a> {
         stats: &'a Stats,
     },
 }
+/// One recipient's figures in a room member's summary: from the send of
+/// each of our messages to its receipt from this recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecipientFigures<'a> {
+    /// Its name in the room; `None` for the recipients beyond those
+    /// counted by name, pooled.
+    pub name: Option<&'a [u8]>,
+    /// Receipts that said delivered.
+    pub n: u64,
+    pub min: Duration,
+    pub avg: Duration,
+    pub max: Duration,
+}
+
 /// The peer's key in an encrypted chat, as shown when it connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerKey {
@@ -239,7 +269,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             push_u64(out, len);
             out.extend_from_slice(b" B)\n");
         }
-        Line::Message { from, data, .. } => {
+        Line::Message { from, data, .. } | Line::RoomMessage { from, data, .. } => {
             // Every physical line carries the tag, so a message cannot
             // forge a line that looks like ours. A whole message renders as
             // the pieces of one shown as it arrives, drained between them.
@@ -258,6 +288,13 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
                 (rest, first) = (tail, false);
             }
         }
+        Line::Joined { peer, name } => {
+            let _ = writeln!(
+                out,
+                "* joined the room at {peer} (hub {})",
+                peer_label(name)
+            );
+        }
         Line::Closed { reason } => {
             let _ = writeln!(out, "* chat ended: {reason}");
         }
@@ -268,37 +305,8 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Notice { message } => {
             let _ = writeln!(out, "* {message}");
         }
-        Line::Reached {
-            id,
-            reached,
-            of,
-            slowest,
-            recipients,
-            ..
-        } => {
-            let _ = write!(out, "\u{2713} #{id} {reached}/{of}");
-            if let Some((rtt, name)) = slowest {
-                out.push(b' ');
-                push_thousandths(out, rtt.as_nanos() as u64 / 1_000);
-                let _ = write!(out, " ms (slowest: {}", peer_label(name));
-            } else {
-                out.extend_from_slice(b" (");
-                if of == 0 {
-                    out.extend_from_slice(b"nobody else in the room");
-                }
-            }
-            let missed: Vec<String> = recipients
-                .iter()
-                .filter(|(_, r)| r.is_err())
-                .map(|(n, _)| peer_label(n))
-                .collect();
-            if !missed.is_empty() {
-                if slowest.is_some() {
-                    out.extend_from_slice(b"; ");
-                }
-                let _ = write!(out, "not delivered: {}", missed.join(", "));
-            }
-            out.extend_from_slice(b")\n");
+        Line::Reached { id, .. } => {
+            let _ = writeln!(out, "\u{2713} #{id} {}", reached_text(line));
         }
         Line::Bench {
             peer,
@@ -327,6 +335,7 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             peer,
             stats,
             encrypted,
+            recipients,
             ..
         } => {
             let how = if encrypted { "encrypted" } else { "plain" };
@@ -342,9 +351,64 @@ fn text(line: &Line<'_>, style: &Style, out: &mut Vec<u8>, drain: &mut dyn FnMut
             }
             let _ = writeln!(out, ", {} received", stats.received);
             rtt_lines(&stats.rtt, out);
+            for r in recipients.unwrap_or_default() {
+                let who = r.name.map_or("others".to_string(), peer_label);
+                let _ = writeln!(
+                    out,
+                    "to {who}: {} delivered, rtt min/avg/max = {}/{}/{} ms",
+                    r.n,
+                    ms(r.min.as_nanos() as u64),
+                    ms(r.avg.as_nanos() as u64),
+                    ms(r.max.as_nanos() as u64)
+                );
+            }
         }
     }
     dress(out, start, style);
+}
+
+/// How far one of our messages got in a room, after its `✓`: `2/3
+/// 0.410 ms (slowest: <bob>; not delivered: <eve>)`, or `0/0 (nobody else
+/// in the room)`. The text line puts `#id` before it; an interactive
+/// prompt puts it beside the message. Empty for any other line.
+pub fn reached_text(line: &Line<'_>) -> String {
+    let Line::Reached {
+        reached,
+        of,
+        slowest,
+        recipients,
+        ..
+    } = *line
+    else {
+        return String::new();
+    };
+    let mut out = format!("{reached}/{of}");
+    if let Some((rtt, name)) = slowest {
+        let _ = write!(
+            out,
+            " {} ms (slowest: {}",
+            ms(rtt.as_nanos() as u64),
+            peer_label(name)
+        );
+    } else {
+        out.push_str(" (");
+        if of == 0 {
+            out.push_str("nobody else in the room");
+        }
+    }
+    let missed: Vec<String> = recipients
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| peer_label(n))
+        .collect();
+    if !missed.is_empty() {
+        if slowest.is_some() {
+            out.push_str("; ");
+        }
+        let _ = write!(out, "not delivered: {}", missed.join(", "));
+    }
+    out.push(')');
+    out
 }
 
 /// Adds the time prefix and colour to the lines written since `start`:
@@ -406,7 +470,8 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
         Line::Connected { .. } => "connected",
         Line::Sent { .. } => "sent",
         Line::Acked { .. } => "ack",
-        Line::Message { .. } => "message",
+        Line::Message { .. } | Line::RoomMessage { .. } => "message",
+        Line::Joined { .. } => "joined",
         Line::Closed { .. } | Line::TurnedAway { .. } => "closed",
         Line::Error { .. } => "error",
         Line::Notice { .. } => "notice",
@@ -487,25 +552,11 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
             out.extend_from_slice(b",\"rtt_us\":");
             push_thousandths(out, rtt.as_nanos() as u64);
         }
-        Line::Message { id, data, .. } => {
-            id_len(id, data.len() as u64, out);
-            let (field, align) = match std::str::from_utf8(data) {
-                Ok(_) => ("text", 1),
-                Err(_) => ("data_b64", 3),
-            };
-            let _ = write!(out, ",\"{field}\":\"");
-            for piece in pieces(data, align) {
-                if align == 1 {
-                    let text = std::str::from_utf8(piece).expect("cut at a char boundary");
-                    json_str_body(text, out);
-                } else {
-                    base64_into(piece, out);
-                }
-                if out.len() >= PIECE {
-                    drain(out);
-                }
-            }
-            out.push(b'"');
+        Line::Message { id, data, .. } => json_message(id, None, data, out, drain),
+        Line::RoomMessage { id, from, data } => json_message(id, Some(from), data, out, drain),
+        Line::Joined { peer, name } => {
+            let _ = write!(out, ",\"peer\":\"{peer}\",\"name\":");
+            json_lossy(name, out);
         }
         Line::Closed { reason } | Line::TurnedAway { reason } => {
             out.extend_from_slice(b",\"reason\":");
@@ -520,6 +571,7 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
             addr,
             stats,
             encrypted,
+            recipients,
         } => {
             let _ = write!(out, ",\"peer\":\"{addr}\",\"name\":");
             json_lossy(peer, out);
@@ -530,6 +582,28 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
                 stats.sent, stats.acked, stats.received, stats.refused
             );
             json_rtt(&stats.rtt, out);
+            if let Some(recipients) = recipients {
+                out.extend_from_slice(b",\"recipients\":[");
+                for (i, r) in recipients.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"name\":");
+                    match r.name {
+                        Some(name) => json_lossy(name, out),
+                        None => out.extend_from_slice(b"null"),
+                    }
+                    let _ = write!(
+                        out,
+                        ",\"n\":{},\"min_us\":{},\"avg_us\":{},\"max_us\":{}}}",
+                        r.n,
+                        us(r.min.as_nanos() as u64),
+                        us(r.avg.as_nanos() as u64),
+                        us(r.max.as_nanos() as u64)
+                    );
+                }
+                out.push(b']');
+            }
         }
         Line::Bench {
             peer,
@@ -553,6 +627,39 @@ fn jsonl(line: &Line<'_>, stamp: Stamp, out: &mut Vec<u8>, drain: &mut dyn FnMut
         }
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// A message's fields: `id`, `len`, its sender in a room (`from`), and
+/// `text` (UTF-8) or `data_b64`, rendered [`PIECE`] bytes at a time.
+fn json_message(
+    id: u64,
+    from: Option<&[u8]>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+    drain: &mut dyn FnMut(&mut Vec<u8>),
+) {
+    id_len(id, data.len() as u64, out);
+    if let Some(from) = from {
+        out.extend_from_slice(b",\"from\":");
+        json_lossy(from, out);
+    }
+    let (field, align) = match std::str::from_utf8(data) {
+        Ok(_) => ("text", 1),
+        Err(_) => ("data_b64", 3),
+    };
+    let _ = write!(out, ",\"{field}\":\"");
+    for piece in pieces(data, align) {
+        if align == 1 {
+            let text = std::str::from_utf8(piece).expect("cut at a char boundary");
+            json_str_body(text, out);
+        } else {
+            base64_into(piece, out);
+        }
+        if out.len() >= PIECE {
+            drain(out);
+        }
+    }
+    out.push(b'"');
 }
 
 /// Messages per second and MB (10^6 bytes) per second.
@@ -1224,6 +1331,7 @@ mod tests {
                 addr: "127.0.0.1:1".parse().unwrap(),
                 stats: &stats,
                 encrypted: false,
+                recipients: None,
             },
             Stamp::default(),
             &mut out,
@@ -1261,6 +1369,7 @@ mod tests {
             addr,
             stats: &stats,
             encrypted: false,
+            recipients: None,
         };
         render(Format::Jsonl, &summary, Stamp::default(), &mut out);
         let out = String::from_utf8(out).unwrap();

@@ -279,7 +279,7 @@ impl Room {
                 Event::Message { id, data, .. } => {
                     let from = self.peers[&key].name.clone().unwrap_or_default();
                     screen.show(
-                        &Line::Message {
+                        &Line::RoomMessage {
                             id,
                             from: &from,
                             data,
@@ -297,7 +297,12 @@ impl Room {
                 Event::Sent { .. }
                 | Event::MessagePart { .. }
                 | Event::Refused { .. }
-                | Event::Skipped { .. } => {}
+                | Event::Skipped { .. }
+                // A hub's sessions never join a room themselves.
+                | Event::Joined
+                | Event::RoomMessage { .. }
+                | Event::RoomPart { .. }
+                | Event::Receipt { .. } => {}
             }
         }
         let p = self.peers.get_mut(&key).expect("still here");

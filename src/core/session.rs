@@ -109,6 +109,31 @@ enum Record {
         limit: u64,
     },
     Ended,
+    /// Room member (see `session/member.rs`): we joined, a message in the
+    /// room envelope (its sender's name is `name_len` bytes at `start`,
+    /// its text follows up to `end`), a piece of one, a receipt (its
+    /// recipient's name is `name_len` bytes at `start`).
+    Joined,
+    RoomMessage {
+        id: u64,
+        start: usize,
+        end: usize,
+        name_len: u8,
+        continues: bool,
+    },
+    RoomPart {
+        id: u64,
+        start: usize,
+        end: usize,
+        name_len: u8,
+    },
+    Receipt {
+        id: u64,
+        rtt_ns: u64,
+        start: usize,
+        name_len: u8,
+        status: ReceiptStatus,
+    },
 }
 
 /// A message accepted but not yet fully encoded into the outbox.
@@ -199,6 +224,12 @@ pub struct Session {
     defer_acks: bool,
     /// The last message id acknowledged while acks are deferred.
     acked_rx: u64,
+
+    /// Room member only: answer a hub's room PING with JOIN (a client's
+    /// session; see [`Session::join_rooms`]), and once we have, the state
+    /// of the room envelope being received.
+    join_rooms: bool,
+    member: Option<Box<member::Member>>,
 }
 
 impl Session {
@@ -241,6 +272,8 @@ impl Session {
             room_answer: None,
             defer_acks: false,
             acked_rx: 0,
+            join_rooms: false,
+            member: None,
         };
         let hello = Frame::Hello(Hello {
             version: protocol::VERSION,
@@ -550,6 +583,7 @@ impl Session {
             Record::Refused { len, limit } => Event::Refused { len, limit },
             Record::Skipped { limit } => Event::Skipped { limit },
             Record::Ended => Event::Ended,
+            rec => self.room_event(rec),
         })
     }
 
@@ -735,6 +769,9 @@ impl Session {
             }
             (_, Frame::Data { id, last, chunk }) => self.handle_data(id, last, chunk),
             (_, Frame::Ack { id }) => self.handle_ack(id, now),
+            (_, Frame::Ping(v)) if v == ROOM_PROBE && self.join_rooms && self.member.is_none() => {
+                self.join_room();
+            }
             (_, Frame::Ping(v)) => protocol::encode(&Frame::Pong(v), &mut self.outbox),
             (_, Frame::Pong(v)) => {
                 if v == ROOM_PROBE && self.room_probe_sent && self.room_answer.is_none() {
@@ -748,9 +785,11 @@ impl Session {
                     self.fail(SessionError::Unexpected("a room frame outside a room"));
                 }
             }
+            (_, Frame::Receipt { id, status, name }) if self.member.is_some() => {
+                self.handle_room_receipt(id, status, name, now);
+            }
             (_, Frame::Receipt { .. }) => {
-                // Only a hub sends RECEIPT, and only to a peer that sent
-                // JOIN: duet's client does not yet, so none is expected.
+                // Only a hub sends RECEIPT, and only to a peer that sent JOIN.
                 self.fail(SessionError::Unexpected("a room frame outside a room"));
             }
         }
@@ -759,6 +798,9 @@ impl Session {
     /// The receive half of the ack path: assemble, ack first, then queue
     /// the message for display.
     fn handle_data(&mut self, id: u64, last: bool, chunk: &[u8]) {
+        if self.member.is_some() {
+            return self.handle_room_data(id, last, chunk);
+        }
         if id != self.rx_id {
             self.fail(SessionError::OutOfOrder {
                 expected: self.rx_id,
@@ -892,6 +934,7 @@ pub fn refusal_frames(why: &SessionError, out: &mut Vec<u8>) {
 }
 
 mod liveness;
+mod member;
 mod room;
 mod types;
 

@@ -291,7 +291,7 @@ impl Display {
         if let Line::Connected { name, .. } = line {
             self.style.remember_name(name);
         }
-        if let Line::Message { .. } = line {
+        if let Line::Message { .. } | Line::RoomMessage { .. } = line {
             self.ring_for_message(now);
         }
         if let Some(p) = &mut self.prompt {
@@ -305,15 +305,23 @@ impl Display {
                 let time = self.style.time.clone().unwrap_or_default();
                 undelivered_lines(&quotes, &time, self.style.color, &mut self.out);
             }
-            let quote = match line {
-                Line::Acked { id, .. } => p
-                    .unacked
-                    .iter()
-                    .position(|(sent, _)| sent == id)
-                    .map(|i| p.unacked.remove(i).1),
+            // A delivery mark: `✓ 0.406 ms`, or in a room `✓ 2/2 0.410 ms
+            // (slowest: <bob>)`.
+            let mark = match line {
+                Line::Acked { id, rtt, .. } => Some((
+                    *id,
+                    format!("\u{2713} {} ms", render::ms(rtt.as_nanos() as u64)),
+                )),
+                Line::Reached { id, .. } => {
+                    Some((*id, format!("\u{2713} {}", render::reached_text(line))))
+                }
                 _ => None,
             };
-            if let (Line::Acked { id, rtt, .. }, Some(last)) = (line, last) {
+            let quote = mark.as_ref().and_then(|(id, _)| {
+                let i = p.unacked.iter().position(|(sent, _)| sent == id)?;
+                Some(p.unacked.remove(i).1)
+            });
+            if let (Some((id, mark)), Some(last)) = (&mark, last) {
                 let LastSent {
                     id: sent,
                     text,
@@ -321,24 +329,23 @@ impl Display {
                 } = last;
                 // Our message is still the line above the prompt: mark it
                 // delivered in place.
-                if *id == sent && width + 16 < p.columns {
+                if *id == sent && width + 6 + mark.chars().count() < p.columns {
                     self.begin_output();
-                    let mark = format!("   \u{2713} {} ms", render::ms(rtt.as_nanos() as u64));
                     self.out.extend_from_slice(b"\x1b[1A\r\x1b[K");
                     self.out.extend_from_slice(&text);
                     if self.style.color {
-                        let _ = writeln!(self.out, "\x1b[32m{mark}\x1b[0m");
+                        let _ = writeln!(self.out, "   \x1b[32m{mark}\x1b[0m");
                     } else {
-                        let _ = writeln!(self.out, "{mark}");
+                        let _ = writeln!(self.out, "   {mark}");
                     }
                     return;
                 }
             }
-            if let (Line::Acked { rtt, .. }, Some(quote)) = (line, quote) {
+            if let (Some((_, mark)), Some(quote)) = (&mark, quote) {
                 // Not inline: a mark line that says which message it is.
                 p.erase(&mut self.out);
                 let time = self.style.time.clone().unwrap_or_default();
-                mark_line(*rtt, &quote, &time, self.style.color, &mut self.out);
+                mark_line(mark, &quote, &time, self.style.color, &mut self.out);
                 return;
             }
         }
@@ -785,8 +792,7 @@ fn quote(data: &[u8]) -> String {
 }
 
 /// A delivery mark on a line of its own: `✓ 0.406 ms  "the start…"`.
-fn mark_line(rtt: Duration, quote: &str, time: &str, color: bool, out: &mut Vec<u8>) {
-    let mark = format!("\u{2713} {} ms", render::ms(rtt.as_nanos() as u64));
+fn mark_line(mark: &str, quote: &str, time: &str, color: bool, out: &mut Vec<u8>) {
     if color {
         let _ = writeln!(out, "{time}\x1b[32m{mark}\x1b[0m  {quote}");
     } else {
@@ -1022,7 +1028,7 @@ mod tests {
         assert_eq!(quote(b"\x07"), format!("\"{bel}\""));
         let mut out = Vec::new();
         mark_line(
-            Duration::from_micros(406),
+            "\u{2713} 0.406 ms",
             &quote(b"first words of the message, and more"),
             "",
             false,

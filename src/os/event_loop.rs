@@ -416,7 +416,11 @@ impl Loop {
         self.dial = None;
         self.chat.handle_dialing(None);
         match connected {
-            Ok((key, addr)) => self.start_chat(key, addr),
+            Ok((key, addr)) => {
+                // A client joins a room if the server is a room's hub.
+                self.conns[key].session_mut().join_rooms();
+                self.start_chat(key, addr);
+            }
             Err(err) => self.dial_failed = Some(err),
         }
     }

@@ -3,6 +3,7 @@
 //! that records what would be shown.
 
 use super::*;
+use crate::core::protocol::ReceiptStatus;
 use crate::core::render::{self, Format, Stamp};
 use crate::core::session::{Config, SessionError};
 
@@ -745,4 +746,145 @@ fn a_message_shown_as_it_arrives_and_cut_off_by_the_end_is_reported() {
     s.session.handle_lost("connection lost: reset".into());
     s.show(t0);
     assert_eq!(s.screen.take(), ["cut off bob"]);
+}
+
+// ----- a room member ----------------------------------------------------
+
+/// A member (bob) joined to a hub's session, past the greeting, and the
+/// hub's session (acks deferred, as a room's).
+fn joined_member(t0: Instant) -> (Side, Session) {
+    use crate::core::session::RoomAnswer;
+    let mut c = Side::new(Role::Client, "bob", t0);
+    c.session.join_rooms();
+    let mut hub = Session::new(session_cfg("hub"), t0);
+    hub.defer_acks();
+    hub.send_room_probe(t0);
+    pump(&mut c.session, &mut hub, t0);
+    pump(&mut hub, &mut c.session, t0);
+    pump(&mut c.session, &mut hub, t0);
+    assert_eq!(hub.room_answer(), Some(RoomAnswer::Join));
+    c.show(t0);
+    assert_eq!(
+        c.screen.take(),
+        [
+            "* connected to <hub> (127.0.0.1:7777)",
+            "* joined the room at 127.0.0.1:7777 (hub <hub>)"
+        ]
+    );
+    (c, hub)
+}
+
+/// `text` from `from` in the room envelope, as the hub forwards it.
+fn forward(hub: &mut Session, from: &[u8], text: &[u8], now: Instant) {
+    let mut env = Vec::new();
+    crate::core::protocol::encode_envelope(from, text, &mut env);
+    hub.handle_input(Cow::Owned(env), now).unwrap();
+}
+
+#[test]
+fn a_room_member_sees_who_wrote_each_message() {
+    let t0 = Instant::now();
+    let (mut c, mut hub) = joined_member(t0);
+    forward(&mut hub, b"", b"* welcome to the room", t0);
+    forward(&mut hub, b"al", b"hi bob", t0);
+    forward(&mut hub, b"e\x1b]2;x\x07ve", b"two\nlines", t0);
+    pump(&mut hub, &mut c.session, t0);
+    c.show(t0);
+    assert_eq!(
+        c.screen.take(),
+        [
+            "<hub> * welcome to the room",
+            "<al> hi bob",
+            "<e\\x1b]2;x\\x07ve> two",
+            "<e\\x1b]2;x\\x07ve> lines",
+        ]
+    );
+}
+
+#[test]
+fn a_room_members_message_shows_how_many_got_it_and_the_slowest() {
+    let t0 = Instant::now();
+    let (mut c, mut hub) = joined_member(t0);
+    c.line("hello room", t0);
+    c.line("again", t0);
+    assert_eq!(c.screen.take(), ["echo #1 hello room", "echo #2 again"]);
+    pump(&mut c.session, &mut hub, t0 + MS);
+    hub.handle_receipt(1, ReceiptStatus::Delivered, b"al", t0 + MS);
+    hub.handle_receipt(1, ReceiptStatus::Delivered, b"carol", t0 + MS);
+    hub.handle_receipt(2, ReceiptStatus::Delivered, b"al", t0 + MS);
+    pump(&mut hub, &mut c.session, t0 + 2 * MS);
+    hub.handle_receipt(2, ReceiptStatus::Lost, b"carol", t0 + 3 * MS);
+    hub.handle_delivered(1, t0 + 3 * MS);
+    hub.handle_delivered(2, t0 + 3 * MS);
+    pump(&mut hub, &mut c.session, t0 + 4 * MS);
+    c.show(t0 + 4 * MS);
+    // Sent at 1 ms, acknowledged at 4 ms.
+    assert_eq!(
+        c.screen.take(),
+        [
+            "\u{2713} #1 2/2 3.000 ms (slowest: <carol>)",
+            "\u{2713} #2 1/2 3.000 ms (slowest: <al>; not delivered: <carol>)",
+        ]
+    );
+    c.line("/stats", t0 + 5 * MS);
+    let stats = c.screen.take();
+    assert!(
+        stats.contains(&"to <al>: 2 delivered, rtt min/avg/max = 1.000/1.000/1.000 ms".into()),
+        "{stats:?}"
+    );
+    assert!(
+        stats.contains(&"to <carol>: 1 delivered, rtt min/avg/max = 1.000/1.000/1.000 ms".into()),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_room_ack_in_json_lists_each_recipient_with_its_rtt() {
+    let recipients: &[(&[u8], member::Fate)] = &[
+        (b"al", Ok(Duration::from_micros(410))),
+        (b"eve", Err(ReceiptStatus::Lost)),
+    ];
+    let line = Line::Reached {
+        id: 4,
+        len: 2,
+        reached: 1,
+        of: 2,
+        slowest: Some((Duration::from_micros(500), b"al")),
+        recipients,
+    };
+    let mut out = Vec::new();
+    render::render(Format::Jsonl, &line, Stamp::default(), &mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "{\"event\":\"room_ack\",\"ts_us\":0,\"mono_ns\":0,\"id\":4,\"len\":2,\"reached\":1,\"of\":2,\
+         \"rtt_us\":500.000,\"recipients\":[{\"name\":\"al\",\"status\":\"delivered\",\"rtt_us\":410.000},\
+         {\"name\":\"eve\",\"status\":\"lost\"}]}\n"
+    );
+    let msg = Line::RoomMessage {
+        id: 1,
+        from: b"al",
+        data: b"hi",
+    };
+    let mut out = Vec::new();
+    render::render(Format::Jsonl, &msg, Stamp::default(), &mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "{\"event\":\"message\",\"ts_us\":0,\"mono_ns\":0,\"id\":1,\"len\":2,\"from\":\"al\",\"text\":\"hi\"}\n"
+    );
+}
+
+#[test]
+fn a_room_member_keeps_figures_for_a_bounded_number_of_names() {
+    let mut room = member::RoomView::default();
+    for i in 0..(member::NAMES_MAX as u64 + 10) {
+        let name = format!("m{i}");
+        room.handle_receipt(1, ReceiptStatus::Delivered, name.as_bytes(), MS);
+    }
+    let figures = room.figures();
+    assert_eq!(figures.len(), member::NAMES_MAX + 1);
+    assert_eq!(figures.last().unwrap().name, None);
+    assert_eq!(figures.last().unwrap().n, 10);
+    let tally = room.take(1);
+    assert_eq!((tally.reached, tally.of), (74, 74));
+    assert_eq!(room.take(1).of, 0, "taken once");
 }

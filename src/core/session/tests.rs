@@ -24,6 +24,11 @@ enum Ev {
     Refused(u64, u64),
     Skipped(u64),
     Ended,
+    Joined,
+    /// A room message: id, sender, text; `RoomPart` a piece of one.
+    Room(u64, Vec<u8>, Vec<u8>),
+    RoomPart(u64, Vec<u8>, Vec<u8>),
+    Receipt(u64, ReceiptStatus, Vec<u8>, Duration),
 }
 
 fn events(s: &mut Session) -> Vec<Ev> {
@@ -43,6 +48,15 @@ fn events(s: &mut Session) -> Vec<Ev> {
             Event::Refused { len, limit } => Ev::Refused(len, limit),
             Event::Skipped { limit } => Ev::Skipped(limit),
             Event::Ended => Ev::Ended,
+            Event::Joined => Ev::Joined,
+            Event::RoomMessage { id, from, data, .. } => Ev::Room(id, from.to_vec(), data.to_vec()),
+            Event::RoomPart { id, from, data } => Ev::RoomPart(id, from.to_vec(), data.to_vec()),
+            Event::Receipt {
+                id,
+                status,
+                name,
+                rtt,
+            } => Ev::Receipt(id, status, name.to_vec(), rtt),
         });
     }
     out
@@ -1577,4 +1591,170 @@ fn an_idle_session_is_small_after_shrink_idle() {
     p.s.handle_input(Cow::Borrowed(b"back"), p.now).unwrap();
     p.exchange();
     assert_eq!(p.s.outstanding(), 0);
+}
+
+// ----- room member ----------------------------------------------------
+
+/// A client session greeted by a hub (HELLO, then the room PING), its
+/// own HELLO and JOIN written; returns what it sent after its HELLO.
+fn member(stream: bool, now: Instant) -> (Session, Vec<String>) {
+    let mut m = Session::new(
+        Config {
+            stream,
+            ..cfg("bob")
+        },
+        now,
+    );
+    m.join_rooms();
+    let mut hub = Session::new(cfg("hub"), now);
+    hub.send_room_probe(now);
+    let greeting = drain_out(&mut hub, now);
+    drain_out(&mut m, now);
+    assert_eq!(m.handle_peer_bytes(&greeting, now), greeting.len());
+    let sent = frames(&drain_out(&mut m, now));
+    assert_eq!(
+        events(&mut m),
+        [Ev::Connected(b"hub".to_vec(), 1 << 20), Ev::Joined]
+    );
+    assert!(m.in_room());
+    (m, sent)
+}
+
+#[test]
+fn a_client_answers_the_room_probe_with_join_once() {
+    let now = Instant::now();
+    let (mut m, sent) = member(false, now);
+    assert_eq!(sent, [format!("{:?}", Frame::Join(ROOM_PROBE))]);
+    // Another room PING is a PING like any other.
+    let mut ping = Vec::new();
+    encode(&Frame::Ping(ROOM_PROBE), &mut ping);
+    m.handle_peer_bytes(&ping, now);
+    assert_eq!(
+        frames(&drain_out(&mut m, now)),
+        [format!("{:?}", Frame::Pong(ROOM_PROBE))]
+    );
+    // A session not told to join (a server's) answers PONG, and stays
+    // out of the room.
+    let mut p = Pair::new();
+    encode(&Frame::Ping(ROOM_PROBE), &mut p.s2c);
+    p.exchange();
+    assert!(!p.c.in_room() && !p.s.in_room());
+    assert!(p.s.is_open() && p.c.is_open());
+}
+
+#[test]
+fn room_envelopes_name_the_sender_even_across_chunks() {
+    let now = Instant::now();
+    let (mut m, _) = member(false, now);
+    let mut bytes = data(1, true, b"\x03bobhi");
+    // The name cut between two chunks, then the hub's own (empty name).
+    bytes.extend(data(2, false, b"\x05ca"));
+    bytes.extend(data(2, false, b"rolx"));
+    bytes.extend(data(2, true, b"y"));
+    bytes.extend(data(3, true, b"\x00* welcome"));
+    assert_eq!(m.handle_peer_bytes(&bytes, now), bytes.len());
+    let ack = |id| format!("{:?}", Frame::Ack { id });
+    assert_eq!(frames(&drain_out(&mut m, now)), [ack(1), ack(2), ack(3)]);
+    assert_eq!(
+        events(&mut m),
+        [
+            Ev::Room(1, b"bob".to_vec(), b"hi".to_vec()),
+            Ev::Room(2, b"carol".to_vec(), b"xy".to_vec()),
+            Ev::Room(3, Vec::new(), b"* welcome".to_vec()),
+        ]
+    );
+    assert!(m.is_open());
+}
+
+#[test]
+fn a_streamed_room_message_names_its_sender_in_every_piece() {
+    let now = Instant::now();
+    let (mut m, _) = member(true, now);
+    let mut bytes = data(1, false, b"\x02al");
+    bytes.extend(data(1, false, b"one "));
+    bytes.extend(data(1, true, b"two"));
+    m.handle_peer_bytes(&bytes, now);
+    assert_eq!(
+        events(&mut m),
+        [
+            Ev::RoomPart(1, b"al".to_vec(), b"one ".to_vec()),
+            Ev::Room(1, b"al".to_vec(), b"two".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn a_room_message_shorter_than_its_envelope_is_a_protocol_error() {
+    let short = End::Failed(SessionError::Unexpected(
+        "a room message shorter than its sender's name",
+    ));
+    // No name_len at all (an empty message), and a name_len past the end.
+    for msg in [&b""[..], b"\x05bob"] {
+        let now = Instant::now();
+        let (mut m, _) = member(false, now);
+        m.handle_peer_bytes(&data(1, true, msg), now);
+        assert_eq!(m.end(), Some(&short), "{msg:?}");
+        let out = frames(&drain_out(&mut m, now));
+        assert!(out[0].starts_with("Bye"), "no ACK for it: {out:?}");
+        assert_eq!(m.stats().received, 0);
+    }
+    // A name that ends exactly where the message does is an empty text.
+    let now = Instant::now();
+    let (mut m, _) = member(false, now);
+    m.handle_peer_bytes(&data(1, true, b"\x03bob"), now);
+    assert_eq!(events(&mut m), [Ev::Room(1, b"bob".to_vec(), Vec::new())]);
+}
+
+#[test]
+fn receipts_come_with_their_rtt_and_only_for_messages_in_flight() {
+    let t0 = Instant::now();
+    let (mut m, _) = member(false, t0);
+    m.handle_input(Cow::Borrowed(b"hi"), t0).unwrap();
+    // Not written yet: the hub cannot have forwarded it.
+    let receipt = |id, status, name: &[u8]| {
+        let mut out = Vec::new();
+        encode(&Frame::Receipt { id, status, name }, &mut out);
+        out
+    };
+    drain_out(&mut m, t0);
+    events(&mut m);
+    m.handle_peer_bytes(&receipt(1, ReceiptStatus::Delivered, b"al"), t0 + MS);
+    m.handle_peer_bytes(&receipt(1, ReceiptStatus::Lost, b"eve"), t0 + 2 * MS);
+    let mut ack = Vec::new();
+    encode(&Frame::Ack { id: 1 }, &mut ack);
+    m.handle_peer_bytes(&ack, t0 + 3 * MS);
+    assert_eq!(
+        events(&mut m),
+        [
+            Ev::Receipt(1, ReceiptStatus::Delivered, b"al".to_vec(), MS),
+            Ev::Receipt(1, ReceiptStatus::Lost, b"eve".to_vec(), 2 * MS),
+            Ev::Acked(1, 2, 3 * MS),
+        ]
+    );
+    // Message 1 is acknowledged; 2 was never sent.
+    m.handle_peer_bytes(&receipt(2, ReceiptStatus::Delivered, b"al"), t0 + 4 * MS);
+    assert_eq!(
+        m.end(),
+        Some(&End::Failed(SessionError::Unexpected(
+            "a receipt for a message that is not in flight"
+        )))
+    );
+}
+
+#[test]
+fn a_receipt_before_the_message_was_written_is_an_error() {
+    let t0 = Instant::now();
+    let (mut m, _) = member(false, t0);
+    m.handle_input(Cow::Borrowed(b"hi"), t0).unwrap();
+    let mut bytes = Vec::new();
+    encode(
+        &Frame::Receipt {
+            id: 1,
+            status: ReceiptStatus::Delivered,
+            name: b"al",
+        },
+        &mut bytes,
+    );
+    m.handle_peer_bytes(&bytes, t0);
+    assert!(matches!(m.end(), Some(End::Failed(_))), "{:?}", m.end());
 }

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::core::protocol::{self, ByeReason, DecodeError};
+use crate::core::protocol::{self, ByeReason, DecodeError, ReceiptStatus};
 use crate::core::rtt::RttSummary;
 
 /// What this side announces and enforces.
@@ -243,6 +243,36 @@ pub enum Event<'a> {
     Skipped { limit: u64 },
     /// The chat is over; see [`Session::end`].
     Ended,
+    /// We answered a hub's room greeting with JOIN: from now on the
+    /// peer's messages come as [`Event::RoomMessage`] and our own get
+    /// [`Event::Receipt`]s before their ack.
+    Joined,
+    /// A complete message in a room: `from` is its sender's name in the
+    /// room (empty for the hub itself), untrusted. `continues` as for
+    /// [`Event::Message`].
+    RoomMessage {
+        id: u64,
+        from: &'a [u8],
+        data: &'a [u8],
+        continues: bool,
+    },
+    /// The next piece of a room message still arriving, as
+    /// [`Event::MessagePart`].
+    RoomPart {
+        id: u64,
+        from: &'a [u8],
+        data: &'a [u8],
+    },
+    /// What became of our message `id` at the room member `name`
+    /// (untrusted); `rtt` runs from the message's first byte written to
+    /// this receipt's arrival. Every receipt of a message comes before its
+    /// [`Event::Acked`].
+    Receipt {
+        id: u64,
+        status: ReceiptStatus,
+        name: &'a [u8],
+        rtt: Duration,
+    },
 }
 
 /// What [`Session::poll_transmit`] asks the caller to write, borrowed from
