@@ -170,3 +170,88 @@ fn nothing_listening_is_one_error_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_stop_signal_ends_a_run_without_duration_with_its_summary() {
+    let (mut hub, addr, stop, feeder) = chatty_hub();
+    let a = addr.to_string();
+    let mut s = Duet::spawn(&[
+        "swarm",
+        &a,
+        "--plain",
+        "--format",
+        "jsonl",
+        "--clients",
+        "3",
+    ]);
+    for _ in 0..3 {
+        hub.expect_line("joined");
+    }
+    s.signal(libc::SIGINT);
+    let v = s.next_event();
+    assert_eq!(v["event"], "swarm", "{v}");
+    assert_eq!(n(&v, "connects"), 3, "{v}");
+    assert_eq!(n(&v, "leaves"), 3, "{v}");
+    assert_eq!(n(&v, "lost"), 0, "{v}");
+    assert_eq!(s.code(), 0, "{v}");
+    stop.store(true, Ordering::Relaxed);
+    hub.signal(libc::SIGTERM);
+    let _ = hub.wait();
+    let _ = feeder.join();
+}
+
+#[test]
+fn an_encrypted_swarm_needs_the_hubs_key_and_never_records_it() {
+    let (hub_home, swarm_home) = (fresh_home("swarm-hub"), fresh_home("swarm-clients"));
+    let hub_key = fingerprint(&hub_home);
+    let other_key = fingerprint(&swarm_home);
+    let mut args = SERVER_ARGS.to_vec();
+    args.push("--room");
+    let mut hub = Duet::spawn_encrypted(&args, &hub_home);
+    let addr = hub.listening_addr().to_string();
+    let run = |extra: &[&str]| {
+        let mut all = vec![
+            "swarm",
+            addr.as_str(),
+            "--format",
+            "jsonl",
+            "--clients",
+            "3",
+            "--rate",
+            "10",
+            "--duration",
+            "500ms",
+        ];
+        all.extend_from_slice(extra);
+        Duet::spawn_encrypted(&all, &swarm_home)
+    };
+    // Not in known_peers, and no --peer: refused, one line, exit 5.
+    let mut s = run(&[]);
+    assert_eq!(s.code(), 5);
+    let err = s.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not in known_peers"), "{err}");
+    // The wrong --peer: the same.
+    let mut s = run(&["--peer", &other_key]);
+    assert_eq!(s.code(), 5, "{}", s.stderr());
+    // A plain swarm against an encrypted hub: told so, one line, exit 1.
+    let mut s = run(&["--plain"]);
+    assert_eq!(s.code(), 1);
+    let err = s.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--plain"), "{err}");
+    // The right one: the run goes through.
+    let mut s = run(&["--peer", &hub_key]);
+    let v = s.next_event();
+    assert_eq!(s.code(), 0, "{v}");
+    assert_eq!(n(&v, "connects"), 3, "{v}");
+    assert!(n(&v, "acked") > 0, "{v}");
+    assert!(
+        !std::path::Path::new(&swarm_home)
+            .join("known_peers")
+            .exists(),
+        "a swarm never writes known_peers"
+    );
+    hub.signal(libc::SIGTERM);
+    let _ = hub.wait();
+}

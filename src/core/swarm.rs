@@ -37,8 +37,8 @@ use crate::core::protocol::ByeReason;
 use crate::core::rtt::{RttStats, RttSummary};
 use crate::core::session::{End, SessionError};
 
-/// Wait before dialing again after a connect failed or the hub said busy,
-/// so that a refusing server is not hammered in a tight loop.
+/// Wait before dialing again after a connect failed or a connection ended
+/// in an error, so that a refusing hub is not hammered in a tight loop.
 pub const REDIAL_AFTER: Duration = Duration::from_millis(100);
 /// The largest `--rate`, per client.
 pub const MAX_RATE: f64 = 10_000.0;
@@ -410,7 +410,8 @@ impl Swarm {
 
     /// `key`'s session ended as `end`, with `unacked` of its own messages
     /// never acknowledged. A client that did not mean to leave is
-    /// replaced (after [`REDIAL_AFTER`] if the hub said busy).
+    /// replaced after [`REDIAL_AFTER`], so that a hub that turns clients
+    /// away is not hammered.
     pub fn handle_ended(&mut self, key: usize, end: &End, unacked: u64, now: Instant) {
         let Some(c) = self.clients.remove(&key) else {
             return;
@@ -425,9 +426,7 @@ impl Swarm {
             None => self.counts.leaves += 1,
             Some(kind) => {
                 self.count_error(kind);
-                if matches!(kind, ErrorKind::Busy | ErrorKind::Refused) {
-                    self.next_dial = later(now, REDIAL_AFTER);
-                }
+                self.next_dial = later(now, REDIAL_AFTER);
             }
         }
     }

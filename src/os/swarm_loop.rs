@@ -19,11 +19,12 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::core::escape::escape_to_string;
 use crate::core::exit;
 use crate::core::identity::{self as core_identity, Fingerprint, Trust as Known};
 use crate::core::protocol::{ByeReason, MAX_NAME};
 use crate::core::render::Format;
-use crate::core::session::{Config, End, Event};
+use crate::core::session::{Config, End, Event, SessionError};
 use crate::core::swarm::{Action, ErrorKind, Summary, Swarm, SwarmConfig};
 use crate::core::transport::{self, KEY_LEN, Transport};
 use crate::os::addr::resolve;
@@ -101,7 +102,7 @@ impl SwarmTrust {
             Expect::KnownPeers(home) => match identity::check_known_peer(home, peer, &fp) {
                 Ok(Known::Known { .. }) => Ok(()),
                 Ok(Known::Unknown) => Err(format!(
-                    "{peer} (key {fp}) is not in known_peers; a swarm does not add it: \
+                    "its key {fp} is not in known_peers, and a swarm does not add it: \
                      give --peer, or connect once with duet client"
                 )),
                 Ok(Known::Changed { .. }) => Err(format!("the key of {peer} changed: {fp}")),
@@ -447,19 +448,7 @@ impl SwarmLoop {
                 if !swarm.ever_connected() && fatal.is_none() {
                     // The very first connection failed before its
                     // handshake: every other would fail the same way.
-                    if let End::Failed(e) = &end {
-                        let code = match e {
-                            crate::core::session::SessionError::KeyRefused(_) => exit::KEY,
-                            _ => exit::FAILURE,
-                        };
-                        *fatal = Some((e.to_string(), code));
-                    } else if let End::Peer {
-                        reason: ByeReason::KeyRefused,
-                        ..
-                    } = &end
-                    {
-                        *fatal = Some(("the hub refused our key".to_string(), exit::KEY));
-                    }
+                    *fatal = first_failure(&end);
                 }
                 log::debug!("swarm client {key} ended: {end:?}");
                 swarm.handle_ended(key, &end, s.outstanding(), now);
@@ -566,6 +555,35 @@ impl SwarmLoop {
             now.saturating_duration_since(self.started),
         );
         let _ = write!(io::stderr(), "\r{line}\x1b[K");
+    }
+}
+
+/// Why a run ends when its first connection failed before any handshake
+/// completed, and the exit code; `None` for an end that another client
+/// may not meet (a full room's busy, a planned leave).
+fn first_failure(end: &End) -> Option<(String, u8)> {
+    match end {
+        End::Failed(SessionError::KeyRefused(why)) => Some((why.clone(), exit::KEY)),
+        End::Failed(e) => Some((e.to_string(), exit::FAILURE)),
+        End::Lost(why) => Some((why.clone(), exit::FAILURE)),
+        End::Peer {
+            reason: ByeReason::KeyRefused,
+            ..
+        } => Some(("the hub refused this side's key".to_string(), exit::KEY)),
+        End::Peer {
+            reason: ByeReason::Normal | ByeReason::Busy,
+            ..
+        }
+        | End::Local(_) => None,
+        End::Peer { reason, detail } => {
+            let detail = escape_to_string(detail);
+            let why = if detail.is_empty() {
+                format!("the hub said goodbye ({reason})")
+            } else {
+                format!("the hub said goodbye ({reason}): {detail}")
+            };
+            Some((why, exit::FAILURE))
+        }
     }
 }
 
