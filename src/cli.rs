@@ -190,6 +190,8 @@ pub enum Command {
     /// run ends after --duration, or at SIGINT/SIGTERM/SIGHUP; stdin is not
     /// read. Each leave is graceful: no more input, acks awaited up to
     /// --linger, then BYE. A second signal closes every connection at once.
+    /// The clients are named NAME-1, NAME-2, ... after --name (default
+    /// "swarm" here).
     ///
     /// At the end one summary goes to stdout (text, or one
     /// {"event":"swarm",...} line with --format jsonl); while it runs a
@@ -214,7 +216,8 @@ pub enum Command {
     Swarm {
         #[command(flatten)]
         target: Target,
-        /// Simulated clients kept connected
+        /// Simulated clients kept connected (two open files each, under
+        /// RLIMIT_NOFILE's hard limit)
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         clients: u32,
         /// Each client leaves after a time drawn uniformly from MIN..MAX

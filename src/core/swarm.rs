@@ -115,6 +115,10 @@ pub enum ErrorKind {
     Dropped,
     /// The connection broke: reset, or closed without goodbye.
     Lost,
+    /// The hub closed the connection before its HELLO: a full room under
+    /// a flood of connections closes new ones at once, and an overloaded
+    /// hub may reset them.
+    BeforeHello,
     /// The hub broke the protocol (or the encrypted transport failed).
     Protocol,
     /// The hub did not complete the handshake, answer heartbeats, or read.
@@ -126,13 +130,14 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Refused,
         ErrorKind::Connect,
         ErrorKind::Busy,
         ErrorKind::HubClosed,
         ErrorKind::Dropped,
         ErrorKind::Lost,
+        ErrorKind::BeforeHello,
         ErrorKind::Protocol,
         ErrorKind::Timeout,
         ErrorKind::Key,
@@ -148,6 +153,7 @@ impl ErrorKind {
             ErrorKind::HubClosed => "hub_closed",
             ErrorKind::Dropped => "dropped",
             ErrorKind::Lost => "lost",
+            ErrorKind::BeforeHello => "before_hello",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Key => "key",
@@ -421,7 +427,11 @@ impl Swarm {
             self.counts.disconnects += 1;
         }
         self.counts.unacked += unacked;
-        match ErrorKind::of_end(end, leaving) {
+        let kind = match ErrorKind::of_end(end, leaving) {
+            Some(ErrorKind::Lost) if c.state == State::Dialing => Some(ErrorKind::BeforeHello),
+            kind => kind,
+        };
+        match kind {
             None if c.state == State::Dialing => {}
             None => self.counts.leaves += 1,
             Some(kind) => {

@@ -209,6 +209,7 @@ impl SwarmLoop {
                 return Ok(());
             }
             if self.swarm.is_done() && self.clients.is_empty() {
+                log::debug!("swarm: every connection closed");
                 return Ok(());
             }
             if self.stops >= 2 {
@@ -451,6 +452,9 @@ impl SwarmLoop {
                     *fatal = first_failure(&end);
                 }
                 log::debug!("swarm client {key} ended: {end:?}");
+                if swarm.stopping() {
+                    log::debug!("swarm: {} clients left to end", swarm.connected());
+                }
                 swarm.handle_ended(key, &end, s.outstanding(), now);
             }
         }

@@ -258,6 +258,13 @@ fn ends_count_by_kind_and_busy_or_refused_waits_before_dialing_again() {
     assert_eq!(s.counts().error(ErrorKind::Refused), 1);
     assert_eq!(s.summary(t0).exit_code(), exit::FAILURE);
 
+    // A connection closed before the hub's HELLO: turned away under load.
+    assert!(s.poll_dial(t0 + REDIAL_AFTER * 2));
+    s.handle_dialing(2);
+    s.handle_ended(2, &End::Failed(SessionError::NoHello), 0, t0);
+    assert_eq!(s.counts().error(ErrorKind::BeforeHello), 1);
+    assert_eq!(s.counts().disconnects, 1, "it never connected");
+
     let hub_bye = End::Peer {
         reason: ByeReason::Normal,
         detail: Vec::new(),
