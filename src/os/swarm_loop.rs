@@ -270,10 +270,18 @@ impl SwarmLoop {
         if self.swarm.poll_timeout().is_some_and(|t| now >= t) {
             self.swarm.handle_timeout(now);
         }
-        self.take_events(now);
-        while let Some(action) = self.swarm.poll_action() {
-            self.apply(action, &mut clock);
+        // Events make actions (and a leave that ends at once, events):
+        // each round applies all of them, then takes every event once.
+        loop {
             self.take_events(clock.now());
+            let mut acted = false;
+            while let Some(action) = self.swarm.poll_action() {
+                self.apply(action, &mut clock);
+                acted = true;
+            }
+            if !acted {
+                break;
+            }
         }
         self.dial_new(clock.now());
         self.reap(clock.now());
@@ -517,10 +525,15 @@ impl SwarmLoop {
 
     /// Drops connections that finished closing.
     fn reap(&mut self, now: Instant) {
+        let done = |c: &Client| matches!(c, Client::Connected(c) if c.is_done(now));
+        // Checked every turn; the common answer is "none".
+        if !self.clients.iter().any(|(_, c)| done(c)) {
+            return;
+        }
         let done: Vec<usize> = self
             .clients
             .iter()
-            .filter(|(_, c)| matches!(c, Client::Connected(c) if c.is_done(now)))
+            .filter(|(_, c)| done(c))
             .map(|(k, _)| k)
             .collect();
         for key in done {
