@@ -491,15 +491,20 @@ impl SwarmLoop {
                 }
                 c.ready(clock);
             }
-            Action::Abandon(key) => {
-                if self.clients.contains(key) {
-                    let mut client = self.clients.remove(key);
-                    if let Client::Connected(c) = &mut client {
-                        let _ = self.poll.registry().deregister(c.stream_mut());
-                    }
-                    // A dial deregisters and closes its socket on drop.
+            Action::Abandon(key) => match self.clients.get_mut(key) {
+                // Connected, the hub's HELLO not here yet: goodbye, and
+                // the connection closes like any other.
+                Some(Client::Connected(c)) => {
+                    c.session_mut().close(ByeReason::Normal);
+                    c.ready(clock);
                 }
-            }
+                Some(Client::Dialing(_)) => {
+                    // The socket closes on drop; the registration goes
+                    // with it.
+                    self.clients.remove(key);
+                }
+                None => {}
+            },
         }
     }
 
