@@ -85,6 +85,7 @@ fn a_churning_swarm_loses_nothing_and_leaves_the_hub_as_it_found_it() {
     assert_eq!(n(&v, "leaves"), n(&v, "disconnects"), "all planned: {v}");
     assert_eq!(n(&v, "lost"), 0, "{v}");
     assert!(n(&v, "received") > 0, "{v}");
+    assert!(n(&v, "numbered") > 0, "the hub's numbers were checked: {v}");
     assert_eq!(n(&v, "errors_total"), 0, "{v}");
     let by_kind: u64 = v["errors"]
         .as_object()

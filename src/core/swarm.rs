@@ -243,6 +243,8 @@ pub struct Counts {
     pub disconnects: u64,
     pub leaves: u64,
     pub received: u64,
+    /// Of those, the hub's numbered messages (checked for gaps).
+    pub numbered: u64,
     pub sent: u64,
     pub acked: u64,
     /// Sends skipped because the client's session was full (not lost:
@@ -383,6 +385,7 @@ impl Swarm {
         let Some(number) = parse_number(data) else {
             return;
         };
+        self.counts.numbered += 1;
         let Some(c) = self.clients.get_mut(&key) else {
             return;
         };
@@ -649,11 +652,12 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "{} connects, {} disconnects ({} planned leaves), {} received, {} sent, {} acked, {} lost",
+            "{} connects, {} disconnects ({} planned leaves), {} received ({} numbered), {} sent, {} acked, {} lost",
             c.connects,
             c.disconnects,
             c.leaves,
             c.received,
+            c.numbered,
             c.sent,
             c.acked,
             c.lost()
@@ -697,7 +701,7 @@ impl Summary {
         let _ = write!(
             s,
             ",\"clients\":{},\"duration_s\":{:.3},\"attempts\":{},\"connects\":{},\
-             \"disconnects\":{},\"leaves\":{},\"received\":{},\"sent\":{},\"acked\":{},\
+             \"disconnects\":{},\"leaves\":{},\"received\":{},\"numbered\":{},\"sent\":{},\"acked\":{},\
              \"skipped\":{},\"lost\":{},\"lost_unacked\":{},\"lost_gaps\":{},\"errors\":{{",
             self.clients,
             self.duration.as_secs_f64(),
@@ -706,6 +710,7 @@ impl Summary {
             c.disconnects,
             c.leaves,
             c.received,
+            c.numbered,
             c.sent,
             c.acked,
             c.skipped,

@@ -218,6 +218,7 @@ fn gaps_in_the_hubs_numbered_messages_are_lost_and_repeats_are_errors() {
     }
     assert_eq!(s.counts().lost(), 0);
     assert_eq!(s.counts().received, 7);
+    assert_eq!(s.counts().numbered, 5);
     s.handle_message(0, b"46");
     assert_eq!(s.counts().gaps, 2);
     s.handle_message(1, b"43");
