@@ -20,8 +20,10 @@ use crate::core::input::InputMode;
 use crate::core::protocol::MAX_NAME;
 use crate::core::render::Format;
 use crate::core::session::Config;
+use crate::core::swarm::{Lifetime, MAX_RATE, SwarmConfig};
 use crate::os::addr::{IpLiteral, LiteralError};
 use crate::os::options::{Mode, Options, RoomOptions, Security};
+use crate::os::swarm_loop::SwarmOptions;
 
 /// The default TCP port.
 pub const DEFAULT_PORT: u16 = 7777;
@@ -69,6 +71,16 @@ Examples:
 Keys: encrypted by default. The key pair and known_peers (the servers a
 client has met, HOST:PORT FINGERPRINT) are in $DUET_HOME, default
 $XDG_DATA_HOME/duet, else ~/.local/share/duet.";
+
+const SWARM_AFTER_HELP: &str = "\
+Values:
+  DURATION  250ms, 10s, 1.5s, 2m (a plain number is seconds), at most 1440m
+  MIN..MAX  two DURATIONs, MIN more than 0 and not above MAX (1s..5s)
+
+Examples:
+  seq 1000000 | duet server --room --plain     a chatty hub
+  duet swarm 127.0.0.1 --plain --clients 100 --lifetime 1s..5s
+  duet swarm host --plain --clients 50 --rate 2 --duration 30s --format jsonl";
 
 /// A one-on-one terminal chat over TCP. Every message is acknowledged by
 /// the peer at once, and the sender shows the round-trip time of each
@@ -170,6 +182,64 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Load a room: N simulated clients in one process that join, chat and
+    /// leave.
+    ///
+    /// One thread and one poll run N clients against a hub (`duet server
+    /// --room`). Each acknowledges every message and answers heartbeats as
+    /// a plain v1 member; with --rate each sends R messages per second
+    /// (each client, not in total); with --lifetime each leaves after a
+    /// time drawn uniformly from MIN..MAX (seeded, so a run can be
+    /// repeated) and is replaced at once, so that N stay connected. The
+    /// run ends after --duration, or at SIGINT/SIGTERM/SIGHUP; stdin is not
+    /// read. Each leave is graceful: no more input, acks awaited up to
+    /// --linger, then BYE. A second signal closes every connection at once.
+    /// The clients are named NAME-1, NAME-2, ... after --name (default
+    /// "swarm" here).
+    ///
+    /// At the end one summary goes to stdout (text, or one
+    /// {"event":"swarm",...} line with --format jsonl); while it runs a
+    /// progress line is drawn on stderr if stderr is a terminal.
+    ///
+    /// Lost: a client's own messages the hub never acknowledged before its
+    /// connection ended, plus gaps in the hub's numbered messages (a
+    /// message whose body is only a decimal number, as `seq | duet server
+    /// --room` sends, must be one more than the last such message that
+    /// client received). RTT: from a message's first byte handed to the
+    /// kernel to the hub's ACK, which a hub sends once the message has
+    /// reached every other member: the room's fan-out time.
+    ///
+    /// Encrypted by default with this side's identity; the hub's key must
+    /// be given with --peer or already be in known_peers (a swarm never
+    /// adds to it). Exit status: 0 nothing lost and no error, 3 a message
+    /// lost, 1 a connection failed or ended in an error (counted by kind in
+    /// the summary), or the first connect was refused; 2 usage; 5 the
+    /// hub's key is not the one expected. A run ended by a signal exits
+    /// the same way.
+    #[command(after_help = SWARM_AFTER_HELP)]
+    Swarm {
+        #[command(flatten)]
+        target: Target,
+        /// Simulated clients kept connected (two open files each, under
+        /// RLIMIT_NOFILE's hard limit)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        clients: u32,
+        /// Each client leaves after a time drawn uniformly from MIN..MAX
+        /// (e.g. 1s..5s, 200ms..600ms) and is replaced [default: stay]
+        #[arg(long, value_name = "MIN..MAX", value_parser = parse_lifetime)]
+        lifetime: Option<Lifetime>,
+        /// End the run after this long (more than 0) [default: at a signal]
+        #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+        duration: Option<Duration>,
+        /// Messages per second EACH client sends (e.g. 0.5, 10) [default: none]
+        #[arg(long, value_name = "R", value_parser = parse_rate)]
+        rate: Option<f64>,
+        /// Seed of the lifetimes and send phases
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print this side's fingerprint: the identity a peer can check.
     ///
     /// The identity is a key pair kept in $DUET_HOME (default
@@ -200,7 +270,15 @@ pub enum Command {
 }
 
 /// The subcommands, each with its own manual page (duet(1) lists them).
-const SUBCOMMANDS: [&str; 6] = ["server", "client", "bench", "id", "completions", "man"];
+const SUBCOMMANDS: [&str; 7] = [
+    "server",
+    "client",
+    "bench",
+    "swarm",
+    "id",
+    "completions",
+    "man",
+];
 
 /// Text the command line describes itself with, printed instead of a chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,7 +450,8 @@ impl Cli {
         match &self.command {
             Command::Server { common, .. }
             | Command::Client { common, .. }
-            | Command::Bench { common, .. } => Some(common),
+            | Command::Bench { common, .. }
+            | Command::Swarm { common, .. } => Some(common),
             Command::Id | Command::Completions { .. } | Command::Man { .. } => None,
         }
     }
@@ -385,6 +464,7 @@ impl Cli {
             Command::Server { .. }
             | Command::Client { .. }
             | Command::Bench { .. }
+            | Command::Swarm { .. }
             | Command::Id => None,
         }
     }
@@ -443,6 +523,9 @@ impl Cli {
                 let security = security(common.plain, target.peer, None);
                 let mode = target.into_mode(Some(bench))?;
                 (mode, Keyboard::default(), common, "bench", security)
+            }
+            Command::Swarm { .. } => {
+                return Err(UsageError("`duet swarm` runs with into_swarm".into()));
             }
             Command::Id | Command::Completions { .. } | Command::Man { .. } => {
                 return Err(UsageError(
@@ -508,6 +591,119 @@ fn security(plain: bool, pin: Option<Fingerprint>, allow: Option<PathBuf>) -> Se
         Security::Plain
     } else {
         Security::Noise { pin, allow }
+    }
+}
+
+impl Cli {
+    /// `duet swarm`'s options; `None` for any other command.
+    pub fn into_swarm(self) -> Result<Option<SwarmOptions>, UsageError> {
+        let Command::Swarm {
+            target,
+            clients,
+            lifetime,
+            duration,
+            rate,
+            seed,
+            common,
+        } = self.command
+        else {
+            return Ok(None);
+        };
+        let clients = clients as usize;
+        check_clients(clients, crate::os::options::nofile_hard_limit())?;
+        let security = security(common.plain, target.peer, None);
+        let (host, port) = client_target(&target.host, target.port_arg, target.port)?;
+        let name = common
+            .name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "swarm".to_string());
+        // Room for the `-N` suffix of each client's name.
+        if name.len() > MAX_NAME - 21 {
+            return Err(UsageError(format!(
+                "--name is {} bytes long; a swarm's limit is {}",
+                name.len(),
+                MAX_NAME - 21
+            )));
+        }
+        Ok(Some(SwarmOptions {
+            host,
+            port,
+            connect_timeout: target.connect_timeout,
+            security,
+            session: Config {
+                name: name.into_bytes(),
+                max_message: common.max_message,
+                linger: common.linger,
+                handshake_timeout: common.handshake_timeout,
+                heartbeat: nonzero(common.heartbeat),
+                dead_after: common.dead_after,
+                write_timeout: nonzero(common.write_timeout),
+                stream: false,
+            },
+            format: match common.format {
+                FormatArg::Text => Format::Text,
+                FormatArg::Jsonl => Format::Jsonl,
+            },
+            swarm: SwarmConfig {
+                clients,
+                lifetime,
+                duration,
+                rate,
+                seed,
+            },
+        }))
+    }
+}
+
+/// Descriptors a swarm needs besides its clients': the epoll instance,
+/// signals, stdio, and slack.
+pub const SWARM_RESERVED_FDS: u64 = 16;
+
+/// `--clients N` must fit under the open-file limit once the soft limit is
+/// raised to `hard`: each client holds one descriptor, and one that is
+/// leaving may still hold its own while its replacement connects.
+pub fn check_clients(clients: usize, hard: Option<u64>) -> Result<(), UsageError> {
+    let need = (clients as u64)
+        .saturating_mul(2)
+        .saturating_add(SWARM_RESERVED_FDS);
+    match hard {
+        Some(hard) if need > hard => Err(UsageError(format!(
+            "--clients {clients} needs {need} open files, and this process may open at most \
+             {hard} (RLIMIT_NOFILE's hard limit), so at most --clients {}",
+            hard.saturating_sub(SWARM_RESERVED_FDS) / 2
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Parses `--lifetime MIN..MAX`: two durations, `MIN` above 0 and not
+/// above `MAX`.
+pub fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
+    let (lo, hi) = s
+        .split_once("..")
+        .ok_or_else(|| format!("'{s}' is not a range (try 1s..5s)"))?;
+    let min = parse_duration(lo)?;
+    let max = parse_duration(hi)?;
+    if min.is_zero() {
+        return Err(format!("'{s}' starts at 0; a lifetime must be more than 0"));
+    }
+    if min > max {
+        return Err(format!("'{s}' ends before it starts"));
+    }
+    Ok(Lifetime { min, max })
+}
+
+/// Parses `--rate`: messages per second per client, above 0, at most
+/// [`MAX_RATE`].
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= MAX_RATE => Ok(r),
+        Ok(r) if r.is_finite() && r > MAX_RATE => {
+            Err(format!("'{s}' is over the limit of {MAX_RATE} per client"))
+        }
+        _ => Err(format!(
+            "'{s}' is not a rate (messages per second, more than 0, e.g. 0.5 or 10)"
+        )),
     }
 }
 

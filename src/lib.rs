@@ -5,9 +5,10 @@
 //! - [`core`] is pure: protocol, session, input splitting, RTT statistics,
 //!   escaping, rendering, the line editor and the chat controller take
 //!   bytes and `now` and return bytes, events, lines and deadlines.
-//! - [`os`] touches the OS: the event loop (the only mio user), one
-//!   connection's buffers, the display (the only writer of stdout), stdin,
-//!   the terminal, the timer, logging and address parsing.
+//! - [`os`] touches the OS: the event loop (and `duet swarm`'s loop of
+//!   simulated clients), one connection's buffers, the display (the only
+//!   writer of stdout in a chat), stdin, the terminal, the timer, logging
+//!   and address parsing.
 //!
 //! See `docs/ARCHITECTURE.md`.
 

@@ -51,6 +51,9 @@ fn main() -> ExitCode {
         say(&msg);
         return ExitCode::from(exit::USAGE);
     }
+    if matches!(cli.command, Command::Swarm { .. }) {
+        return run_swarm(cli);
+    }
     let opts = match cli.into_options() {
         Ok(o) => o,
         Err(e) => {
@@ -59,6 +62,25 @@ fn main() -> ExitCode {
         }
     };
     match event_loop::run(opts) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            say(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `duet swarm`: its own loop (`os::swarm_loop`), its own summary.
+fn run_swarm(cli: Cli) -> ExitCode {
+    let opts = match cli.into_swarm() {
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::from(exit::USAGE),
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    match duet::os::swarm_loop::run(opts) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             say(&e);

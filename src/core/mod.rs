@@ -15,4 +15,5 @@ pub mod render;
 pub mod room;
 pub mod rtt;
 pub mod session;
+pub mod swarm;
 pub mod transport;

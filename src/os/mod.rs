@@ -16,6 +16,7 @@ pub mod options;
 pub mod sendfile;
 pub mod stdin;
 pub mod stopfd;
+pub mod swarm_loop;
 pub mod terminal;
 pub mod timer;
 pub mod trust;
