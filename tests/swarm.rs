@@ -256,3 +256,16 @@ fn an_encrypted_swarm_needs_the_hubs_key_and_never_records_it() {
     hub.signal(libc::SIGTERM);
     let _ = hub.wait();
 }
+
+#[test]
+fn a_full_room_of_64_or_more_tells_the_next_ones_it_is_busy() {
+    // As many members as connections the hub may be closing at once: a
+    // full room still says BYE(busy) to those it turns away.
+    let (mut hub, addr) = Duet::server(&["--room", "--max-peers", "64"]);
+    let (v, code, _s) = swarm(addr, &["--clients", "70", "--duration", "1s"]);
+    assert_eq!(code, 1, "turned-away clients are errors: {v}");
+    assert!(n(&v["errors"], "busy") > 0, "{v}");
+    assert_eq!(n(&v["errors"], "before_hello"), 0, "{v}");
+    hub.send(b"/quit\n");
+    assert_eq!(hub.code(), 0);
+}

@@ -497,6 +497,11 @@ impl Room {
         self.peers.get(&key).is_some_and(|p| !p.queue.is_empty())
     }
 
+    /// Connections the room holds: members and peers still greeting.
+    pub fn peers(&self) -> usize {
+        self.peers.len()
+    }
+
     /// Members (peers that answered the room's PING).
     pub fn members(&self) -> usize {
         self.peers.values().filter(|p| p.is_member()).count()

@@ -76,11 +76,17 @@ impl Loop {
             }
             Err(full) => {
                 log::info!("room full ({} members)", full.max_peers);
-                if self.conns.len() > MAX_CLOSING {
-                    // As for any refusal under a flood: no courtesy.
+                // Connections the room does not hold are being turned away.
+                let closing = self.conns.len().saturating_sub(room.peers() + 1);
+                if closing >= MAX_CLOSING {
+                    // As for any refusal under a flood: nothing is kept
+                    // for this one; a plain peer still reads why.
                     let mut conn = self.conns.remove(key);
                     let _ = self.poll.registry().deregister(conn.stream_mut());
                     self.room_work.activity.forget(key);
+                    if self.trust.is_none() {
+                        let _ = std::io::Write::write(&mut conn.stream_mut(), &self.busy_frames);
+                    }
                     return;
                 }
                 self.turn_away(key, Refusal::Busy, now);
