@@ -33,7 +33,7 @@ use crate::core::escape::peer_label;
 use crate::core::protocol::{self, ByeReason, ReceiptStatus};
 use crate::core::render::Line;
 use crate::core::rtt::{RttStats, RttSummary};
-use crate::core::session::{End, Event, RoomAnswer, Session, later};
+use crate::core::session::{End, Event, MSG_COST, RoomAnswer, Session, later};
 
 /// Default `--max-peers`.
 pub const DEFAULT_MAX_PEERS: usize = 64;
@@ -41,6 +41,12 @@ pub const DEFAULT_MAX_PEERS: usize = 64;
 /// holds (the session takes up to 1 MiB of pending input and 2 MiB of
 /// outbox): past it the member is dropped as too slow.
 pub const QUEUE_CAP: usize = 1024 * 1024;
+
+/// What a queued message counts against [`QUEUE_CAP`]: its bytes and
+/// [`MSG_COST`], so that a flood of empty lines fills the queue too.
+fn cost(data: &[u8]) -> usize {
+    data.len() + MSG_COST
+}
 
 /// The room's settings.
 #[derive(Debug, Clone)]
@@ -416,7 +422,7 @@ impl Room {
                     if !session.wants_input() && session.is_open() {
                         break;
                     }
-                    p.queued -= data.len();
+                    p.queued -= cost(data);
                     match session.handle_input(Cow::Borrowed(data), now) {
                         Ok(sid) => p.in_session.push_back((sid, *fan)),
                         Err(_) => lost.push(*fan),
@@ -756,7 +762,7 @@ impl Room {
             if p.queued > self.cfg.queue_cap {
                 slow.push(key);
             }
-            p.queued += data.len();
+            p.queued += cost(&data);
             if p.queue.is_empty() {
                 self.woken.push_back(key);
             }

@@ -439,6 +439,27 @@ fn a_member_that_falls_behind_is_dropped_and_the_others_go_on() {
 }
 
 #[test]
+fn a_flood_of_empty_lines_fills_a_slow_members_queue_too() {
+    let (mut n, a, b, c) = three();
+    n.links.get_mut(&b).unwrap().stalled = true;
+    // Each queued message costs its queue entry as well as its bytes, so
+    // empty ones reach the cap (64 KiB at 64 bytes each here) once the
+    // hub's session for bob holds all it takes.
+    for _ in 0..100_000 {
+        n.room.handle_line(b"", &mut n.screen, n.now);
+        n.run();
+        if n.links[&b].closed {
+            break;
+        }
+    }
+    assert!(n.links[&b].closed, "bob was dropped");
+    assert!(n.screen.has("<bob> left (dropped: fell behind)"));
+    assert_eq!(n.room.members(), 2);
+    assert!(n.room.queued_bytes() <= 2 * 64 * 1024);
+    assert!(!n.links[&a].closed && !n.links[&c].closed);
+}
+
+#[test]
 fn max_peers_turns_the_next_connection_away() {
     let mut n = Net::new(2);
     n.connect("a").unwrap();
