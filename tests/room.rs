@@ -390,3 +390,36 @@ fn a_member_that_stops_reading_is_dropped_while_the_others_chat_on() {
     drop(sloth);
     quit(&mut s);
 }
+
+#[test]
+fn the_hubs_piped_lines_wait_for_a_member_and_move_at_its_pace() {
+    // Far more than a member's queues hold (each line counts 64 bytes
+    // beyond its text): none is read before someone is there to get it,
+    // and a member that reads is never dropped for the hub's speed.
+    const LINES: u32 = 40_000;
+    let (mut hub, addr) = room(&[]);
+    let mut stdin = hub.take_stdin();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut all = String::new();
+        for n in 1..=LINES {
+            all.push_str(&format!("{n}\n"));
+        }
+        all.push_str("/quit\n");
+        let _ = stdin.write_all(all.as_bytes());
+    });
+    let mut c = member(addr, "alice");
+    for n in 1..=LINES {
+        let v = c.expect_event("message");
+        if v["from"] != HUB || v["text"] != n.to_string().as_str() {
+            c.fail(&format!("expected the hub's line {n}, got {v}"));
+        }
+    }
+    feeder.join().expect("feeder");
+    assert_eq!(hub.code(), 0);
+    assert_eq!(c.code(), 0);
+    assert!(
+        !hub.seen.iter().any(|l| l.contains("fell behind")),
+        "nobody was dropped"
+    );
+}

@@ -48,6 +48,27 @@ fn cost(data: &[u8]) -> usize {
     data.len() + MSG_COST
 }
 
+/// Messages of the hub's own that may wait for its fastest member's ack
+/// before the hub takes more input (see [`Room::wants_input`]).
+pub const HUB_WINDOW: usize = 1024;
+
+/// What is left of [`Room::input_budget`].
+#[derive(Debug, Clone, Copy)]
+pub struct InputBudget {
+    lines: usize,
+    bytes: usize,
+}
+
+impl InputBudget {
+    /// Counts a line of `len` bytes taken (its length plus [`MSG_COST`]);
+    /// true while more may be taken.
+    pub fn take(&mut self, len: usize) -> bool {
+        self.lines = self.lines.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(len + MSG_COST);
+        self.lines > 0 && self.bytes > 0
+    }
+}
+
 /// The room's settings.
 #[derive(Debug, Clone)]
 pub struct RoomConfig {
@@ -170,6 +191,9 @@ pub struct Room {
     next_fan: u64,
     /// The hub's own message ids (for its `✓` lines).
     next_own: u64,
+    /// A line of the hub's piped input that came while nobody was there
+    /// (see [`Room::handle_piped_line`]).
+    held: Option<Vec<u8>>,
     /// Members whose queue has something: the shell calls `feed` for them.
     woken: VecDeque<usize>,
     /// Every peer's name in the room (once its HELLO arrived), and its key.
@@ -200,6 +224,7 @@ impl Room {
             fans: HashMap::new(),
             next_fan: 1,
             next_own: 1,
+            held: None,
             woken: VecDeque::new(),
             names: HashMap::new(),
             next_suffix: HashMap::new(),
@@ -326,6 +351,26 @@ impl Room {
     /// shell). Idempotent: a member already counted gone is ignored.
     pub fn handle_leave(&mut self, key: usize, screen: &mut impl Screen, now: Instant) {
         self.leave(key, "connection closed", screen, now);
+    }
+
+    /// A line of the hub's piped input: as [`Room::handle_line`], except
+    /// that a message for everyone is held while no member is there to
+    /// get it, and goes to the first one that joins. False when it was
+    /// held: no more input is wanted until then ([`Room::wants_input`]).
+    pub fn handle_piped_line(
+        &mut self,
+        line: &[u8],
+        screen: &mut impl Screen,
+        now: Instant,
+    ) -> bool {
+        let command =
+            line.starts_with(b"@") || (line.starts_with(b"/") && !line.starts_with(b"//"));
+        if !command && !self.peers.values().any(Peer::is_member) {
+            self.held = Some(line.to_vec());
+            return false;
+        }
+        self.handle_line(line, screen, now);
+        true
     }
 
     /// A line typed or piped on the hub: a message to everyone, or a
@@ -503,6 +548,38 @@ impl Room {
         self.peers.get(&key).is_some_and(|p| !p.queue.is_empty())
     }
 
+    /// Whether the hub's own input may be taken now: no line is held for
+    /// want of a member ([`Room::handle_piped_line`]), and with members
+    /// there, the one furthest ahead has fewer than [`HUB_WINDOW`]
+    /// messages waiting for its ack and room in its queue. The hub's
+    /// stdin moves at the pace of its fastest member, a short way ahead
+    /// of it, so the members' own messages do not wait behind a flood;
+    /// slower members fall behind and are dropped at the cap, never
+    /// holding the hub up.
+    pub fn wants_input(&self) -> bool {
+        if self.held.is_some() {
+            return false;
+        }
+        let mut members = self.peers.values().filter(|p| p.is_member()).peekable();
+        if members.peek().is_none() {
+            // Commands are taken; the first message is held.
+            return true;
+        }
+        members.any(|p| {
+            p.in_session.len() + p.queue.len() < HUB_WINDOW && p.queued < self.cfg.queue_cap / 2
+        })
+    }
+
+    /// How much of the hub's input to take before [`Room::wants_input`]
+    /// is asked again: half a window of lines, and a quarter of a
+    /// member's cap, so the hub alone never pushes a member past it.
+    pub fn input_budget(&self) -> InputBudget {
+        InputBudget {
+            lines: HUB_WINDOW / 2,
+            bytes: self.cfg.queue_cap / 4,
+        }
+    }
+
     /// Connections the room holds: members and peers still greeting.
     pub fn peers(&self) -> usize {
         self.peers.len()
@@ -630,6 +707,10 @@ impl Room {
         let joined = format!("* {label} joined");
         let id = self.own_id();
         self.send_own_except(id, joined.as_bytes(), key, screen, now);
+        if let Some(line) = self.held.take() {
+            let id = self.own_id();
+            self.send_own(id, &line, None, false, screen, now);
+        }
     }
 
     /// The hub's own message `text` to one member or (with `None`) to all.

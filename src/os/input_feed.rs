@@ -8,10 +8,10 @@ use super::*;
 impl Loop {
     #[inline]
     pub(super) fn wants_stdin(&self) -> bool {
-        if self.room.is_some() {
-            // A room drops a member that falls behind instead of pushing
-            // back on stdin.
-            return !self.room_stopping;
+        if let Some(room) = &self.room {
+            // Keys are always read; piped lines wait for a member with
+            // room for them (a slower one is dropped, not waited for).
+            return !self.room_stopping && (self.display.interactive() || room.wants_input());
         }
         let session = self
             .active
@@ -124,7 +124,9 @@ impl Loop {
                 } = self;
                 splitter.finish(&mut |rec| {
                     match room.as_mut() {
-                        Some(room) => room_loop::handle_record(room, rec, display, now),
+                        Some(room) => {
+                            room_loop::handle_record(room, rec, display, now);
+                        }
                         None => {
                             let session = active_session(conns, *active);
                             chat.handle_record(rec, session, display, now);

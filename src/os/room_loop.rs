@@ -388,9 +388,12 @@ impl Loop {
         else {
             return true;
         };
+        // Checked again each turn (`wants_stdin`): a read of empty lines
+        // holds 65,536 of them, more than a member's queue takes.
+        let mut budget = room.input_budget();
         let used = splitter.push(&stdin_buf[stdin_unsplit.clone()], &mut |rec| {
-            handle_record(room, rec, &mut Piped(display), now);
-            true
+            let len = rec.as_ref().map_or(0, |line| line.len());
+            handle_record(room, rec, &mut Piped(display), now) && budget.take(len)
         });
         stdin_unsplit.start += used;
         stdin_unsplit.start == stdin_unsplit.end
@@ -461,18 +464,20 @@ fn trim_heap() {
 fn trim_heap() {}
 
 /// One record of the hub's input: a line for the room, or why it was not
-/// sent.
+/// sent. False when the room wants no more input for now (a line held
+/// until a member joins).
 pub(super) fn handle_record(
     room: &mut Room,
     rec: Result<Cow<'_, [u8]>, InputError>,
     screen: &mut impl Screen,
     now: Instant,
-) {
+) -> bool {
     match rec {
-        Ok(line) => room.handle_line(&line, screen, now),
+        Ok(line) => room.handle_piped_line(&line, screen, now),
         Err(e) => {
             let message = format!("not sent: {e}");
             screen.show(&Line::Error { message: &message }, now);
+            true
         }
     }
 }

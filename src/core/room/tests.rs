@@ -460,6 +460,63 @@ fn a_flood_of_empty_lines_fills_a_slow_members_queue_too() {
 }
 
 #[test]
+fn the_hubs_input_waits_for_a_member_and_runs_a_window_ahead_of_the_fastest() {
+    let mut n = Net::new(64);
+    // Nobody there: commands are taken, the first message is held.
+    assert!(n.room.wants_input());
+    assert!(n.room.handle_piped_line(b"/who", &mut n.screen, n.now));
+    assert!(!n.room.handle_piped_line(b"first", &mut n.screen, n.now));
+    assert!(!n.room.wants_input(), "a line is held");
+    let a = n.connect("alice").unwrap();
+    assert!(!n.room.wants_input(), "alice has not answered the greeting");
+    n.run();
+    assert_eq!(
+        n.chat(a),
+        ["first"],
+        "the held line went to the first member"
+    );
+    assert!(n.room.wants_input());
+    // Alice stops reading: a window of the hub's lines, and no more.
+    n.links.get_mut(&a).unwrap().stalled = true;
+    let mut taken = 0;
+    while n.room.wants_input() {
+        n.room.handle_line(b"x", &mut n.screen, n.now);
+        n.run();
+        taken += 1;
+        assert!(taken <= HUB_WINDOW, "the hub kept taking input");
+    }
+    assert_eq!(taken, HUB_WINDOW);
+    // Bob reads: the hub goes on at his pace, and alice falls behind.
+    let b = n.connect("bob").unwrap();
+    n.run();
+    assert!(n.room.wants_input(), "bob has room");
+    n.room.handle_line(b"for bob too", &mut n.screen, n.now);
+    n.run();
+    assert!(n.chat(b).contains(&"for bob too".to_string()));
+    n.links.get_mut(&a).unwrap().stalled = false;
+    n.run();
+    assert_eq!(n.chat(a).len(), HUB_WINDOW + 2, "alice got all of it");
+}
+
+#[test]
+fn an_input_budget_ends_at_half_a_window_or_a_quarter_of_the_cap() {
+    let taken = |room: &Room, len: usize| {
+        let mut b = room.input_budget();
+        (1..).take_while(|_| b.take(len)).count() + 1
+    };
+    let room = Room::new(RoomConfig {
+        name: b"hub".to_vec(),
+        max_peers: 1,
+        queue_cap: QUEUE_CAP,
+        join_timeout: Duration::from_secs(5),
+    });
+    assert_eq!(taken(&room, 0), HUB_WINDOW / 2, "short lines: the window");
+    assert_eq!(taken(&room, 4096 - MSG_COST), 64, "long ones: 256 KiB");
+    // 16 KiB here (64 KiB / 4), each empty line costing 64 bytes.
+    assert_eq!(taken(&Net::new(64).room, 0), 256);
+}
+
+#[test]
 fn max_peers_turns_the_next_connection_away() {
     let mut n = Net::new(2);
     n.connect("a").unwrap();
