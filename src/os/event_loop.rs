@@ -533,11 +533,7 @@ impl Loop {
         if self.trust.is_some() {
             self.check_keys(clock.now());
         }
-        if self.active.is_none()
-            && self.listener.is_some()
-            && !self.conns.is_empty()
-            && self.room.is_none()
-        {
+        if self.active.is_none() && self.listener.is_some() && !self.conns.is_empty() {
             self.show_failed_greetings(clock.now());
             self.grant_chat(clock.now());
         }
@@ -554,18 +550,9 @@ impl Loop {
             for (_, conn) in self.conns.iter_mut() {
                 conn.handle_due(due, &mut clock);
             }
-            if let Some(room) = self.room.as_mut()
-                && room.poll_timeout().is_some_and(|t| due >= t)
-            {
-                room.handle_timeout(&mut self.display, due);
-            }
         }
         let now = clock.now();
-        if self.room.is_some() {
-            self.room_turn(&mut clock);
-        } else {
-            self.show_events(now);
-        }
+        self.show_events(now);
         self.refresh_label();
         self.display.end_turn(now);
         if self.display.is_broken() {
@@ -601,9 +588,14 @@ impl Loop {
         if let Some(t) = self.dial.as_ref().and_then(Dial::deadline) {
             fold(t);
         }
-        if let Some(t) = self.room.as_ref().and_then(Room::poll_timeout) {
-            fold(t);
-        }
+        self.wait_for(nearest)
+    }
+
+    /// The wait's timeout for the nearest deadline of the sessions (or the
+    /// room) and the display's: the timer is set for the first, and the
+    /// display's hold is the wait's own timeout unless holds come quickly.
+    /// If the timer cannot be set, its deadline becomes the timeout.
+    fn wait_for(&mut self, nearest: Option<Instant>) -> Option<Duration> {
         let (next, mut wait_until) = split_deadlines(
             nearest,
             self.display.deadline(),

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use mio::Token;
 
-use super::{
-    DIAL, FIRST_CONN, LISTENER, Loop, MAX_CLOSING, SIGNALS, STDIN, TIMER, split_deadlines,
-};
+use super::{DIAL, FIRST_CONN, LISTENER, Loop, MAX_CLOSING, SIGNALS, STDIN, TIMER};
 use crate::core::chat::Refusal;
 use crate::core::chat::Screen;
 use crate::core::editor::Action;
@@ -32,7 +30,7 @@ use crate::os::activity::Activity;
 use crate::os::addr::IpLiteral;
 use crate::os::conn::Clock;
 use crate::os::display::Display;
-use crate::os::error::{Error, io_msg};
+use crate::os::error::Error;
 use std::net::SocketAddr;
 
 impl Loop {
@@ -211,18 +209,7 @@ impl Loop {
         if let Some(t) = self.room.as_ref().and_then(Room::poll_timeout) {
             fold(t);
         }
-        let (next, mut wait_until) = split_deadlines(
-            nearest,
-            self.display.deadline(),
-            self.display.hold_on_timer(),
-        );
-        if let Some(next) = next
-            && let Err(e) = self.timer.ensure(next)
-        {
-            log::debug!("timer: {}", io_msg(&e));
-            wait_until = Some(wait_until.map_or(next, |t| t.min(next)));
-        }
-        wait_until.map(|t| t.saturating_duration_since(Instant::now()))
+        self.wait_for(nearest)
     }
 
     /// `check_keys` for the marked members (a handshake completes only on
