@@ -552,8 +552,10 @@ impl Session {
 
     /// The next thing to show, or `None` when all have been taken.
     /// Inlined into its callers, where the match on the event then sees
-    /// which record it came from; the end of the queue is a call.
-    #[inline]
+    /// which record it came from (always: the room's records made it big
+    /// enough for the compiler to decline); the end of the queue and a
+    /// room member's records are calls.
+    #[inline(always)]
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         let Some(rec) = self.events.pop_front() else {
             self.events_taken();

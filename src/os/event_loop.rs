@@ -595,6 +595,8 @@ impl Loop {
     /// room) and the display's: the timer is set for the first, and the
     /// display's hold is the wait's own timeout unless holds come quickly.
     /// If the timer cannot be set, its deadline becomes the timeout.
+    /// Inlined: the one-on-one turn's wait runs it for every message.
+    #[inline(always)]
     fn wait_for(&mut self, nearest: Option<Instant>) -> Option<Duration> {
         let (next, mut wait_until) = split_deadlines(
             nearest,

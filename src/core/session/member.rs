@@ -45,6 +45,7 @@ impl Session {
     }
 
     /// The hub's room PING arrived: JOIN instead of PONG.
+    #[inline(never)]
     pub(super) fn join_room(&mut self) {
         protocol::encode(&Frame::Join(ROOM_PROBE), &mut self.outbox);
         self.member = Some(Box::default());
@@ -54,6 +55,7 @@ impl Session {
     /// [`Session::handle_data`] for a member: the same rules, and the room
     /// envelope taken off each message (its sender's name kept beside it
     /// in the display arena).
+    #[inline(never)]
     pub(super) fn handle_room_data(&mut self, id: u64, last: bool, chunk: &[u8]) {
         if id != self.rx_id {
             self.fail(SessionError::OutOfOrder {
@@ -136,6 +138,7 @@ impl Session {
     /// A RECEIPT: what became of our message `id` at one recipient. It
     /// must name a message in flight whose last byte was written (the hub
     /// cannot have forwarded it before).
+    #[inline(never)]
     pub(super) fn handle_room_receipt(
         &mut self,
         id: u64,
@@ -170,6 +173,7 @@ impl Session {
 
     /// The event for one of the member's records (`poll_event` maps the
     /// others itself).
+    #[inline(never)]
     pub(super) fn room_event(&self, rec: Record) -> Event<'_> {
         match rec {
             Record::Joined => Event::Joined,
