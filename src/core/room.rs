@@ -21,19 +21,23 @@
 //!
 //! It never touches a descriptor, reads the clock or prints: lines go to a
 //! [`Screen`].
+//!
+//! This file holds who is in the room (joining, names, commands, leaving,
+//! drops); a message's way to its recipients and back is `room/fanout.rs`,
+//! the figures, `/who` and the summary are `room/report.rs`.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::core::chat::Screen;
 use crate::core::escape::peer_label;
-use crate::core::protocol::{self, ByeReason, ReceiptStatus};
+use crate::core::protocol::{self, ByeReason};
 use crate::core::render::Line;
-use crate::core::rtt::{RttStats, RttSummary};
+use crate::core::rtt::RttStats;
 use crate::core::session::{End, Event, MSG_COST, RoomAnswer, Session, later};
+use fanout::{Fanout, Out};
+use report::Figures;
 
 /// Default `--max-peers`.
 pub const DEFAULT_MAX_PEERS: usize = 64;
@@ -41,12 +45,6 @@ pub const DEFAULT_MAX_PEERS: usize = 64;
 /// holds (the session takes up to 1 MiB of pending input and 2 MiB of
 /// outbox): past it the member is dropped as too slow.
 pub const QUEUE_CAP: usize = 1024 * 1024;
-
-/// What a queued message counts against [`QUEUE_CAP`]: its bytes and
-/// [`MSG_COST`], so that a flood of empty lines fills the queue too.
-fn cost(data: &[u8]) -> usize {
-    data.len() + MSG_COST
-}
 
 /// Messages of the hub's own that may wait for its fastest member's ack
 /// before the hub takes more input (see [`Room::wants_input`]).
@@ -97,64 +95,6 @@ pub struct Drop {
     pub reason: ByeReason,
     /// For the peer to read (the BYE's detail).
     pub detail: String,
-}
-
-/// Who a message came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum From {
-    /// The hub's person (a typed or piped line); `quiet` for the room's own
-    /// notices, which get no `✓` line.
-    Hub { id: u64, quiet: bool },
-    /// A member: its key and its id for the message; `None` once it left.
-    Peer(Option<(usize, u64)>),
-}
-
-/// One message on its way to its recipients.
-struct Fanout {
-    from: From,
-    /// Whether the sender gets RECEIPTs (it sent JOIN).
-    receipts: bool,
-    len: u64,
-    /// Recipients whose fate is not known yet.
-    waiting: usize,
-    /// What became of each recipient: name, and its RTT when delivered.
-    done: Vec<(Vec<u8>, Result<Duration, ReceiptStatus>)>,
-}
-
-/// What the room wants done to one member's session.
-enum Out {
-    Message {
-        fan: u64,
-        data: Rc<[u8]>,
-    },
-    Delivered {
-        id: u64,
-    },
-    Receipt {
-        id: u64,
-        status: ReceiptStatus,
-        name: Vec<u8>,
-    },
-}
-
-/// Per-member RTT figures kept small (no histogram): count, min, max, sum.
-#[derive(Debug, Clone, Copy, Default)]
-struct Figures {
-    n: u64,
-    min: Duration,
-    max: Duration,
-    sum: Duration,
-    last: Option<Duration>,
-}
-
-impl Figures {
-    fn record(&mut self, rtt: Duration) {
-        self.min = if self.n == 0 { rtt } else { self.min.min(rtt) };
-        self.max = self.max.max(rtt);
-        self.sum += rtt;
-        self.n += 1;
-        self.last = Some(rtt);
-    }
 }
 
 struct Peer {
@@ -441,47 +381,6 @@ impl Room {
         }
     }
 
-    /// Hands what waits for member `key` to its session: control frames
-    /// (ACKs, RECEIPTs) always, messages while the session wants input.
-    /// The shell calls it for each key from [`Room::poll_woken`], and again
-    /// for a member with [`Room::has_queued`] once its session drained (a
-    /// flush made progress).
-    pub fn feed(
-        &mut self,
-        key: usize,
-        session: &mut Session,
-        screen: &mut impl Screen,
-        now: Instant,
-    ) {
-        let mut lost = Vec::new();
-        let Some(p) = self.peers.get_mut(&key) else {
-            return;
-        };
-        while let Some(out) = p.queue.front() {
-            match out {
-                Out::Delivered { id } => session.handle_delivered(*id, now),
-                Out::Receipt { id, status, name } => {
-                    session.handle_receipt(*id, *status, name, now)
-                }
-                Out::Message { fan, data } => {
-                    if !session.wants_input() && session.is_open() {
-                        break;
-                    }
-                    p.queued -= cost(data);
-                    match session.handle_input(Cow::Borrowed(data), now) {
-                        Ok(sid) => p.in_session.push_back((sid, *fan)),
-                        Err(_) => lost.push(*fan),
-                    }
-                }
-            }
-            p.queue.pop_front();
-        }
-        let name = p.name.clone().unwrap_or_default();
-        for fan in lost {
-            self.resolve(fan, &name, Err(ReceiptStatus::Lost), screen, now);
-        }
-    }
-
     // ----- outputs ------------------------------------------------------
 
     /// A member with something queued for its session: call [`Room::feed`].
@@ -596,50 +495,6 @@ impl Room {
         self.peers.values().map(|p| p.queued).sum()
     }
 
-    /// The room's figures: one line per member present and per member that
-    /// left (the last 64), and the RTT of every delivery overall.
-    pub fn summary(&self, screen: &mut impl Screen, now: Instant) {
-        let head = format!(
-            "--- room: {} joined, {} deliveries ---",
-            self.joined, self.forwarded
-        );
-        screen.show(&Line::Notice { message: &head }, now);
-        let present = self
-            .peers
-            .values()
-            .filter_map(|p| Some((p.name.as_deref()?, &p.figures)));
-        let gone = self.departed.iter().map(|(n, f)| (n.as_slice(), f));
-        for (name, f) in present.chain(gone) {
-            let line = if f.n == 0 {
-                format!("{}: no deliveries", peer_label(name))
-            } else {
-                format!(
-                    "{}: {} deliveries, rtt min/avg/max = {}/{}/{} ms",
-                    peer_label(name),
-                    f.n,
-                    ms(f.min),
-                    ms(f.sum / f.n as u32),
-                    ms(f.max)
-                )
-            };
-            screen.show(&Line::Notice { message: &line }, now);
-        }
-        let s: RttSummary = self.overall.summary();
-        if s.n > 0 {
-            let ns = |v: u64| ms(Duration::from_nanos(v));
-            let line = format!(
-                "all: rtt min/avg/max/mdev = {}/{}/{}/{} ms, p50 {} p99 {} ms",
-                ns(s.min),
-                ns(s.avg),
-                ns(s.max),
-                ns(s.mdev),
-                ns(s.p50),
-                ns(s.p99)
-            );
-            screen.show(&Line::Notice { message: &line }, now);
-        }
-    }
-
     // ----- internals ----------------------------------------------------
 
     fn own_id(&mut self) -> u64 {
@@ -713,258 +568,6 @@ impl Room {
         }
     }
 
-    /// The hub's own message `text` to one member or (with `None`) to all.
-    fn send_own(
-        &mut self,
-        id: u64,
-        text: &[u8],
-        to: Option<usize>,
-        quiet: bool,
-        screen: &mut impl Screen,
-        now: Instant,
-    ) {
-        let recipients: Vec<usize> = match to {
-            Some(k) => vec![k],
-            None => self.member_keys(None),
-        };
-        self.start(From::Hub { id, quiet }, &[], text, recipients, screen, now);
-    }
-
-    fn send_own_except(
-        &mut self,
-        id: u64,
-        text: &[u8],
-        except: usize,
-        screen: &mut impl Screen,
-        now: Instant,
-    ) {
-        let recipients = self.member_keys(Some(except));
-        self.start(
-            From::Hub { id, quiet: true },
-            &[],
-            text,
-            recipients,
-            screen,
-            now,
-        );
-    }
-
-    fn member_keys(&self, except: Option<usize>) -> Vec<usize> {
-        self.peers
-            .iter()
-            .filter(|&(&k, p)| p.is_member() && Some(k) != except)
-            .map(|(&k, _)| k)
-            .collect()
-    }
-
-    /// A member's message `id` arrived complete: to every other member.
-    fn forward(
-        &mut self,
-        key: usize,
-        id: u64,
-        from: &[u8],
-        data: &[u8],
-        screen: &mut impl Screen,
-        now: Instant,
-    ) {
-        self.peers
-            .get_mut(&key)
-            .expect("sender")
-            .sending
-            .push_back(self.next_fan);
-        let recipients = self.member_keys(Some(key));
-        self.start(
-            From::Peer(Some((key, id))),
-            from,
-            data,
-            recipients,
-            screen,
-            now,
-        );
-    }
-
-    /// Queues a message for its recipients, in each one's form: the room
-    /// envelope for a member that sent JOIN, `<name> text` for a plain one
-    /// (no prefix for the hub's own), or nothing if it is over its limit.
-    fn start(
-        &mut self,
-        from: From,
-        name: &[u8],
-        text: &[u8],
-        recipients: Vec<usize>,
-        screen: &mut impl Screen,
-        now: Instant,
-    ) {
-        let fan = self.next_fan;
-        self.next_fan += 1;
-        // A member that sent JOIN gets a RECEIPT per recipient.
-        let receipts = matches!(from, From::Peer(Some((k, _)))
-            if self.peers.get(&k).is_some_and(|p| p.answer == Some(RoomAnswer::Join)));
-        self.fans.insert(
-            fan,
-            Fanout {
-                from,
-                receipts,
-                len: text.len() as u64,
-                waiting: recipients.len(),
-                done: Vec::new(),
-            },
-        );
-        let mut plain: Option<Rc<[u8]>> = None;
-        let mut envelope: Option<Rc<[u8]>> = None;
-        let mut refused = Vec::new();
-        let mut slow = Vec::new();
-        for key in recipients {
-            let p = self.peers.get_mut(&key).expect("recipient is a member");
-            let data = match p.answer {
-                Some(RoomAnswer::Join) => envelope
-                    .get_or_insert_with(|| {
-                        let mut v = Vec::new();
-                        protocol::encode_envelope(name, text, &mut v);
-                        v.into()
-                    })
-                    .clone(),
-                _ => plain
-                    .get_or_insert_with(|| {
-                        if name.is_empty() {
-                            return text.into();
-                        }
-                        let mut v = peer_label(name).into_bytes();
-                        v.push(b' ');
-                        v.extend_from_slice(text);
-                        v.into()
-                    })
-                    .clone(),
-            };
-            if data.len() as u64 > p.max_message {
-                refused.push(p.name.clone().unwrap_or_default());
-                continue;
-            }
-            if p.queued > self.cfg.queue_cap {
-                slow.push(key);
-            }
-            p.queued += cost(&data);
-            if p.queue.is_empty() {
-                self.woken.push_back(key);
-            }
-            p.queue.push_back(Out::Message { fan, data });
-        }
-        // A message nobody is waiting for is complete at once.
-        if self.fans[&fan].waiting == 0 {
-            self.complete(fan, screen, now);
-        }
-        for name in refused {
-            self.resolve(fan, &name, Err(ReceiptStatus::Refused), screen, now);
-        }
-        for key in slow {
-            let queued = self.peers.get(&key).map_or(0, |p| p.queued);
-            self.drop_peer(
-                key,
-                ByeReason::Timeout,
-                format!("you fell behind: {queued} bytes of the room waited for you"),
-                "fell behind",
-                screen,
-                now,
-            );
-        }
-    }
-
-    fn handle_acked(
-        &mut self,
-        key: usize,
-        id: u64,
-        rtt: Duration,
-        screen: &mut impl Screen,
-        now: Instant,
-    ) {
-        let p = self.peers.get_mut(&key).expect("checked by the caller");
-        let Some(&(sid, fan)) = p.in_session.front() else {
-            return;
-        };
-        debug_assert_eq!(sid, id, "a session acks in order");
-        p.in_session.pop_front();
-        p.figures.record(rtt);
-        self.overall.record(rtt);
-        self.forwarded += 1;
-        let name = p.name.clone().unwrap_or_default();
-        self.resolve(fan, &name, Ok(rtt), screen, now);
-    }
-
-    /// One recipient's fate for `fan` is known.
-    fn resolve(
-        &mut self,
-        fan: u64,
-        name: &[u8],
-        fate: Result<Duration, ReceiptStatus>,
-        screen: &mut impl Screen,
-        now: Instant,
-    ) {
-        let Some(f) = self.fans.get_mut(&fan) else {
-            return;
-        };
-        f.waiting -= 1;
-        f.done.push((name.to_vec(), fate));
-        if f.receipts
-            && let From::Peer(Some((sender, id))) = f.from
-            && let Some(p) = self.peers.get_mut(&sender)
-        {
-            let status = fate.err().unwrap_or(ReceiptStatus::Delivered);
-            if p.queue.is_empty() {
-                self.woken.push_back(sender);
-            }
-            p.queue.push_back(Out::Receipt {
-                id,
-                status,
-                name: name.to_vec(),
-            });
-        }
-        if f.waiting == 0 {
-            self.complete(fan, screen, now);
-        }
-    }
-
-    /// Every recipient of `fan` is accounted for: the hub's `✓` line for
-    /// its own message, or the sender's ACKs that are due, in order.
-    fn complete(&mut self, fan: u64, screen: &mut impl Screen, now: Instant) {
-        let f = &self.fans[&fan];
-        match f.from {
-            From::Hub { id, quiet } => {
-                let f = self.fans.remove(&fan).expect("present");
-                if !quiet {
-                    show_reached(id, &f, screen, now);
-                }
-            }
-            From::Peer(None) => {
-                self.fans.remove(&fan);
-            }
-            From::Peer(Some((sender, _))) => self.settle(sender),
-        }
-    }
-
-    /// Queues the ACKs of `sender`'s messages that have reached the room,
-    /// oldest first, stopping at the first that has not.
-    fn settle(&mut self, sender: usize) {
-        let Some(p) = self.peers.get_mut(&sender) else {
-            return;
-        };
-        while let Some(&fan) = p.sending.front() {
-            match self.fans.get(&fan) {
-                Some(f) if f.waiting > 0 => break,
-                Some(f) => {
-                    if let From::Peer(Some((_, id))) = f.from {
-                        if p.queue.is_empty() {
-                            self.woken.push_back(sender);
-                        }
-                        p.queue.push_back(Out::Delivered { id });
-                    }
-                    self.fans.remove(&fan);
-                }
-                None => {}
-            }
-            p.sending.pop_front();
-        }
-    }
-
     /// Removes `key` and tells the room; its pending deliveries are lost.
     fn drop_peer(
         &mut self,
@@ -1013,26 +616,7 @@ impl Room {
             }
         }
         let name = p.name.clone().unwrap_or_default();
-        // Its own messages still go on; nobody is left to acknowledge them to.
-        for fan in &p.sending {
-            if let Some(f) = self.fans.get_mut(fan) {
-                f.from = From::Peer(None);
-                if f.waiting == 0 {
-                    self.fans.remove(fan);
-                }
-            }
-        }
-        let lost = p
-            .in_session
-            .iter()
-            .map(|&(_, fan)| fan)
-            .chain(p.queue.iter().filter_map(|o| match o {
-                Out::Message { fan, .. } => Some(*fan),
-                _ => None,
-            }));
-        for fan in lost.collect::<Vec<_>>() {
-            self.resolve(fan, &name, Err(ReceiptStatus::Lost), screen, now);
-        }
+        self.abandon(&p, &name, screen, now);
         if p.is_member() {
             let label = peer_label(&name);
             let notice = format!("{label} left ({why})");
@@ -1046,47 +630,6 @@ impl Room {
             self.departed.push_back((name, p.figures));
         }
     }
-
-    fn who(&self, screen: &mut impl Screen, now: Instant) {
-        let mut n = 0;
-        for p in self.peers.values().filter(|p| p.is_member()) {
-            n += 1;
-            let rtt = p.figures.last.map_or("no RTT yet".to_string(), |r| {
-                format!("last RTT {} ms", ms(r))
-            });
-            let line = format!(
-                "{} {} {rtt}",
-                peer_label(p.name.as_deref().unwrap_or_default()),
-                p.addr
-            );
-            screen.show(&Line::Notice { message: &line }, now);
-        }
-        let head = format!("{n} in the room besides you");
-        screen.show(&Line::Notice { message: &head }, now);
-    }
-}
-
-/// The `✓` line for one of the hub's own messages that reached the room.
-fn show_reached(id: u64, f: &Fanout, screen: &mut impl Screen, now: Instant) {
-    let reached = f.done.iter().filter(|(_, r)| r.is_ok()).count();
-    let slowest = f
-        .done
-        .iter()
-        .filter_map(|(n, r)| Some((r.ok()?, n.as_slice())))
-        .max();
-    let recipients: Vec<(&[u8], Result<Duration, ReceiptStatus>)> =
-        f.done.iter().map(|(n, r)| (n.as_slice(), *r)).collect();
-    screen.show(
-        &Line::Reached {
-            id,
-            len: f.len,
-            reached: reached as u64,
-            of: f.done.len() as u64,
-            slowest,
-            recipients: &recipients,
-        },
-        now,
-    );
 }
 
 fn describe(end: &End) -> String {
@@ -1098,9 +641,8 @@ fn describe(end: &End) -> String {
     }
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64() * 1000.0)
-}
+mod fanout;
+mod report;
 
 #[cfg(test)]
 mod tests;
