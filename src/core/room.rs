@@ -324,7 +324,8 @@ impl Room {
             self.quit = true;
         } else if trimmed == "/help" {
             let help = "room commands: /who lists the members, /msg NAME TEXT (or @NAME TEXT) \
-                        sends to one, /quit closes the room; any other line goes to everyone";
+                        sends to one, /quit closes the room; any other line goes to everyone (// for one \
+                        that starts with /)";
             screen.show(&Line::Notice { message: help }, now);
         } else if let Some(rest) = text
             .strip_prefix("/msg ")
@@ -346,6 +347,12 @@ impl Room {
             let message = format!("unknown command {trimmed} (try /help)");
             screen.show(&Line::Error { message: &message }, now);
         } else {
+            // As in a chat, `//` starts a message that starts with `/`.
+            let line = if line.starts_with(b"//") {
+                &line[1..]
+            } else {
+                line
+            };
             let id = self.own_id();
             screen.echo_sent(id, line, now);
             self.send_own(id, line, None, false, screen, now);

@@ -295,6 +295,15 @@ fn the_hubs_lines_go_to_all_and_reach_the_room_with_a_check_line() {
 }
 
 #[test]
+fn a_double_slash_sends_a_line_that_starts_with_a_slash() {
+    let (mut n, a, _, _) = three();
+    n.room
+        .handle_line(b"//etc/hosts is a file", &mut n.screen, n.now);
+    n.run();
+    assert_eq!(n.chat(a), ["/etc/hosts is a file"]);
+}
+
+#[test]
 fn msg_and_at_reach_one_member_and_an_unknown_name_is_an_error() {
     let (mut n, a, b, c) = three();
     n.room.handle_line(b"/msg bob psst", &mut n.screen, n.now);
