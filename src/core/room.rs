@@ -232,6 +232,9 @@ impl Room {
             while session.poll_event().is_some() {}
             return;
         }
+        // A peer's answer may have come in the same read as its first
+        // messages: it is a member before they are handed on.
+        self.admit_if_answered(key, session, screen, now);
         while let Some(ev) = session.poll_event() {
             match ev {
                 Event::Connected { name, max_message } => {
@@ -276,8 +279,20 @@ impl Room {
                 | Event::Receipt { .. } => {}
             }
         }
-        let p = self.peers.get_mut(&key).expect("still here");
+        self.admit_if_answered(key, session, screen, now);
+    }
+
+    /// A named peer that answered the room's PING becomes a member.
+    fn admit_if_answered(
+        &mut self,
+        key: usize,
+        session: &Session,
+        screen: &mut impl Screen,
+        now: Instant,
+    ) {
+        let p = self.peers.get_mut(&key).expect("a peer of the room");
         if !p.is_member()
+            && p.name.is_some()
             && let Some(answer) = session.room_answer()
         {
             p.answer = Some(answer);

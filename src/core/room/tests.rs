@@ -629,6 +629,47 @@ fn a_join_member_gets_envelopes_and_receipts_before_its_ack() {
 }
 
 #[test]
+fn a_message_right_behind_its_senders_join_gets_receipts_and_follows_the_joined_notice() {
+    let (mut n, a, _b, _c) = three();
+    let j = n.connect_with(None).unwrap();
+    let mut up = Vec::new();
+    let hello = Hello {
+        version: 1,
+        max_message: 1 << 20,
+        name: b"jo",
+    };
+    encode(&Frame::Hello(hello), &mut up);
+    n.links.get_mut(&j).unwrap().up = up;
+    n.run();
+    // JOIN and the first message in one read, as a piped client sends them.
+    let mut up = Vec::new();
+    encode(&Frame::Join(ROOM_PROBE), &mut up);
+    let data = Frame::Data {
+        id: 1,
+        last: true,
+        chunk: b"yo",
+    };
+    encode(&data, &mut up);
+    n.links.get_mut(&j).unwrap().up = up;
+    n.run();
+    let joined = n
+        .screen
+        .lines
+        .iter()
+        .position(|l| l.contains("<jo> joined"));
+    let said = n.screen.lines.iter().position(|l| l.contains("yo"));
+    assert!(joined.is_some() && joined < said, "{:?}", n.screen.lines);
+    assert_eq!(n.chat(a).last().unwrap(), "<jo> yo");
+    let mut rest = &n.links[&j].down[..];
+    let mut receipts = 0;
+    while let Some((f, used)) = decode(rest).unwrap() {
+        receipts += usize::from(matches!(f, Frame::Receipt { id: 1, .. }));
+        rest = &rest[used..];
+    }
+    assert_eq!(receipts, 3, "one per recipient");
+}
+
+#[test]
 fn a_message_over_a_members_limit_is_refused_for_it_alone() {
     let mut n = Net::new(8);
     let a = n.connect("a").unwrap();
