@@ -21,6 +21,7 @@ import re
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,9 +88,14 @@ def run(n):
                 joined += 1
 
         def send_and_wait(count):
-            for _ in range(count):
-                hub.stdin.write(MSG)
-            hub.stdin.flush()
+            # Written from a thread: the hub reads its stdin only a window
+            # ahead of its members, and its stdout must be read meanwhile.
+            def write():
+                hub.stdin.write(MSG * count)
+                hub.stdin.flush()
+
+            writer = threading.Thread(target=write)
+            writer.start()
             rtts, seen = [], 0
             while seen < count:
                 mt = REACHED.search(out.next(until))
@@ -98,6 +104,7 @@ def run(n):
                     if mt.group(2) != mt.group(3) or int(mt.group(3)) != n:
                         raise RuntimeError(f"reached {mt.group(2)}/{mt.group(3)} of {n}")
                     rtts.append(float(mt.group(4)))
+            writer.join()
             return rtts
 
         send_and_wait(10)  # warm-up
@@ -119,8 +126,6 @@ def run(n):
             f = line.split()
             if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
                 calls += int(f[3])
-        hub.stdin.close()
-        hub.wait(timeout=60)
         return {
             "n": n, "k": k, "m": m,
             "p50": percentile(lat, 50), "p99": percentile(lat, 99),
@@ -143,7 +148,7 @@ def main():
     for n in ns:
         r = run(n)
         print(f"| {r['n']:,} | {r['p50']:.3f} ms | {r['p99']:.3f} ms | {r['msgs']:,.0f} "
-              f"| {r['rate']:,.0f} | {r['syscalls']:.2f} |", flush=True)
+              f"| {r['rate']:,.0f} | {r['syscalls']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ Examples:
   duet swarm 127.0.0.1 --plain --clients 100 --lifetime 1s..5s
   duet swarm host --plain --clients 50 --rate 2 --duration 30s --format jsonl";
 
-/// A one-on-one terminal chat over TCP. Every message is acknowledged by
+/// A terminal chat over TCP, one-on-one or in a room. Every message is acknowledged by
 /// the peer at once, and the sender shows the round-trip time of each
 /// acknowledgment and a ping-style summary at the end.
 #[derive(Debug, Parser)]
@@ -130,8 +130,8 @@ pub enum Command {
         /// the room for /who, /msg NAME TEXT (or @NAME TEXT) and /quit
         #[arg(long, conflicts_with = "once")]
         room: bool,
-        /// Members a room takes at most; the next client is told the server
-        /// is busy. Limited by the open-file limit (RLIMIT_NOFILE)
+        /// Members a room takes at most (counting clients still greeting);
+        /// the next client is told the server is busy. Limited by the open-file limit (RLIMIT_NOFILE)
         #[arg(long, value_name = "N", default_value_t = crate::core::room::DEFAULT_MAX_PEERS as u32,
               value_parser = clap::value_parser!(u32).range(1..), requires = "room")]
         max_peers: u32,
@@ -186,8 +186,8 @@ pub enum Command {
     /// leave.
     ///
     /// One thread and one poll run N clients against a hub (`duet server
-    /// --room`). Each acknowledges every message and answers heartbeats as
-    /// a plain v1 member; with --rate each sends R messages per second
+    /// --room`). Each joins the room as duet client does, acknowledges
+    /// every message and answers heartbeats; with --rate each sends R messages per second
     /// (each client, not in total); with --lifetime each leaves after a
     /// time drawn uniformly from MIN..MAX (seeded, so a run can be
     /// repeated) and is replaced at once, so that N stay connected. The
@@ -214,7 +214,7 @@ pub enum Command {
     /// adds to it). Exit status: 0 nothing lost and no error, 3 a message
     /// lost, 1 a connection failed or ended in an error (counted by kind in
     /// the summary), or the first connect was refused; 2 usage; 5 the
-    /// hub's key is not the one expected. A run ended by a signal exits
+    /// hub's key is not the one expected, or the hub refused ours. A run ended by a signal exits
     /// the same way.
     #[command(after_help = SWARM_AFTER_HELP)]
     Swarm {
@@ -358,7 +358,7 @@ pub struct Keyboard {
 #[derive(Debug, Args)]
 pub struct Common {
     /// Name shown to the peer; empty counts as not given [default: $USER,
-    /// else "server" or "client"]
+    /// else "server", "client" or "bench"; swarm: "swarm"]
     #[arg(long, env = "DUET_NAME")]
     pub name: Option<String>,
     /// Output on stdout: a text transcript or one JSON object per line

@@ -1,9 +1,9 @@
-//! The one event loop: a single thread and a single `mio::Poll` that owns
+//! The chat's event loop: a single thread and a single `mio::Poll` that owns
 //! the listener, a client's connect in progress, the connections, stdin,
 //! the signal source and the timer. It registers sources, waits, and moves
 //! bytes between descriptors and the core; the chat's rules are the
 //! controller's (`core::chat`), a connection's reading and writing is
-//! `conn`'s. This is the only module that uses mio.
+//! `conn`'s. (`duet swarm` runs its own loop, `swarm_loop`.)
 //!
 //! Each turn:
 //! 1. wait for readiness; the nearest deadline is a timerfd in the same

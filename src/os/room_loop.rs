@@ -34,8 +34,8 @@ use crate::os::error::Error;
 use std::net::SocketAddr;
 
 impl Loop {
-    /// `duet server --room`: serves the room until `/quit`, the end of
-    /// stdin or a signal, then waits for every member to close and shows
+    /// `duet server --room`: serves the room until `/quit` or a signal
+    /// (not the end of stdin), then waits for every member to close and shows
     /// the room's summary.
     pub(super) fn run_room(&mut self, listen: Option<IpLiteral>, port: u16) -> Result<u8, Error> {
         if !self.listen(listen, port, false)? {
@@ -209,6 +209,9 @@ impl Loop {
         if let Some(t) = self.room.as_ref().and_then(Room::poll_timeout) {
             fold(t);
         }
+        if let Some(t) = self.room_work.trim_deadline() {
+            fold(t);
+        }
         self.wait_for(nearest)
     }
 
@@ -266,6 +269,7 @@ impl Loop {
             };
             if conn.is_done(now) {
                 let mut conn = self.conns.remove(key);
+                self.room_work.freed += conn.heap_bytes();
                 self.room_work.activity.forget(key);
                 if let Some(room) = self.room.as_mut() {
                     room.handle_leave(key, &mut self.display, now);
@@ -423,11 +427,18 @@ pub(super) struct RoomWork {
 }
 
 impl RoomWork {
-    /// After a turn that left nothing to do: once idle members have given
-    /// back enough (a burst of traffic has passed), hand the allocator's
+    /// After a turn that left nothing to do: once idle members (and
+    /// closed connections) have given back enough (a burst of traffic has passed), hand the allocator's
     /// free pages back to the OS, at most every [`TRIM_EVERY`]. The
     /// allocator keeps freed memory for reuse, so without this the
     /// server's resident memory would stay at the burst's peak.
+    /// When a trim that is due waits for [`TRIM_EVERY`] to pass: the loop
+    /// wakes for it, so a room that went quiet (or empty) right after a
+    /// burst still gives its memory back.
+    fn trim_deadline(&self) -> Option<Instant> {
+        self.trim_after.filter(|_| self.freed >= TRIM_AFTER_FREED)
+    }
+
     fn give_back_freed(&mut self, now: Instant) {
         if self.busy || self.freed < TRIM_AFTER_FREED || self.trim_after.is_some_and(|t| now < t) {
             return;
@@ -493,4 +504,28 @@ impl Screen for Piped<'_> {
 /// what waits for it is counted lost).
 fn wants(s: &Session) -> bool {
     s.wants_input() || !s.is_open()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_given_back_after_a_trim_waits_for_its_own_wake_up() {
+        let t0 = Instant::now();
+        let mut w = RoomWork {
+            freed: TRIM_AFTER_FREED,
+            ..RoomWork::default()
+        };
+        assert_eq!(w.trim_deadline(), None, "never trimmed: at the turn's end");
+        w.give_back_freed(t0);
+        assert_eq!((w.freed, w.trim_after), (0, Some(t0 + TRIM_EVERY)));
+        // Members leave right after: too soon to trim again, so the loop
+        // must wake for it rather than wait for traffic that may not come.
+        w.freed = 3 * TRIM_AFTER_FREED;
+        w.give_back_freed(t0 + Duration::from_secs(1));
+        assert_eq!(w.trim_deadline(), Some(t0 + TRIM_EVERY));
+        w.give_back_freed(t0 + TRIM_EVERY);
+        assert_eq!((w.freed, w.trim_deadline()), (0, None));
+    }
 }
