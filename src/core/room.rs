@@ -641,9 +641,15 @@ impl Room {
         self.abandon(&p, &name, screen, now);
         if p.is_member() {
             let label = peer_label(&name);
-            let notice = format!("{label} left ({why})");
+            // A goodbye needs no reason; anything else says why.
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            };
+            let notice = format!("{label} left{why}");
             screen.show(&Line::Notice { message: &notice }, now);
-            let text = format!("* {label} left ({why})");
+            let text = format!("* {label} left{why}");
             let id = self.own_id();
             self.send_own(id, text.as_bytes(), None, true, screen, now);
             if self.departed.len() == 64 {
@@ -656,7 +662,7 @@ impl Room {
 
 fn describe(end: &End) -> String {
     match end {
-        End::Peer { .. } | End::Local(ByeReason::Normal) => "left".into(),
+        End::Peer { .. } | End::Local(ByeReason::Normal) => String::new(),
         End::Local(r) => format!("closed: {r}"),
         End::Failed(e) => e.to_string(),
         End::Lost(why) => why.clone(),

@@ -526,6 +526,21 @@ fn an_input_budget_ends_at_half_a_window_or_a_quarter_of_the_cap() {
 }
 
 #[test]
+fn a_member_that_says_goodbye_just_left_and_the_others_are_told() {
+    let (mut n, a, b, _c) = three();
+    let l = n.links.get_mut(&a).unwrap();
+    l.client.as_mut().unwrap().close(ByeReason::Normal);
+    n.run();
+    assert!(n.screen.has("<alice> left"));
+    assert!(!n.screen.has("<alice> left ("), "no reason for a goodbye");
+    assert!(
+        n.got(b).iter().any(|m| m == "* <alice> left"),
+        "{:?}",
+        n.got(b)
+    );
+}
+
+#[test]
 fn max_peers_turns_the_next_connection_away() {
     let mut n = Net::new(2);
     n.connect("a").unwrap();
