@@ -819,15 +819,7 @@ impl Session {
         let continues = self.rx_len > 0 && self.cfg.stream;
         self.rx_len += chunk.len() as u64;
         if !last {
-            if self.cfg.stream {
-                let start = self.arena.len();
-                self.arena.extend_from_slice(chunk);
-                let end = self.arena.len();
-                self.events.push_back(Record::Part { id, start, end });
-            } else {
-                self.rx.extend_from_slice(chunk);
-            }
-            return;
+            return self.handle_first_chunks(id, chunk);
         }
         if !self.defer_acks {
             protocol::encode(&Frame::Ack { id }, &mut self.outbox);
@@ -838,14 +830,8 @@ impl Session {
         let start = self.arena.len();
         if self.rx.is_empty() {
             self.arena.extend_from_slice(chunk);
-        } else if self.arena.is_empty() {
-            // A multi-chunk message: hand its buffer over instead of copying.
-            std::mem::swap(&mut self.arena, &mut self.rx);
-            self.arena.extend_from_slice(chunk);
         } else {
-            self.arena.extend_from_slice(&self.rx);
-            self.arena.extend_from_slice(chunk);
-            self.rx.clear();
+            self.assemble(chunk);
         }
         let end = self.arena.len();
         self.events.push_back(Record::Message {
@@ -856,6 +842,36 @@ impl Session {
         });
         // We may have been waiting for this message to leave.
         self.bye_if_drained();
+    }
+
+    /// A chunk that is not a message's last: shown as it comes when
+    /// streaming, else kept until the last. A call: most messages are one
+    /// chunk.
+    #[inline(never)]
+    fn handle_first_chunks(&mut self, id: u64, chunk: &[u8]) {
+        if self.cfg.stream {
+            let start = self.arena.len();
+            self.arena.extend_from_slice(chunk);
+            let end = self.arena.len();
+            self.events.push_back(Record::Part { id, start, end });
+        } else {
+            self.rx.extend_from_slice(chunk);
+        }
+    }
+
+    /// The last chunk of a message of several: the message goes into the
+    /// display arena whole.
+    #[inline(never)]
+    fn assemble(&mut self, chunk: &[u8]) {
+        if self.arena.is_empty() {
+            // Hand the message's buffer over instead of copying it.
+            std::mem::swap(&mut self.arena, &mut self.rx);
+            self.arena.extend_from_slice(chunk);
+        } else {
+            self.arena.extend_from_slice(&self.rx);
+            self.arena.extend_from_slice(chunk);
+            self.rx.clear();
+        }
     }
 
     /// The send half of the ack path: match the oldest message in flight.
@@ -902,6 +918,8 @@ impl Session {
         protocol::encode(&Frame::Bye { reason, detail }, &mut self.outbox);
     }
 
+    #[cold]
+    #[inline(never)]
     fn fail(&mut self, err: SessionError) {
         if self.state == State::Closed {
             return;
