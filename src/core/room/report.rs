@@ -42,6 +42,7 @@ impl Room {
         let present = self
             .peers
             .values()
+            .filter(|p| p.is_member())
             .filter_map(|p| Some((p.name.as_deref()?, &p.figures)));
         let gone = self.departed.iter().map(|(n, f)| (n.as_slice(), f));
         for (name, f) in present.chain(gone) {

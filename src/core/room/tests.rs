@@ -709,6 +709,15 @@ fn a_message_over_a_members_limit_is_refused_for_it_alone() {
 #[test]
 fn the_summary_has_per_member_and_overall_figures() {
     let (mut n, a, ..) = three();
+    // A peer still greeting (HELLO, no answer to the room's PING) is not
+    // a member, and not in the summary.
+    let g = n.connect_with(None).unwrap();
+    let hello = Hello {
+        version: 1,
+        max_message: 1 << 20,
+        name: b"gus",
+    };
+    encode(&Frame::Hello(hello), &mut n.links.get_mut(&g).unwrap().up);
     n.say(a, "x");
     n.now += MS;
     n.run();
@@ -717,6 +726,7 @@ fn the_summary_has_per_member_and_overall_figures() {
     let s = n.screen.lines.join("\n");
     assert!(s.starts_with("* --- room: 3 joined,"), "{s}");
     assert!(s.contains("<bob>: "), "{s}");
+    assert!(!s.contains("<gus>"), "{s}");
     assert!(s.contains("* all: rtt min/avg/max/mdev = "), "{s}");
 }
 
