@@ -419,27 +419,6 @@ impl Session {
         Ok(id)
     }
 
-    /// Input ended: wait for outstanding acks (up to the linger time),
-    /// then say goodbye.
-    pub fn handle_input_end(&mut self, now: Instant) {
-        self.input_ended = true;
-        if self.state == State::Open {
-            self.drain_until(later(now, self.cfg.linger));
-        }
-    }
-
-    /// We were asked to stop (a signal): take no more input, wait up to
-    /// `grace` for outstanding acks, then say goodbye. Before the handshake
-    /// completes there is nothing to wait for.
-    pub fn handle_stop(&mut self, now: Instant, grace: Duration) {
-        match self.state {
-            State::Open => self.drain_until(later(now, grace)),
-            State::Draining { deadline } => self.drain_until(deadline.min(later(now, grace))),
-            State::Handshake { .. } => self.close(ByeReason::Normal),
-            State::Closed => {}
-        }
-    }
-
     /// Stop taking peer bytes once the peer's HELLO has been handled,
     /// until [`Session::release`]: a server holds every connection whose
     /// handshake is under way, and grants the chat to the first one that
@@ -449,51 +428,10 @@ impl Session {
         self.held = true;
     }
 
-    /// The peer's key, proved by the encrypted handshake, is not accepted
-    /// ([`SessionError::KeyRefused`]) or could not be checked
-    /// ([`SessionError::KeyCheck`]): the end. Nothing queued is sent (not
-    /// even our HELLO, which names us): the caller tells the peer with
-    /// [`refusal_frames`].
-    pub fn refuse_key(&mut self, why: SessionError) {
-        debug_assert!(matches!(
-            why,
-            SessionError::KeyRefused(_) | SessionError::KeyCheck(_)
-        ));
-        if self.state == State::Closed {
-            return;
-        }
-        self.outbox.clear();
-        self.out_pos = 0;
-        self.finish(End::Failed(why));
-    }
-
-    /// The encrypted transport under the session failed: BYE(protocol
-    /// error) with the reason, if it can still be sealed, and the end.
-    pub fn handle_transport_error(&mut self, why: String) {
-        self.fail(SessionError::Transport(why));
-    }
-
     /// Takes peer bytes again (the chat was granted).
     pub fn release(&mut self) {
         self.held = false;
         self.display_cap = DISPLAY_CAP;
-    }
-
-    /// The connection failed underneath us; no BYE can be sent.
-    pub fn handle_lost(&mut self, why: String) {
-        if self.state != State::Closed {
-            self.outbox.clear();
-            self.out_pos = 0;
-            self.finish(End::Lost(why));
-        }
-    }
-
-    /// Leave now with `reason` (for example on a signal).
-    pub fn close(&mut self, reason: ByeReason) {
-        if self.state != State::Closed {
-            self.queue_bye(reason, b"");
-            self.finish(End::Local(reason));
-        }
     }
 
     // ----- outputs ------------------------------------------------------
@@ -896,11 +834,6 @@ impl Session {
         self.bye_if_drained();
     }
 
-    fn drain_until(&mut self, deadline: Instant) {
-        self.state = State::Draining { deadline };
-        self.bye_if_drained();
-    }
-
     /// Leaves once our messages are acknowledged and no message of the
     /// peer's is half received: hanging up in the middle of one would lose
     /// it. The drain deadline bounds both waits.
@@ -913,46 +846,11 @@ impl Session {
             self.finish(End::Local(ByeReason::Normal));
         }
     }
-
-    fn queue_bye(&mut self, reason: ByeReason, detail: &[u8]) {
-        protocol::encode(&Frame::Bye { reason, detail }, &mut self.outbox);
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn fail(&mut self, err: SessionError) {
-        if self.state == State::Closed {
-            return;
-        }
-        let detail = err.for_peer();
-        self.queue_bye(err.bye_reason(), detail.as_bytes());
-        self.finish(End::Failed(err));
-    }
-
-    fn finish(&mut self, end: End) {
-        self.state = State::Closed;
-        self.end = Some(end);
-        self.pending.clear();
-        self.pending_bytes = 0;
-        self.events.push_back(Record::Ended);
-    }
 }
 
-/// What a side that refuses the peer's key (or cannot check it) sends it,
-/// inside the encrypted channel, in place of the session's own frames: the
-/// BYE of `why` alone, without our HELLO (its name is not for a peer we do
-/// not trust). A BYE is valid before HELLO.
-pub fn refusal_frames(why: &SessionError, out: &mut Vec<u8>) {
-    let detail = why.for_peer();
-    protocol::encode(
-        &Frame::Bye {
-            reason: why.bye_reason(),
-            detail: detail.as_bytes(),
-        },
-        out,
-    );
-}
+pub use ending::refusal_frames;
 
+mod ending;
 mod liveness;
 mod member;
 mod room;
