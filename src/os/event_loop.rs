@@ -471,9 +471,17 @@ impl Loop {
         self.chat.handle_chat_start(peer);
     }
 
-    /// One poll and everything it makes ready. Returns the turn's `now`.
-    fn turn(&mut self) -> Result<Instant, Error> {
-        let timeout = self.wait_timeout();
+    /// Waits up to `timeout`, takes what became ready (readiness flags,
+    /// each connection's event, a room member marked when `room`), then
+    /// handles signals and accepts. Returns the turn's clock and, when the
+    /// timer fired, the instant its deadlines count as reached (one that
+    /// moved a little later since the timer was set counts, see `timer`).
+    #[inline(always)]
+    pub(super) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        room: bool,
+    ) -> Result<(Clock, Option<Instant>), Error> {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -485,13 +493,7 @@ impl Loop {
             }
         }
         let mut clock = Clock::unread();
-        // Woken by the timer, a deadline that moved a little later since it
-        // was set counts as reached (see `timer`). Session deadlines are
-        // only looked at when the timer fired, when the wait's timeout was
-        // set for one because the timer could not be, or after a wait that
-        // did not block: the timer is always set for the earliest of them.
         let mut due = None;
-        let mut deadlines = self.deadline_in_wait;
         for ev in self.events.iter() {
             match ev.token() {
                 LISTENER => self.accept_ready = true,
@@ -503,7 +505,6 @@ impl Loop {
                 TIMER => {
                     let now = clock.now();
                     due = Some(now + self.timer.fired(now));
-                    deadlines = true;
                 }
                 DIAL => {
                     if let Some(d) = self.dial.as_mut() {
@@ -511,8 +512,12 @@ impl Loop {
                     }
                 }
                 Token(t) => {
-                    if let Some(conn) = self.conns.get_mut(t - FIRST_CONN) {
+                    let key = t - FIRST_CONN;
+                    if let Some(conn) = self.conns.get_mut(key) {
                         conn.handle_event(ev);
+                        if room {
+                            self.room_work.activity.mark(key);
+                        }
                     }
                 }
             }
@@ -524,6 +529,18 @@ impl Loop {
             self.accept_retry = None;
             self.accept_all(clock.now());
         }
+        Ok((clock, due))
+    }
+
+    /// One poll and everything it makes ready. Returns the turn's `now`.
+    fn turn(&mut self) -> Result<Instant, Error> {
+        let timeout = self.wait_timeout();
+        let (mut clock, due) = self.wait(timeout, false)?;
+        // Session deadlines are only looked at when the timer fired, when
+        // the wait's timeout was set for one because the timer could not
+        // be, or after a wait that did not block: the timer is always set
+        // for the earliest of them.
+        let deadlines = self.deadline_in_wait || due.is_some();
         if self.dial.is_some() && self.chat.stopped().is_none() {
             self.advance_dial(clock.now());
         }

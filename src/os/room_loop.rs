@@ -12,12 +12,9 @@
 //! per turn, and its next deadline sits in the activity's heap.
 
 use std::borrow::Cow;
-use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use mio::Token;
-
-use super::{DIAL, FIRST_CONN, LISTENER, Loop, MAX_CLOSING, SIGNALS, STDIN, TIMER};
+use super::{Loop, MAX_CLOSING};
 use crate::core::chat::Refusal;
 use crate::core::chat::Screen;
 use crate::core::editor::Action;
@@ -114,51 +111,10 @@ impl Loop {
     /// for the marked members only. Returns the turn's `now`.
     fn turn_in_room(&mut self) -> Result<Instant, Error> {
         let timeout = self.room_wait_timeout();
-        match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(err) => {
-                return Err(Error::Io {
-                    what: "poll failed",
-                    err,
-                });
-            }
-        }
-        let mut clock = Clock::unread();
-        // As in `turn`: deadlines are looked at when the timer fired or the
-        // wait had a timeout of its own.
-        let mut due = None;
-        let mut deadlines = timeout.is_some();
-        for ev in self.events.iter() {
-            match ev.token() {
-                LISTENER => self.accept_ready = true,
-                STDIN => {
-                    self.stdin_ready = true;
-                    self.stdin_hangup |= ev.is_read_closed() || ev.is_error();
-                }
-                SIGNALS => self.signal_ready = true,
-                TIMER => {
-                    let now = clock.now();
-                    due = Some(now + self.timer.fired(now));
-                    deadlines = true;
-                }
-                DIAL => {}
-                Token(t) => {
-                    let key = t - FIRST_CONN;
-                    if let Some(conn) = self.conns.get_mut(key) {
-                        conn.handle_event(ev);
-                        self.room_work.activity.mark(key);
-                    }
-                }
-            }
-        }
-        if self.signal_ready {
-            self.handle_signals(clock.now());
-        }
-        if self.accept_ready && self.accept_retry.is_none_or(|t| clock.now() >= t) {
-            self.accept_retry = None;
-            self.accept_all(clock.now());
-        }
+        let (mut clock, due) = self.wait(timeout, true)?;
+        // Deadlines are looked at when the timer fired or the wait had a
+        // timeout of its own.
+        let deadlines = timeout.is_some() || due.is_some();
         for i in 0..self.room_work.activity.marked().len() {
             let key = self.room_work.activity.marked()[i];
             if let Some(conn) = self.conns.get_mut(key) {
