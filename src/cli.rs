@@ -541,7 +541,7 @@ impl Cli {
             }
         };
         // An empty --name or DUET_NAME counts as none given.
-        let name = match common.name.filter(|n| !n.is_empty()) {
+        let name = match common.name.clone().filter(|n| !n.is_empty()) {
             Some(n) => n,
             None => std::env::var("USER")
                 .ok()
@@ -557,17 +557,7 @@ impl Cli {
         Ok(Options {
             mode,
             security,
-            session: Config {
-                name: name.into_bytes(),
-                max_message: common.max_message,
-                linger: common.linger,
-                handshake_timeout: common.handshake_timeout,
-                heartbeat: nonzero(common.heartbeat),
-                dead_after: common.dead_after,
-                write_timeout: nonzero(common.write_timeout),
-                // Decided by the event loop, which knows the display.
-                stream: false,
-            },
+            session: session_config(&common, name),
             format: match common.format {
                 FormatArg::Text => Format::Text,
                 FormatArg::Jsonl => Format::Jsonl,
@@ -621,6 +611,7 @@ impl Cli {
         let (host, port) = client_target(&target.host, target.port_arg, target.port)?;
         let name = common
             .name
+            .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "swarm".to_string());
         // Room for the `-N` suffix of each client's name.
@@ -636,16 +627,7 @@ impl Cli {
             port,
             connect_timeout: target.connect_timeout,
             security,
-            session: Config {
-                name: name.into_bytes(),
-                max_message: common.max_message,
-                linger: common.linger,
-                handshake_timeout: common.handshake_timeout,
-                heartbeat: nonzero(common.heartbeat),
-                dead_after: common.dead_after,
-                write_timeout: nonzero(common.write_timeout),
-                stream: false,
-            },
+            session: session_config(&common, name),
             format: match common.format {
                 FormatArg::Text => Format::Text,
                 FormatArg::Jsonl => Format::Jsonl,
@@ -708,6 +690,21 @@ impl Target {
     }
 }
 mod parse;
+
+/// The session's settings from the options every mode shares.
+fn session_config(common: &Common, name: String) -> Config {
+    Config {
+        name: name.into_bytes(),
+        max_message: common.max_message,
+        linger: common.linger,
+        handshake_timeout: common.handshake_timeout,
+        heartbeat: nonzero(common.heartbeat),
+        dead_after: common.dead_after,
+        write_timeout: nonzero(common.write_timeout),
+        // Decided by the event loop, which knows the display.
+        stream: false,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -738,9 +738,6 @@ impl Session {
     /// The receive half of the ack path: assemble, ack first, then queue
     /// the message for display.
     fn handle_data(&mut self, id: u64, last: bool, chunk: &[u8]) {
-        if self.member.is_some() {
-            return self.handle_room_data(id, last, chunk);
-        }
         if id != self.rx_id {
             self.fail(SessionError::OutOfOrder {
                 expected: self.rx_id,
@@ -753,6 +750,9 @@ impl Session {
                 limit: self.cfg.max_message,
             });
             return;
+        }
+        if self.member.is_some() {
+            return self.handle_room_data(id, last, chunk);
         }
         let continues = self.rx_len > 0 && self.cfg.stream;
         self.rx_len += chunk.len() as u64;

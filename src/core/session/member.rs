@@ -52,24 +52,11 @@ impl Session {
         self.events.push_back(Record::Joined);
     }
 
-    /// [`Session::handle_data`] for a member: the same rules, and the room
-    /// envelope taken off each message (its sender's name kept beside it
-    /// in the display arena).
+    /// [`Session::handle_data`] for a member, once the chunk passed its
+    /// checks: the room envelope taken off each message (its sender's name
+    /// kept beside it in the display arena).
     #[inline(never)]
     pub(super) fn handle_room_data(&mut self, id: u64, last: bool, chunk: &[u8]) {
-        if id != self.rx_id {
-            self.fail(SessionError::OutOfOrder {
-                expected: self.rx_id,
-                got: id,
-            });
-            return;
-        }
-        if self.rx_len + chunk.len() as u64 > self.cfg.max_message {
-            self.fail(SessionError::TooLarge {
-                limit: self.cfg.max_message,
-            });
-            return;
-        }
         self.rx_len += chunk.len() as u64;
         let Some(m) = self.member.as_deref_mut() else {
             return;
