@@ -614,19 +614,26 @@ fn transport_len(input: &[u8]) -> usize {
 fn check_pair() -> (Transport, Transport) {
     let mut c = check_transport(Role::Initiator);
     let mut s = check_transport(Role::Responder);
+    complete_handshake(&mut c, &mut s);
+    (c, s)
+}
+
+/// Runs the Noise XX handshake between initiator `c` and responder `s` in
+/// memory, its three messages each handed over whole; panics if it does
+/// not complete.
+pub fn complete_handshake(c: &mut Transport, s: &mut Transport) {
     let mut wire = Vec::new();
     for step in 0..3 {
         wire.clear();
         let (from, to) = if step == 1 {
-            (&mut s, &mut c)
+            (&mut *s, &mut *c)
         } else {
-            (&mut c, &mut s)
+            (&mut *c, &mut *s)
         };
         from.poll_handshake(&mut wire);
         assert_eq!(to.handle_ciphertext(&wire, &mut Vec::new()), Ok(wire.len()));
     }
     assert!(c.is_established() && s.is_established());
-    (c, s)
 }
 
 /// Runs every frame, session and escaping property over the input (for

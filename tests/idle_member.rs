@@ -181,19 +181,9 @@ fn an_established_transport_holds_little_heap() {
     for i in 0..N {
         let mut c = Transport::new(Role::Initiator, &[1; 32]).expect("randomness");
         let mut s = Transport::new(Role::Responder, &[2 + i as u8; 32]).expect("randomness");
+        duet::check::complete_handshake(&mut c, &mut s);
         let mut wire = Vec::new();
         let mut plain = Vec::new();
-        for step in 0..3 {
-            wire.clear();
-            let (from, to) = if step == 1 {
-                (&mut s, &mut c)
-            } else {
-                (&mut c, &mut s)
-            };
-            from.poll_handshake(&mut wire);
-            assert_eq!(to.handle_ciphertext(&wire, &mut plain), Ok(wire.len()));
-        }
-        assert!(s.is_established());
         // A record each way, as a chat's first message and its ack.
         wire.clear();
         c.seal(b"hello", &mut wire).expect("sealed");
